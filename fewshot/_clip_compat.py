@@ -1,0 +1,65 @@
+"""Let OpenAI's ``clip`` package import on setuptools releases without ``pkg_resources``.
+
+``openai-clip`` 1.0.1 runs ``from pkg_resources import packaging`` and only ever uses
+``packaging.version.parse``. setuptools >= 81 no longer ships ``pkg_resources``, while torch >= 2.14
+needs setuptools >= 77.0.3, so pinning an old setuptools is not an option.
+
+:func:`install` adds an import hook that answers ``import pkg_resources`` with a tiny module
+exposing only the real ``packaging`` distribution, and only when (a) no real ``pkg_resources`` is
+installed and (b) the importer is ``clip.clip``. Every other importer still gets the usual
+``ModuleNotFoundError``, so libraries that probe for ``pkg_resources`` keep their fallbacks.
+
+The hook is installed by ``import fewshot`` and, for a bare ``import clip`` in any interpreter of
+the environment, by the one-line ``fewshot_clip_compat.pth`` that ``pip install`` places in
+site-packages. It is stdlib-only and costs nothing until something imports ``pkg_resources``.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import types
+
+_IMPORTERS = frozenset({"clip.clip"})  # modules allowed to see the shim
+
+
+def _importer_name() -> str | None:
+    """Name of the first module on the stack that is not import machinery or this file."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith(("importlib", "_frozen_importlib")) and name != __name__:
+            return name
+        frame = frame.f_back
+    return None
+
+
+class _Loader(importlib.abc.Loader):
+    def create_module(self, spec):
+        return None  # default module creation
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        import packaging.version  # noqa: F401  (makes `packaging.version` an attribute)
+        import packaging
+
+        module.packaging = packaging
+        module.__doc__ = "fewshot's minimal stand-in for pkg_resources: only `packaging` is provided."
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "pkg_resources" or _importer_name() not in _IMPORTERS:
+            return None
+        for finder in sys.meta_path:  # a real pkg_resources always wins
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            if finder.find_spec(fullname, path, target) is not None:
+                return None
+        return importlib.machinery.ModuleSpec(fullname, _Loader(), origin="fewshot._clip_compat")
+
+
+def install() -> None:
+    """Add the import hook once (idempotent); safe to call at interpreter start-up."""
+    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.append(_Finder())

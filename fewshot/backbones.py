@@ -1,0 +1,187 @@
+"""Backbones: a registry of CLIP checkpoints and one loader for registered names and local files.
+
+Everything goes through OpenAI's ``clip.load`` so the suite runs the same code on RN50 and on the
+mini-world's tiny CLIP. Names are checked against a SHA-256 before loading; a missing download, a
+corrupt file or an unknown name gets one :class:`BackboneError` that says what to do.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import clip  # importable because `import fewshot` installed the pkg_resources shim
+
+__all__ = ["Backbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
+           "build_clip", "save_checkpoint", "shipped_path"]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+# Checkpoints this project ships, by name: (path inside the package, SHA-256).
+_SHIPPED = {
+    "miniclip-rn": ("world/assets/miniclip-rn.pt", None),  # sha filled from the file's .sha256
+}
+
+
+class BackboneError(RuntimeError):
+    """A checkpoint that cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class Backbone:
+    """A loaded CLIP model plus what a feature cache must know about it."""
+
+    name: str  # registry name, or the file name for a local path
+    path: Path  # the checkpoint file that was loaded
+    sha256: str  # checksum of that file (part of every cache key)
+    model: torch.nn.Module  # clip.model.CLIP, eval mode, on `device`
+    preprocess: Callable  # PIL image -> [3, R, R] tensor, as clip.load returns it
+    device: torch.device
+
+    @property
+    def input_resolution(self) -> int:
+        return int(self.model.visual.input_resolution)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.model.context_length)
+
+    @property
+    def logit_scale(self) -> float:
+        """exp of the learned temperature: 100 for OpenAI's checkpoints."""
+        return float(self.model.logit_scale.detach().exp())
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[1])
+
+
+def list_backbones() -> list[str]:
+    """Registered names: OpenAI's downloadable checkpoints, then the ones this project ships."""
+    return list(clip.available_models()) + sorted(_SHIPPED)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _expected_sha(name: str) -> str:
+    return clip.clip._MODELS[name].split("/")[-2]  # OpenAI's URLs carry the SHA-256
+
+
+def shipped_path(name: str) -> Path:
+    """Path of a checkpoint this project ships (e.g. ``miniclip-rn``)."""
+    return _PACKAGE_DIR / _SHIPPED[name][0]
+
+
+def _shipped_sha(name: str) -> str:
+    sha_file = shipped_path(name).with_suffix(".sha256")
+    return sha_file.read_text().split()[0] if sha_file.exists() else ""
+
+
+def _resolve(name_or_path: str, download_root: str | None) -> tuple[str, Path, str | None]:
+    """Map a registry name or a file path to (name, local file, expected SHA-256 or None)."""
+    if name_or_path in _SHIPPED:
+        return name_or_path, shipped_path(name_or_path), _shipped_sha(name_or_path) or None
+    if name_or_path in clip.available_models():
+        root = Path(download_root or os.path.expanduser("~/.cache/clip"))
+        url = clip.clip._MODELS[name_or_path]
+        target = root / os.path.basename(url)
+        if not target.exists():
+            try:
+                clip.clip._download(url, str(root))
+            except (urllib.error.URLError, OSError) as err:
+                raise BackboneError(
+                    f"Could not download CLIP {name_or_path!r} ({err}). Without network access, "
+                    f"copy the file {os.path.basename(url)} (SHA-256 {_expected_sha(name_or_path)}) "
+                    f"to {target}, or pass its path instead of the name."
+                ) from err
+        return name_or_path, target, _expected_sha(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path.name, path, None
+    if path.suffix or os.sep in name_or_path:
+        raise BackboneError(f"Checkpoint file {path} does not exist. Check the path, or use one of "
+                            f"the registered names: {', '.join(list_backbones())}.")
+    raise BackboneError(f"Unknown backbone {name_or_path!r}. Use a checkpoint path or one of: "
+                        f"{', '.join(list_backbones())}.")
+
+
+def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
+                  download_root: str | None = None, sha256: str | None = None) -> Backbone:
+    """Load a CLIP model by registered name or local file, verifying its SHA-256.
+
+    ``sha256`` overrides the expected checksum (for a local file whose checksum you know). A
+    registered name uses the checksum in OpenAI's URL or the one shipped beside the file. Loading
+    goes through ``clip.load(path, jit=False)``; on a CPU the weights come back as fp32.
+    """
+    name, path, expected = _resolve(name_or_path, download_root)
+    actual = sha256_file(path)
+    expected = sha256 or expected
+    if expected and actual != expected:
+        raise BackboneError(
+            f"Checksum mismatch for {path}: expected SHA-256 {expected}, got {actual}. The file is "
+            f"incomplete or a different checkpoint: delete it and download it again.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            model, preprocess = clip.load(str(path), device=device, jit=False)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise BackboneError(f"{path} is not a loadable CLIP checkpoint ({type(err).__name__}: "
+                            f"{err}). Save models as TorchScript archives (see DESIGN.md).") from err
+    model.eval().requires_grad_(False)
+    return Backbone(name=name, path=path, sha256=actual, model=model, preprocess=preprocess,
+                    device=torch.device(device))
+
+
+def build_clip(embed_dim: int = 1024, image_resolution: int = 224, vision_layers=(3, 4, 6, 3),
+               vision_width: int = 64, context_length: int = 77, transformer_width: int = 512,
+               transformer_layers: int = 12, vocab_size: int = 49408) -> torch.nn.Module:
+    """A randomly initialised ``clip.model.CLIP`` (ModifiedResNet image tower; defaults: RN50).
+
+    Head counts are the ones ``clip.model.build_model`` infers when reloading (``width // 64``
+    for text, ``vision_width * 32 // 64`` for the attention pool), so a saved model reloads with
+    the same maths. ``image_resolution`` must be a multiple of 32.
+    """
+    if image_resolution % 32:
+        raise ValueError(f"image_resolution must be a multiple of 32, got {image_resolution}")
+    if transformer_width % 64:
+        raise ValueError(f"transformer_width must be a multiple of 64, got {transformer_width}")
+    return clip.model.CLIP(embed_dim, image_resolution, tuple(vision_layers), vision_width, None,
+                           context_length, vocab_size, transformer_width,
+                           transformer_width // 64, transformer_layers)
+
+
+@torch.no_grad()
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> str:
+    """Save a CLIP model as OpenAI does: an fp16 TorchScript archive that ``clip.load(path)``
+    accepts, with or without ``jit``. Writes atomically and returns the file's SHA-256.
+
+    (A plain ``torch.save`` state dict does not load: ``clip.load`` retries ``torch.load`` on the
+    file handle that ``torch.jit.load`` already consumed.)
+    """
+    model = clip.model.build_model(model.state_dict()).eval()  # fp16, exactly as clip.load builds
+    model.token_embedding.half()  # build_model leaves it fp32; fp16 halves the file, same values
+    res, ctx = model.visual.input_resolution, model.context_length
+    image = torch.zeros(1, 3, res, res, dtype=torch.float16)
+    text = torch.zeros(1, ctx, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, not gone
+        traced = torch.jit.trace(model, (image, text), check_trace=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    traced.save(str(tmp))
+    os.replace(tmp, path)
+    return sha256_file(path)

@@ -1,0 +1,213 @@
+"""Features: encode images (and prompts) once, keep them on disk in fp16, reload them onto a device.
+
+A cache file's name ends in the digest of a :class:`CacheKey`, which holds everything that changes
+the tensor: backbone and checkpoint SHA-256, preprocessing, the image list (paths, labels and
+file sizes), number of augmented views and their seed, dtype and decode path. A changed input
+gives a new file; nothing stale is ever reused. Writes go to a temporary file that is renamed
+into place, so an interrupted run leaves no half-written cache.
+
+Augmented views follow Tip-Adapter: RandomResizedCrop(R, scale 0.5–1, bicubic) + horizontal flip,
+drawn from a generator seeded by (seed, view, image index), so they do not depend on the number
+of loader workers. Each image is decoded once for all its views.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
+from tqdm.auto import tqdm
+
+from fewshot.datasets import ImageSet
+from fewshot.images import load_rgb
+from fewshot.zeroshot import build_text_classifier
+
+__all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "augment_views", "encode_images", "atomic_save",
+           "cached", "image_features", "text_classifier", "items_digest"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+AUG_SCALE, AUG_RATIO = (0.5, 1.0), (3 / 4, 4 / 3)
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything that determines a cached tensor; its digest names the file."""
+
+    kind: str  # "image" or "text"
+    backbone: str  # registry name or file name
+    checkpoint_sha256: str  # of the checkpoint file
+    preprocessing: str  # e.g. "clip-center-224" or "tip-rrc0.5-1-bicubic-hflip-224"
+    inputs_sha256: str  # image list (paths, labels, sizes) or classnames + templates
+    views: int = 0  # 0: the test-time centre crop; V: V augmented views
+    aug_seed: int = 0  # seed of the augmented views (unused when views == 0)
+    dtype: str = "float16"  # storage dtype
+    decode: str = "pil"  # "pil" (CPU, the reference) or "gpu" (nvjpeg)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+def items_digest(image_set: ImageSet) -> str:
+    """SHA-256 over (relative path, label, file size) of every item: a replaced file changes it."""
+    h = hashlib.sha256()
+    for path, label in image_set.items:
+        h.update(f"{path}\t{label}\t{os.path.getsize(image_set.root / path)}\n".encode())
+    return h.hexdigest()
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return TF.normalize(x, CLIP_MEAN, CLIP_STD)
+
+
+def augment_views(img, size: int, views: int, seed: int, index: int) -> torch.Tensor:
+    """``views`` Tip-Adapter augmentations of a PIL image, normalised: [V, 3, size, size].
+
+    Crop parameters follow torchvision's RandomResizedCrop (10 tries, then a centre crop) but are
+    drawn from ``torch.Generator`` seeded by ``(seed, view, index)``.
+    """
+    width, height = img.size
+    area, log_ratio = width * height, (math.log(AUG_RATIO[0]), math.log(AUG_RATIO[1]))
+    out = []
+    for v in range(views):
+        g = torch.Generator().manual_seed((seed * 1_000_003 + v) * 10_000_019 + index)
+        u = torch.rand(32, generator=g).tolist()
+        box = None
+        for t in range(10):
+            target = area * (AUG_SCALE[0] + u[3 * t] * (AUG_SCALE[1] - AUG_SCALE[0]))
+            ratio = math.exp(log_ratio[0] + u[3 * t + 1] * (log_ratio[1] - log_ratio[0]))
+            w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+            if 0 < w <= width and 0 < h <= height:
+                i = int(u[3 * t + 2] * (height - h + 1))
+                j = int(u[30] * (width - w + 1))  # one draw suffices: used once, after the break
+                box = (i, j, h, w)
+                break
+        if box is None:  # fall back to a centre crop, as torchvision does
+            side = min(width, height)
+            box = ((height - side) // 2, (width - side) // 2, side, side)
+        crop = TF.resized_crop(img, *box, [size, size], InterpolationMode.BICUBIC)
+        if u[31] < 0.5:
+            crop = TF.hflip(crop)
+        out.append(_normalize(TF.to_tensor(crop)))
+    return torch.stack(out)
+
+
+def _augmented(img, index: int, size: int, views: int, seed: int) -> torch.Tensor:
+    return augment_views(img, size, views, seed, index)
+
+
+def _centered(img, index: int, preprocess: Callable) -> torch.Tensor:
+    return preprocess(img)
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    def __init__(self, root: Path, paths: list[str], transform: Callable):
+        self.root, self.paths, self.transform = root, paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return self.transform(load_rgb(self.root / self.paths[i]), i)
+
+
+@torch.no_grad()
+def encode_images(model, root: Path, paths: list[str], transform: Callable, device,
+                  batch_size: int = 128, num_workers: int = 0, desc: str = "images",
+                  progress: bool = True) -> torch.Tensor:
+    """Raw image features in fp16 on the CPU: [N, D], or [V, N, D] when ``transform`` returns
+    [V, 3, R, R] per image. ``transform(pil_image, index)`` yields the model's input."""
+    loader = torch.utils.data.DataLoader(_ImageFiles(Path(root), paths, transform),
+                                         batch_size=batch_size, num_workers=num_workers,
+                                         pin_memory=torch.device(device).type == "cuda")
+    dtype = model.visual.conv1.weight.dtype
+    chunks = []
+    for x in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        multi = x.dim() == 5  # [B, V, 3, R, R]
+        flat = x.flatten(0, 1) if multi else x
+        f = model.encode_image(flat.to(device, dtype, non_blocking=True)).to(torch.float16)
+        chunks.append((f.view(x.shape[0], x.shape[1], -1).transpose(0, 1) if multi else f).cpu())
+    return torch.cat(chunks, dim=-2)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached(key: CacheKey, cache_dir: str | os.PathLike, stem: str, compute: Callable[[], dict]) -> dict:
+    """Load ``<cache_dir>/<backbone>/<stem>-<digest[:16]>.pt`` or compute, save and return it.
+
+    ``compute()`` returns a dict of tensors/lists; the key is stored beside them and checked on
+    load, so a digest collision or a hand-copied file cannot be mistaken for the right one.
+    """
+    folder = key.backbone.replace("/", "-").removesuffix(".pt")
+    path = Path(cache_dir) / folder / f"{stem}-{key.digest()[:16]}.pt"
+    if path.exists():
+        data = torch.load(path, map_location="cpu", weights_only=False)
+        if data.get("key") == asdict(key):
+            return data
+    data = {**compute(), "key": asdict(key)}
+    atomic_save(data, path)
+    return data
+
+
+def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug_seed: int = 1,
+                   batch_size: int = 128, num_workers: int = 0, device=None,
+                   progress: bool = True) -> dict:
+    """Cached raw features of ``image_set`` on ``device`` (default: the backbone's).
+
+    Returns ``{"feats": fp16 [N, D] (views=0) or [V, N, D], "labels": long [N], "paths": [N]}``.
+    ``views=0`` uses CLIP's own test-time preprocessing (resize, centre crop).
+    """
+    res = backbone.input_resolution
+    if views:
+        prep = f"tip-rrc{AUG_SCALE[0]}-{AUG_SCALE[1]}-bicubic-hflip-{res}"
+        transform = functools.partial(_augmented, size=res, views=views, seed=aug_seed)
+    else:
+        prep = f"clip-center-{res}"
+        transform = functools.partial(_centered, preprocess=backbone.preprocess)
+    key = CacheKey("image", backbone.name, backbone.sha256, prep, items_digest(image_set),
+                   views, aug_seed if views else 0)
+
+    def compute():
+        feats = encode_images(backbone.model, image_set.root, image_set.paths, transform,
+                              backbone.device, batch_size, num_workers,
+                              desc=f"{image_set.name} ({views or 1} view{'s' if views > 1 else ''})",
+                              progress=progress)
+        return {"feats": feats, "labels": torch.tensor(image_set.labels), "paths": image_set.paths}
+
+    data = cached(key, cache_dir, f"{image_set.name}-{views}v", compute)
+    device = device or backbone.device
+    return {"feats": data["feats"].to(device), "labels": data["labels"].to(device),
+            "paths": data["paths"]}
+
+
+def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, device=None,
+                    progress: bool = True) -> torch.Tensor:
+    """Cached :func:`fewshot.zeroshot.build_text_classifier`: [C, D] fp32 on ``device``."""
+    digest = hashlib.sha256(json.dumps([classnames, templates]).encode()).hexdigest()
+    key = CacheKey("text", backbone.name, backbone.sha256, f"templates-{templates}", digest,
+                   dtype="float32")
+    data = cached(key, cache_dir, f"text-{templates}", lambda: {"weights": build_text_classifier(
+        backbone.model, classnames, templates, backbone.device, progress=progress).cpu()})
+    return data["weights"].to(device or backbone.device)

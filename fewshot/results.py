@@ -1,0 +1,105 @@
+"""Results: one JSON line per measured number, with its provenance; summaries over seeds.
+
+A record's fields: ``method`` (zero-shot, tip-adapter, tip-adapter-f, wise-ft, wise-ft-fisher),
+``role`` ("final": the method's reported number; "sweep": a diagnostic point such as one λ of the
+WiSE-FT curve), ``backbone``, ``backbone_sha256``, ``dataset``, ``eval_set``, ``shots``, ``seed``,
+``hyperparameters``, ``tuned_on`` ("none", "default", "loo-train", "cv-train", "test-oracle"),
+``metrics`` (``top1``/``top5`` in percent), ``extra`` (e.g. training history), and ``git_rev``,
+``device``, ``date``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+__all__ = ["git_revision", "make_record", "append_records", "load_records", "summarize",
+           "format_table"]
+
+
+def git_revision(cwd: str | os.PathLike | None = None) -> str:
+    """Short commit of the repository holding ``cwd`` (with ``+dirty`` if modified), or "unknown"."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=cwd, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               text=True, capture_output=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def make_record(method: str, eval_set: str, metrics: dict, *, context: dict, shots=None, seed=None,
+                hyperparameters=None, tuned_on: str = "none", role: str = "final",
+                extra=None) -> dict:
+    """A result record; ``context`` holds the run-wide fields (backbone, dataset, git_rev, ...)."""
+    return {"method": method, "role": role, "eval_set": eval_set, "shots": shots, "seed": seed,
+            "hyperparameters": hyperparameters or {}, "tuned_on": tuned_on, "metrics": metrics,
+            **context, "extra": extra or {},
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def append_records(path: str | os.PathLike, records: list[dict]) -> None:
+    """Append records as JSON lines (the file and its folder are created if needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+
+
+def load_records(path: str | os.PathLike) -> list[dict]:
+    """Read a results file; a missing file is an error that says which notebook writes it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the pipeline (`python -m fewshot run`) or "
+                                f"the notebooks 01-06 first.")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def summarize(records: list[dict], metric: str = "top1", role: str = "final") -> list[dict]:
+    """Mean and sample std over seeds per (method, eval_set, shots).
+
+    Returns rows ``{"method", "eval_set", "shots", "mean", "std", "n", "tuned_on"}`` sorted by
+    method, eval set and shots; zero-shot (no seed) has n = 1 and std 0.
+    """
+    groups = defaultdict(list)
+    tuned = {}
+    for r in records:
+        if r.get("role", "final") != role:
+            continue
+        key = (r["method"], r["eval_set"], r["shots"] or 0)
+        groups[key].append(r["metrics"][metric])
+        tuned.setdefault(key, set()).add(r["tuned_on"])
+    rows = []
+    for (method, eval_set, shots), vals in sorted(groups.items()):
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        rows.append({"method": method, "eval_set": eval_set, "shots": shots, "mean": mean,
+                     "std": std, "n": len(vals), "tuned_on": "/".join(sorted(tuned[key]))})
+    return rows
+
+
+def format_table(rows: list[dict], eval_set: str = "val") -> str:
+    """Markdown table: one row per method, one column per shot count, ``mean ± std``."""
+    rows = [r for r in rows if r["eval_set"] == eval_set]
+    shots = sorted({r["shots"] for r in rows if r["shots"]})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["method"], r["shots"]): r for r in rows}
+    lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " | tuned on |",
+             "|---|" + "---|" * (len(shots) + 1)]
+    for m in methods:
+        if (m, 0) in cell:  # shot-independent (zero-shot)
+            vals = [f"{cell[(m, 0)]['mean']:.2f}"] * len(shots)
+            tuned = cell[(m, 0)]["tuned_on"]
+        else:
+            vals = [f"{cell[(m, k)]['mean']:.2f} ± {cell[(m, k)]['std']:.2f}" if (m, k) in cell
+                    else "" for k in shots]
+            tuned = "/".join(sorted({cell[(m, k)]["tuned_on"] for k in shots if (m, k) in cell}))
+        lines.append(f"| {m} | " + " | ".join(vals) + f" | {tuned} |")
+    return "\n".join(lines)

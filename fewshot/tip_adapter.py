@@ -1,0 +1,168 @@
+"""Tip-Adapter (training-free cache model) and Tip-Adapter-F (cache keys fine-tuned), on tensors.
+
+Shapes: N queries, M cache entries, C classes, D feature dim, V augmented views.
+All features are L2-normalised rows unless a docstring says "raw".
+
+    logits = logit_scale · f·Wᵀ + α · exp(−β(1 − f·Kᵀ)) · L        (Zhang et al., ECCV 2022)
+
+The formula lives in :func:`cache_affinity` and :func:`tip_logits`; everything else calls them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fewshot.zeroshot import zeroshot_logits
+
+__all__ = ["official_grid", "build_cache", "cache_affinity", "tip_logits", "search", "best_point",
+           "train_tip_adapter_f", "adapter_fisher", "DEFAULT_ALPHA", "DEFAULT_BETA"]
+
+DEFAULT_ALPHA, DEFAULT_BETA = 1.17, 1.0  # the official ImageNet config's initial values
+
+
+def official_grid(beta_max: float = 7.0, beta_steps: int = 200, alpha_max: float = 3.0,
+                  alpha_steps: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official ImageNet search grid: (alphas [20], betas [200]), both starting at 0.1."""
+    alphas = torch.tensor([0.1 + i * (alpha_max - 0.1) / alpha_steps for i in range(alpha_steps)])
+    betas = torch.tensor([0.1 + i * (beta_max - 0.1) / beta_steps for i in range(beta_steps)])
+    return alphas, betas
+
+
+def build_cache(view_feats: torch.Tensor, labels: torch.Tensor, num_classes: int):
+    """Cache keys and values from raw augmented-view features.
+
+    view_feats: [V, M, D] raw (unnormalised) features of V augmented views of M images;
+    labels: [M]. Returns keys [M, D] = normalise(mean over views) in fp32 and one-hot values
+    [M, C] in fp32, as the official implementation builds them.
+    """
+    keys = F.normalize(view_feats.float().mean(dim=0), dim=-1)
+    values = F.one_hot(labels.long(), num_classes).float()
+    return keys, values
+
+
+def cache_affinity(feats: torch.Tensor, keys: torch.Tensor, beta) -> torch.Tensor:
+    """``exp(−β(1 − f·Kᵀ))``: feats [N, D], keys [M, D] -> [N, M]. ``beta`` may be a tensor that
+    broadcasts against [N, M] (e.g. [B, 1, 1] for a batch of betas)."""
+    return torch.exp(-beta * (1.0 - feats @ keys.T))
+
+
+def tip_logits(feats, text_weights, keys, values, alpha, beta, logit_scale: float = 100.0):
+    """Tip-Adapter logits [N, C] = ``logit_scale·f·Wᵀ + α·exp(−β(1 − f·Kᵀ))·L``.
+
+    feats [N, D], text_weights [C, D], keys [M, D] (normalised rows), values [M, C].
+    ``alpha = 0`` gives exactly the zero-shot logits.
+    """
+    feats = feats.to(keys.dtype)
+    return zeroshot_logits(feats, text_weights.to(keys.dtype), logit_scale) + \
+        alpha * cache_affinity(feats, keys, beta) @ values.to(keys.dtype)
+
+
+def _chunks(n_rows: int, per_row: int, budget: int) -> int:
+    return max(1, min(n_rows, budget // max(per_row, 1)))
+
+
+@torch.no_grad()
+def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale: float = 100.0,
+           exclude: torch.Tensor | None = None, budget_bytes: int = 1 << 30,
+           progress: bool = False) -> torch.Tensor:
+    """Top-1 accuracy of :func:`tip_logits` on a whole (β, α) grid: returns [len(betas), len(alphas)].
+
+    feats [N, D], labels [N], text_weights [C, D], keys [M, D], values [M, C]. ``exclude`` [N]
+    optionally names, per query, one cache entry to leave out (leave-one-out on the training
+    shots; -1 leaves nothing out). Runs on the device of ``feats`` as batched tensor operations:
+    queries and betas are taken in chunks whose largest intermediate ([b, A, n, C] logits)
+    stays within ``budget_bytes``; there is no Python loop over samples or alphas.
+    """
+    dev, f32 = feats.device, torch.float32
+    feats, keys = feats.to(f32), keys.to(dev, f32)
+    text_weights, values = text_weights.to(dev, f32), values.to(dev, f32)
+    alphas = torch.as_tensor(alphas, dtype=f32, device=dev)
+    betas = torch.as_tensor(betas, dtype=f32, device=dev)
+    labels = labels.to(dev)
+    (N, C), A, M = (feats.shape[0], text_weights.shape[0]), alphas.numel(), keys.shape[0]
+    n_chunk = _chunks(N, 4 * max(A * C, M), budget_bytes)
+    b_chunk = _chunks(betas.numel(), 4 * n_chunk * max(A * C, M), budget_bytes)
+    correct = torch.zeros(betas.numel(), A, dtype=torch.long, device=dev)
+    for s in tqdm(range(0, N, n_chunk), desc="grid search", disable=not progress, leave=False):
+        f, y = feats[s:s + n_chunk], labels[s:s + n_chunk]
+        zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
+        sims = f @ keys.T  # [n, M]
+        if exclude is not None:
+            ex = exclude[s:s + n_chunk].to(dev)
+            rows = torch.nonzero(ex >= 0).squeeze(1)
+        for b in range(0, betas.numel(), b_chunk):
+            aff = torch.exp(-betas[b:b + b_chunk, None, None] * (1.0 - sims))  # [b, n, M]
+            if exclude is not None:
+                aff[:, rows, ex[rows]] = 0.0
+            cache = aff @ values  # [b, n, C]
+            logits = zs + alphas[None, :, None, None] * cache[:, None]  # [b, A, n, C]
+            correct[b:b + b_chunk] += (logits.argmax(dim=-1) == y).sum(dim=-1)
+    return correct.to(f32) / N
+
+
+def best_point(grid: torch.Tensor, alphas, betas) -> tuple[float, float, float]:
+    """(alpha, beta, accuracy) at the grid's maximum; ties go to the first in (β, α) order."""
+    flat = int(torch.argmax(grid.flatten()))
+    bi, ai = divmod(flat, grid.shape[1])
+    return float(alphas[ai]), float(betas[bi]), float(grid[bi, ai])
+
+
+def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: float, beta: float,
+                        logit_scale: float = 100.0, epochs: int = 20, lr: float = 1e-3,
+                        eps: float = 1e-4, batch_size: int = 256, seed: int = 1,
+                        device=None, progress: bool = True) -> dict:
+    """Fine-tune the cache keys (Tip-Adapter-F) on cached augmented views; never sees test data.
+
+    view_feats: [V, N, D] raw features of V augmented views of the N training images (epoch e
+    uses view e mod V: one view per image per epoch); labels [N]; keys [M, D] initial keys;
+    values [M, C]. Keys become an fp32 parameter trained with AdamW (eps 1e-4, as the official
+    code, so fp16 inputs never meet an eps that rounds to zero) and a per-step cosine schedule.
+    Returns ``{"keys": [M, D] fp32, "history": [{"epoch", "loss", "train_acc"}, ...]}``.
+    """
+    device = torch.device(device) if device is not None else keys.device
+    views = F.normalize(view_feats.to(device, torch.float32), dim=-1)  # [V, N, D]
+    y = labels.to(device)
+    W, L = text_weights.to(device, torch.float32), values.to(device, torch.float32)
+    K = torch.nn.Parameter(keys.detach().to(device, torch.float32).clone())
+    n = views.shape[1]
+    steps = math.ceil(n / batch_size)
+    opt = torch.optim.AdamW([K], lr=lr, eps=eps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps)
+    gen = torch.Generator().manual_seed(seed)
+    stats = torch.zeros(epochs, 2, device=device)  # (summed loss, correct) per epoch
+    for epoch in tqdm(range(epochs), desc="Tip-Adapter-F", disable=not progress, leave=False):
+        x = views[epoch % views.shape[0]]
+        order = torch.randperm(n, generator=gen).to(device)
+        for s in range(0, n, batch_size):
+            idx = order[s:s + batch_size]
+            logits = tip_logits(x[idx], W, K, L, alpha, beta, logit_scale)
+            loss = F.cross_entropy(logits, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            stats[epoch, 0] += loss.detach() * idx.numel()
+            stats[epoch, 1] += (logits.argmax(dim=1) == y[idx]).sum()
+    stats = (stats / n).tolist()  # one device sync, after training
+    history = [{"epoch": e + 1, "loss": l, "train_acc": a} for e, (l, a) in enumerate(stats)]
+    return {"keys": K.detach(), "history": history}
+
+
+@torch.no_grad()
+def adapter_fisher(feats, labels, text_weights, keys, values, alpha: float, beta: float,
+                   logit_scale: float = 100.0) -> torch.Tensor:
+    """Diagonal empirical Fisher of the cache keys, ``mean_n (∂ log p(y_n|f_n) / ∂K)²``: [M, D].
+
+    For row m, the per-sample gradient is ``s_nm · f_n`` with
+    ``s_nm = αβ·A_nm·(L_m·(e_y − p_n))`` (A the affinity), so the Fisher is
+    ``(S∘S)ᵀ (F∘F) / N``: one matmul instead of N backward passes.
+    """
+    f32 = torch.float32
+    feats, keys, values = feats.to(f32), keys.to(f32), values.to(keys.device, f32)
+    logits = tip_logits(feats, text_weights.to(f32), keys, values, alpha, beta, logit_scale)
+    resid = F.one_hot(labels.long(), values.shape[1]).to(f32) - logits.softmax(dim=1)  # [N, C]
+    s = alpha * beta * cache_affinity(feats, keys, beta) * (resid @ values.T)  # [N, M]
+    return (s * s).T @ (feats * feats) / feats.shape[0]

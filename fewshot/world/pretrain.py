@@ -1,0 +1,168 @@
+"""Pretraining the mini-world's tiny CLIP, contrastively, on a captioned corpus of the same world.
+
+The corpus shows every (shape, colour) concept in both styles (photo and sketch), captioned with
+the *common* colour names only: the class names that :mod:`fewshot.world.generate` gives half
+the colours ("tenne", "smalt", ...) never occur, as obscure ImageNet names rarely occur on the
+web. Only 100 concepts exist, so a batch holds many captions of the same concept: the loss treats
+all of them as positives (CLIP's symmetric cross-entropy with soft targets).
+
+The model is ``clip.model.CLIP`` (ModifiedResNet image tower, as RN50) built by
+:func:`fewshot.backbones.build_clip`, saved by :func:`fewshot.backbones.save_checkpoint` and
+loaded by ``clip.load(path)`` like any OpenAI checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from tqdm.auto import tqdm
+
+import clip
+from fewshot.backbones import build_clip, save_checkpoint
+from fewshot.features import CLIP_MEAN, CLIP_STD
+from fewshot.world.generate import SIZES
+from fewshot.world.render import COLORS, SHAPES, render
+
+__all__ = ["PretrainConfig", "CAPTIONS", "make_corpus", "pretrain"]
+
+CAPTIONS = {
+    "photo": ["a photo of a {}.", "a {}.", "a picture of a {}.", "a close-up photo of a {}.",
+              "a bad photo of a {}.", "a bright photo of a {}.", "a dark photo of the {}.",
+              "itap of a {}.", "a photo of the {}.", "a low resolution photo of a {}.",
+              "a blurry photo of a {}.", "a good photo of the {}."],
+    "sketch": ["a sketch of a {}.", "a drawing of a {}.", "a doodle of a {}.", "a sketch of the {}.",
+               "art of a {}.", "a drawing of the {}.", "an outline of a {}.", "a {}."],
+}
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of the tiny CLIP's pretraining; saved in the training log."""
+
+    seed: int = 0  # corpus and initialisation seed
+    corpus_size: int = 40000  # captioned images (half photos, half sketches)
+    epochs: int = 30  # passes over the corpus (stops early at max_minutes)
+    max_minutes: float = 18.0  # wall-clock budget for the optimisation loop
+    batch_size: int = 256
+    lr: float = 2e-3  # AdamW peak learning rate (linear warm-up, cosine decay)
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    image_resolution: int = 64  # input side; a multiple of 32 (the ResNet's stride)
+    vision_width: int = 16  # ModifiedResNet stem width (RN50: 64)
+    vision_layers: tuple = (1, 1, 1, 1)  # bottleneck blocks per stage (RN50: 3, 4, 6, 3)
+    embed_dim: int = 64  # joint embedding size (RN50: 1024)
+    context_length: int = 16  # text tokens (OpenAI: 77)
+    transformer_width: int = 64  # text transformer width; heads = width // 64
+    transformer_layers: int = 2
+    workers: int = 2  # processes rendering the corpus
+    threads: int = 2  # torch CPU threads
+
+
+def _corpus_item(job) -> tuple[bytes, int, str]:
+    seed, res = job
+    rng = random.Random(seed)
+    concept = rng.randrange(len(SHAPES) * len(COLORS))
+    shape, color = SHAPES[concept // len(COLORS)], list(COLORS)[concept % len(COLORS)]
+    style = "photo" if seed % 2 == 0 else "sketch"
+    img = render(shape, color, style, rng, size=rng.choice(SIZES))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)  # the same codec as the dataset
+    img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    img = TF.center_crop(TF.resize(img, res, InterpolationMode.BICUBIC), res)  # clip's preprocessing
+    caption = rng.choice(CAPTIONS[style]).format(f"{color} {shape}")
+    return img.tobytes(), concept, caption
+
+
+def make_corpus(size: int, res: int, seed: int, workers: int = 2):
+    """Render the corpus: uint8 images [N, 3, res, res], concept ids [N], captions [N]."""
+    jobs = [(seed * 10_000_000 + i, res) for i in range(size)]
+    with ProcessPoolExecutor(workers) as pool:
+        items = list(tqdm(pool.map(_corpus_item, jobs, chunksize=256), total=size,
+                          desc="corpus", leave=False))
+    pixels = torch.frombuffer(bytearray(b"".join(i[0] for i in items)), dtype=torch.uint8)
+    images = pixels.view(size, res, res, 3).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor([i[1] for i in items]), [i[2] for i in items]
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (x.float() / 255 - mean) / std
+
+
+def _loss(model, images, tokens, concepts) -> torch.Tensor:
+    img = F.normalize(model.encode_image(images), dim=-1)
+    txt = F.normalize(model.encode_text(tokens), dim=-1)
+    logits = model.logit_scale.exp() * img @ txt.T  # [B, B]
+    same = (concepts[:, None] == concepts[None, :]).float()
+    target = same / same.sum(dim=1, keepdim=True)  # every caption of the concept is a positive
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True) -> dict:
+    """Train, save ``out`` (TorchScript archive), ``out.sha256`` and ``out.log.json``; return the log."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    images, concepts, captions = make_corpus(cfg.corpus_size, cfg.image_resolution, cfg.seed,
+                                             cfg.workers)
+    tokens = clip.tokenize(captions, context_length=cfg.context_length)
+    corpus_s = time.time() - t0
+    model = build_clip(cfg.embed_dim, cfg.image_resolution, cfg.vision_layers, cfg.vision_width,
+                       cfg.context_length, cfg.transformer_width, cfg.transformer_layers).float()
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+    steps_per_epoch = cfg.corpus_size // cfg.batch_size
+    total = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+                                              * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, t1, step = [], time.time(), 0
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(cfg.corpus_size, generator=gen)
+        running = 0.0
+        for b in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress, leave=False):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            x = _normalise(images[idx])
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            loss = _loss(model, x, tokens[idx], concepts[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            running += float(loss.detach())
+        history.append({"epoch": epoch + 1, "loss": running / steps_per_epoch,
+                        "logit_scale": float(model.logit_scale.exp()),
+                        "minutes": (time.time() - t1) / 60})
+        if progress:
+            print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f}", flush=True)
+        if (time.time() - t1) / 60 > cfg.max_minutes:
+            break
+    sha = save_checkpoint(model.eval(), out)
+    Path(str(out)).with_suffix(".sha256").write_text(f"{sha}  {Path(out).name}\n")
+    log = {"config": dataclasses.asdict(cfg), "sha256": sha, "steps": step,
+           "corpus_seconds": corpus_s, "train_minutes": (time.time() - t1) / 60,
+           "torch": torch.__version__, "history": history,
+           "size_bytes": os.path.getsize(out)}
+    Path(str(out)).with_suffix(".log.json").write_text(json.dumps(log, indent=1) + "\n")
+    return log

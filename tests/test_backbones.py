@@ -1,0 +1,75 @@
+import urllib.error
+
+import pytest
+import torch
+
+import clip
+from fewshot import backbones
+from fewshot.backbones import BackboneError, build_clip, load_backbone, save_checkpoint
+from tests.conftest import TINY
+
+
+def test_saved_tiny_clip_loads_through_clip_load_and_matches_the_original(tmp_path):
+    torch.manual_seed(1)
+    model = build_clip(**TINY).eval()
+    path = tmp_path / "m.pt"
+    save_checkpoint(model, path)
+    loaded, preprocess = clip.load(str(path), device="cpu", jit=False)  # the unmodified call
+    # reference: the original weights rounded to fp16, as OpenAI's checkpoints are stored
+    ref = clip.model.build_model(model.state_dict()).float().eval()
+    ref.token_embedding.weight.data = ref.token_embedding.weight.data.half().float()  # saved in fp16
+    x = torch.randn(2, 3, 32, 32)
+    t = clip.tokenize(["a red star.", "a photo"], context_length=16)
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode_image(x), ref.encode_image(x), atol=1e-5)
+        assert torch.allclose(loaded.encode_text(t), ref.encode_text(t), atol=1e-5)
+    assert loaded.visual.input_resolution == 32 and loaded.context_length == 16
+
+
+def test_load_backbone_reports_properties(tiny_clip_path):
+    bb = load_backbone(str(tiny_clip_path))
+    assert (bb.input_resolution, bb.context_length, bb.embed_dim) == (32, 16, 64)
+    assert bb.logit_scale == pytest.approx(1 / 0.07, rel=1e-3)  # CLIP's initial temperature
+    assert len(bb.sha256) == 64
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(BackboneError, match="RN50.*miniclip-rn"):
+        load_backbone("RN51")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(BackboneError, match="does not exist"):
+        load_backbone(str(tmp_path / "nope.pt"))
+
+
+def test_wrong_checksum_says_what_to_do(tiny_clip_path):
+    with pytest.raises(BackboneError, match="Checksum mismatch.*delete it"):
+        load_backbone(str(tiny_clip_path), sha256="0" * 64)
+
+
+def test_plain_state_dict_gets_a_clear_error(tmp_path):
+    path = tmp_path / "sd.pt"
+    torch.save(build_clip(**TINY).state_dict(), path)
+    with pytest.raises(BackboneError, match="TorchScript"):
+        load_backbone(str(path))
+
+
+def test_named_download_without_network_explains_where_to_put_the_file(tmp_path, monkeypatch):
+    def offline(url, root):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(clip.clip, "_download", offline)
+    with pytest.raises(BackboneError, match=r"RN50\.pt.*SHA-256 [0-9a-f]{64}"):
+        load_backbone("RN50", download_root=str(tmp_path))
+
+
+def test_registered_name_with_corrupt_cached_file_fails_on_checksum(tmp_path):
+    (tmp_path / "RN50.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BackboneError, match="Checksum mismatch"):
+        load_backbone("RN50", download_root=str(tmp_path))
+
+
+def test_registry_lists_openai_and_shipped_names():
+    names = backbones.list_backbones()
+    assert "RN50" in names and "miniclip-rn" in names
