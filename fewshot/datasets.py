@@ -196,12 +196,18 @@ def load_shift_set(root: str | os.PathLike, kind: str, wnids: list[str], name: s
 
 
 def find_shift_sets(root: str | os.PathLike) -> dict[str, tuple[Path, str]]:
-    """Shifted sets stored beside a dataset: ``<root>/shift/<name>/`` -> {name: (path, kind)}.
+    """Shifted sets that belong to a dataset, as {name: (path, kind)}.
 
-    A set is recognised by folder name (``imagenet-v2``, ``imagenet-a``, ...); any other folder
-    under ``shift/`` is read as wnid sub-folders.
+    Looked for in ``<root>/shift/<name>/`` (any folder; known names such as ``imagenet-v2`` get
+    their layout, others are read as wnid sub-folders) and, for the ImageNet sets that
+    ``download_data.sh`` fetches, beside the dataset: ``<root>/../imagenet-v2`` and so on.
     """
-    base = Path(root) / "shift"
-    if not base.is_dir():
-        return {}
-    return {d: (base / d, d if d in _SHIFT_KINDS else "wnid") for d in _class_dirs(base)}
+    root = Path(root)
+    found = {}
+    if (root / "shift").is_dir():
+        found = {d: (root / "shift" / d, d if d in _SHIFT_KINDS else "wnid")
+                 for d in _class_dirs(root / "shift")}
+    for name in ("imagenet-v2", "imagenet-sketch", "imagenet-a", "imagenet-r"):
+        if (root.parent / name).is_dir() and name not in found:
+            found[name] = (root.parent / name, name)
+    return found

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from fewshot import selection, tip_adapter as tip
 from fewshot.backbones import load_backbone
-from fewshot.config import RunConfig, save_config
+from fewshot.config import RunConfig, load_config, save_config
 from fewshot.datasets import ImageSet, find_shift_sets, load_dataset, load_shift_set
 from fewshot.features import atomic_save, image_features, text_classifier
 from fewshot.metrics import restrict_to_classes, topk_correct
@@ -59,6 +59,21 @@ class Run:
         self.device = resolve_device(cfg.device)
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.out / "config.json")
+
+    @classmethod
+    def from_config(cls, name_or_path: str, **overrides) -> "Run":
+        """A run from a shipped config name or a JSON file, with field overrides."""
+        return cls(load_config(name_or_path, **overrides))
+
+    def banner(self) -> str:
+        """One line saying which data, model, device and code produce the numbers below."""
+        gpu = f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""
+        text = (f"dataset {self.cfg.data} | backbone {self.cfg.backbone} | device {self.device}{gpu}"
+                f" | templates {self.cfg.templates} | shots {list(self.cfg.shots)} | seeds "
+                f"{list(self.cfg.seeds)} | protocol {'ORACLE (tuned on test)' if self.cfg.oracle else 'no test tuning'}"
+                f" | git {git_revision()}")
+        print(text)
+        return text
 
     # ------------------------------------------------------------------ shared inputs, loaded once
     @cached_property
@@ -151,6 +166,16 @@ class Run:
             n = len(t["labels"])
             scores[name] = {"top1": 100 * float(hits[1]) / n, "top5": 100 * float(hits[5]) / n}
         return scores
+
+    def class_accuracy(self, logits_fn=None, eval_set: str = "val") -> list[float]:
+        """Per-class top-1 (%) on ``eval_set`` ([C]); default head: zero-shot."""
+        logits_fn = logits_fn or (lambda f: zeroshot_logits(f, self.text_weights, self.logit_scale))
+        t = self.test_feats[eval_set]
+        pred = torch.cat([logits_fn(t["feats"][s:s + 8192]).argmax(1)
+                          for s in range(0, len(t["labels"]), 8192)])
+        C = self.dataset.num_classes
+        hits = torch.bincount(t["labels"][pred == t["labels"]], minlength=C).float()
+        return (100 * hits / torch.bincount(t["labels"], minlength=C).clamp(min=1)).tolist()
 
     def _records(self, method, scores, **kw) -> list[dict]:
         return [make_record(method, name, m, context=self.context, **kw) for name, m in scores.items()]

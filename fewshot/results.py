@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 __all__ = ["git_revision", "make_record", "append_records", "load_records", "summarize",
-           "format_table"]
+           "format_table", "records_table"]
 
 
 def git_revision(cwd: str | os.PathLike | None = None) -> str:
@@ -81,7 +81,8 @@ def summarize(records: list[dict], metric: str = "top1", role: str = "final") ->
         mean = sum(vals) / len(vals)
         std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
         rows.append({"method": method, "eval_set": eval_set, "shots": shots, "mean": mean,
-                     "std": std, "n": len(vals), "tuned_on": "/".join(sorted(tuned[key]))})
+                     "std": std, "n": len(vals),
+                     "tuned_on": "/".join(sorted(tuned[(method, eval_set, shots)]))})
     return rows
 
 
@@ -102,4 +103,18 @@ def format_table(rows: list[dict], eval_set: str = "val") -> str:
                     else "" for k in shots]
             tuned = "/".join(sorted({cell[(m, k)]["tuned_on"] for k in shots if (m, k) in cell}))
         lines.append(f"| {m} | " + " | ".join(vals) + f" | {tuned} |")
+    return "\n".join(lines)
+
+
+def records_table(records: list[dict], role: str = "final") -> str:
+    """Markdown table of individual records: method, set, shots, seed, top-1/5, tuning."""
+    lines = ["| method | eval set | shots | seed | top-1 | top-5 | hyperparameters | tuned on |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r.get("role", "final") != role:
+            continue
+        hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in r["hyperparameters"].items())
+        lines.append(f"| {r['method']} | {r['eval_set']} | {r['shots'] or ''} | {r['seed'] or ''} | "
+                     f"{r['metrics']['top1']:.2f} | {r['metrics']['top5']:.2f} | {hp} | {r['tuned_on']} |")
     return "\n".join(lines)

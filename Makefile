@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine:  make demo  |  make test
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+QUIET_PIP := { grep -v '^WARNING: Location' || true; }
+NB := 01_zeroshot 02_splits 03_features 04_tip_adapter 05_tip_adapter_f 06_wise_ft 07_report
+
+.PHONY: install test demo world notebooks report clean-runs
+install: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt pytest 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install -q -e . 2>&1 | $(QUIET_PIP)
+	rm -f $(VENV)/.installed-* && touch $@
+
+test: install  ## unit tests, then every notebook executed on a small mini-world
+	$(BIN)/python -m pytest
+
+world: install
+	$(BIN)/python -m fewshot world make --out data/miniworld
+
+demo: world  ## the whole suite on the mini-world: notebooks/executed/*.ipynb, runs/miniworld, report/
+	$(BIN)/python -m fewshot.notebooks --out notebooks/executed --config miniworld $(NB)
+
+report: install
+	$(BIN)/python -m fewshot report --run runs/miniworld --out report
+
+clean-runs:
+	rm -rf runs cache notebooks/executed
