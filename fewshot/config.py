@@ -22,7 +22,8 @@ class RunConfig:
 
     data: str = "data/miniworld"  # dataset root in the ImageNet-1K-16shot layout
     backbone: str = "miniclip-rn"  # registered name (fewshot.backbones.list_backbones) or a path
-    out: str = "runs/miniworld"  # results.jsonl, grids.json, predictions.pt, splits/, config.json
+    out: str = "runs/miniworld"  # results/, grids.json, predictions.json, splits/, config.json
+    report_dir: str = "report"  # where notebook 07 / `fewshot report` write the report
     cache_dir: str = "cache"  # feature cache (safe to share between runs)
     download_root: str = ""  # where named CLIP checkpoints are downloaded ("" = ~/.cache/clip)
     templates: str = "clip80"  # prompt set: single, tip7 or clip80

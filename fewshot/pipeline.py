@@ -358,8 +358,10 @@ class Run:
         return format_table(summarize(self.records()), eval_set)
 
 
-def run_all(cfg: RunConfig, steps=STEPS, stream=sys.stdout) -> Run:
-    """Run ``steps`` in order and print the summary table for every test set."""
+def run_all(cfg: RunConfig, steps=STEPS, stream=None) -> Run:
+    """Run ``steps`` in order and print the summary table for every test set (to ``stream``,
+    default: the current ``sys.stdout``)."""
+    stream = stream or sys.stdout
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"unknown steps {unknown}; steps are {', '.join(STEPS)}")

@@ -43,7 +43,7 @@ from fewshot.report import build_report
 
 from IPython.display import Image
 
-path = build_report(run.out, "report")
+path = build_report(run.out, run.cfg.report_dir)
 print(f"written: {path} (open it in any Markdown viewer; PDFs beside it for print)")
 text = path.read_text()
 display(Markdown("\n".join(line for line in text.splitlines() if not line.startswith("!["))))

@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t = sub.add_parser("train-clip", help="pretrain the tiny CLIP (about 20 min on 2 CPU cores)")
     t.add_argument("--out", default="fewshot/world/assets/miniclip-rn.pt")
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override PretrainConfig fields")
+    c = sub.add_parser("check", help="does a mini-world run show the benchmark's phenomena?")
+    c.add_argument("--run", default="runs/miniworld")
 
 
 def run(args) -> int:
@@ -34,4 +36,11 @@ def run(args) -> int:
         print(f"saved {args.out} ({log['size_bytes'] / 1e6:.1f} MB, sha256 {log['sha256'][:12]}...) "
               f"after {log['steps']} steps, final loss {log['history'][-1]['loss']:.4f}")
         return 0
+    if args.world_command == "check":
+        from fewshot.report import load_run
+        from fewshot.world.phenomena import check_phenomena, format_checks
+
+        rows = check_phenomena(load_run(args.run)["records"])
+        print(format_checks(rows))
+        return 0 if all(r["ok"] for r in rows) else 1
     raise ValueError(f"unknown world command {args.world_command}")

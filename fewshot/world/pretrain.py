@@ -36,7 +36,7 @@ from fewshot.features import CLIP_MEAN, CLIP_STD
 from fewshot.world.generate import SIZES
 from fewshot.world.render import COLORS, SHAPES, render
 
-__all__ = ["PretrainConfig", "CAPTIONS", "make_corpus", "pretrain"]
+__all__ = ["PretrainConfig", "CAPTIONS", "make_corpus", "pretrain", "reference_accuracy"]
 
 CAPTIONS = {
     "photo": ["a photo of a {}.", "a {}.", "a picture of a {}.", "a close-up photo of a {}.",
@@ -112,8 +112,33 @@ def _loss(model, images, tokens, concepts) -> torch.Tensor:
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True) -> dict:
-    """Train, save ``out`` (TorchScript archive), ``out.sha256`` and ``out.log.json``; return the log."""
+@torch.no_grad()
+def reference_accuracy(backbone, workdir: str | os.PathLike) -> float:
+    """Zero-shot top-1 (fraction) of ``backbone`` on a fixed subset: the first 5 val images per
+    class of the world with seed 0, template ``single``. Stored in the training log so a test can
+    check that the committed checkpoint still loads to the same model."""
+    from fewshot.datasets import ImageSet, list_images
+    from fewshot.features import image_features
+    from fewshot.metrics import topk_accuracy
+    from fewshot.world.generate import CLASSES, make_world
+    from fewshot.zeroshot import build_text_classifier, zeroshot_logits
+
+    root = make_world(Path(workdir) / "reference-world", per_class={"train": 0, "val": 5, "shift/sketch": 0},
+                      workers=1)
+    items = [(f"val/{w}/{f}", i) for i, (w, *_) in enumerate(CLASSES) for f in list_images(root / "val" / w)]
+    subset = ImageSet("val-reference", root, items, list(range(len(CLASSES))))
+    feats = F.normalize(image_features(backbone, subset, Path(workdir) / "cache", progress=False)["feats"].float(), dim=-1)
+    weights = build_text_classifier(backbone.model, [c[3] for c in CLASSES], "single", backbone.device, progress=False)
+    logits = zeroshot_logits(feats, weights, backbone.logit_scale)
+    return topk_accuracy(logits, torch.tensor(subset.labels), ks=(1,))[1]
+
+
+def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
+             reference: bool = True) -> dict:
+    """Train, save ``out`` (TorchScript archive), ``out.sha256`` and ``out.log.json``; return the log.
+
+    With ``reference``, the reloaded checkpoint's :func:`reference_accuracy` is recorded too.
+    """
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
@@ -164,5 +189,14 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True)
            "corpus_seconds": corpus_s, "train_minutes": (time.time() - t1) / 60,
            "torch": torch.__version__, "history": history,
            "size_bytes": os.path.getsize(out)}
+    if reference:
+        import tempfile
+
+        from fewshot.backbones import load_backbone
+
+        with tempfile.TemporaryDirectory() as tmp:
+            log["reference"] = {"subset": "val, first 5 images per class, world seed 0",
+                                "templates": "single",
+                                "top1": reference_accuracy(load_backbone(str(out)), tmp)}
     Path(str(out)).with_suffix(".log.json").write_text(json.dumps(log, indent=1) + "\n")
     return log

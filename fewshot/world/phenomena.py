@@ -1,0 +1,54 @@
+"""Phenomena: does a mini-world run show what the real benchmark shows? One check per target.
+
+``python -m fewshot world check --run runs/miniworld`` prints the table and exits non-zero when a
+target is missed. Everything is read from the run's results (default protocol, all seeds).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import mean
+
+__all__ = ["check_phenomena", "format_checks"]
+
+
+def _mean_top1(records, method, eval_set, shots=None):
+    vals = [r["metrics"]["top1"] for r in records if r["method"] == method and r["role"] == "final"
+            and r["eval_set"] == eval_set and (shots is None or r["shots"] == shots)]
+    if not vals:
+        raise ValueError(f"no {method} results on {eval_set} at {shots} shots in this run")
+    return mean(vals)
+
+
+def check_phenomena(records: list[dict], shift: str = "sketch") -> list[dict]:
+    """Rows ``{"check", "value", "target", "ok"}`` for the mini-world's targets (issue 5)."""
+    if any(r["tuned_on"] == "test-oracle" for r in records):
+        raise ValueError("this run tuned on test (oracle); the targets are for the default protocol")
+    shots = sorted({r["shots"] for r in records if r["shots"]})
+    lo, hi = shots[0], shots[-1]
+    zs, zs_shift = _mean_top1(records, "zero-shot", "val"), _mean_top1(records, "zero-shot", shift)
+    tip_hi, tipf_hi = _mean_top1(records, "tip-adapter", "val", hi), _mean_top1(records, "tip-adapter-f", "val", hi)
+    best_lo = max(_mean_top1(records, m, "val", lo) for m in ("tip-adapter", "tip-adapter-f"))
+    gap_val = tipf_hi - zs
+    gap_shift = _mean_top1(records, "tip-adapter-f", shift, hi) - zs_shift
+    curve = defaultdict(list)  # lambda -> accuracies on val and shift, all seeds
+    for r in records:
+        if r["method"] == "wise-ft" and r["role"] == "sweep" and r["shots"] == hi \
+                and r["eval_set"] in ("val", shift):
+            curve[r["hyperparameters"]["lambda"]].append(r["metrics"]["top1"])
+    curve = {lam: mean(v) for lam, v in sorted(curve.items())}
+    ends = max(curve[min(curve)], curve[max(curve)])
+    inner = max((v, lam) for lam, v in curve.items() if 0 < lam < 1)
+    return [
+        {"check": "zero-shot top-1 on val", "value": f"{zs:.2f}", "target": "30-70", "ok": 30 <= zs <= 70},
+        {"check": f"{hi}-shot Tip-Adapter − zero-shot (val)", "value": f"{tip_hi - zs:+.2f}", "target": ">= +5", "ok": tip_hi - zs >= 5},
+        {"check": f"{hi}-shot Tip-Adapter-F − Tip-Adapter (val)", "value": f"{tipf_hi - tip_hi:+.2f}", "target": ">= +1", "ok": tipf_hi - tip_hi >= 1},
+        {"check": f"{lo}-shot best adapter − zero-shot (val)", "value": f"{best_lo - zs:+.2f}", "target": "> 0", "ok": best_lo > zs},
+        {"check": f"Tip-Adapter-F − zero-shot: {shift} minus val", "value": f"{gap_shift - gap_val:+.2f}", "target": "< 0", "ok": gap_shift < gap_val},
+        {"check": f"best inner λ vs best endpoint, mean(val, {shift})", "value": f"λ={inner[1]}: {inner[0] - ends:+.2f}", "target": ">= 0", "ok": inner[0] >= ends},
+    ]
+
+
+def format_checks(rows: list[dict]) -> str:
+    """Markdown table of :func:`check_phenomena` rows."""
+    return "\n".join(["| check | value | target | ok |", "|---|---|---|---|"] +
+                     [f"| {r['check']} | {r['value']} | {r['target']} | {'yes' if r['ok'] else 'NO'} |" for r in rows])

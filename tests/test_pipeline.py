@@ -1,0 +1,57 @@
+"""The whole pipeline on a small world with a tiny random CLIP: files, schema, protocol labels."""
+import json
+
+import pytest
+
+from fewshot.config import RunConfig, load_config
+from fewshot.pipeline import MissingStepError, Run, run_all
+from fewshot.report import build_report
+
+
+def _cfg(small_world, tiny_clip_path, tmp_path, **kw):
+    return RunConfig(data=str(small_world), backbone=str(tiny_clip_path), out=str(tmp_path / "run"),
+                     cache_dir=str(tmp_path / "cache"), templates="single", shots=(1, 2), seeds=(1, 2),
+                     views=2, beta_steps=4, alpha_steps=3, epochs=2, lambdas=(0.0, 0.5, 1.0),
+                     cv_folds=2, device="cpu", num_workers=0, progress=False, **kw)
+
+
+def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_path, tmp_path, capsys):
+    run = run_all(_cfg(small_world, tiny_clip_path, tmp_path))
+    recs = run.records()
+    finals = [r for r in recs if r["role"] == "final"]
+    tuned = {(r["method"], r["shots"]): r["tuned_on"] for r in finals}
+    assert tuned[("zero-shot", None)] == "none"
+    assert tuned[("tip-adapter", 1)] == "default" and tuned[("tip-adapter", 2)] == "loo-train"
+    assert tuned[("wise-ft", 1)] == "default" and tuned[("wise-ft", 2)] == "cv-train"
+    assert {r["eval_set"] for r in recs} == {"val", "sketch"}
+    assert len([r for r in finals if r["method"] == "tip-adapter-f"]) == 2 * 2 * 2  # shots x seeds x sets
+    hist = next(r for r in finals if r["method"] == "tip-adapter-f")["extra"]["history"]
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert all(0 <= r["metrics"]["top1"] <= r["metrics"]["top5"] <= 100 for r in recs)
+    assert json.loads((run.out / "config.json").read_text())["shots"] == [1, 2]
+    assert "Top-1 (%) on sketch" in capsys.readouterr().out
+    md = build_report(run.out, tmp_path / "report")
+    text = md.read_text()
+    for fig in ("accuracy_vs_shots", "tip_adapter_grid", "tip_adapter_f_training", "wise_curve",
+                "wise_id_vs_ood", "examples", "class_changes"):
+        assert f"![{fig}]({fig}.png)" in text and (md.parent / f"{fig}.pdf").exists()
+    assert "would not be comparable" in text  # no published ImageNet numbers beside a toy run
+
+
+def test_oracle_runs_are_labelled(small_world, tiny_clip_path, tmp_path):
+    run = run_all(_cfg(small_world, tiny_clip_path, tmp_path, oracle=True),
+                  steps=("splits", "features", "tip_adapter"))
+    assert {r["tuned_on"] for r in run.records()} == {"test-oracle"}
+
+
+def test_a_step_without_its_inputs_names_the_step_to_run(small_world, tiny_clip_path, tmp_path):
+    run = Run(_cfg(small_world, tiny_clip_path, tmp_path))
+    with pytest.raises(MissingStepError, match="splits step"):
+        run.tip_adapter()
+
+
+def test_shipped_configs_load():
+    assert load_config("imagenet-rn50").backbone == "RN50"
+    assert load_config("miniworld", seeds=[1]).seeds == (1,)
+    with pytest.raises(FileNotFoundError, match="shipped: imagenet-rn50"):
+        load_config("nope")
