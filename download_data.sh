@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Fetch the datasets and CLIP weights into data/ (idempotent, resumable, never destroys complete data).
+#
+#   ./download_data.sh imagenet-16shot URL_OR_ARCHIVE [--sha256 HEX]   the course dataset (needs your
+#                                                                     login: give a URL or a local file)
+#   ./download_data.sh imagenet-v2 [URL_OR_ARCHIVE] [--sha256 HEX]     ImageNet-V2 matched-frequency
+#   ./download_data.sh imagenet-a  [URL_OR_ARCHIVE] [--sha256 HEX]     ImageNet-A (200 classes)
+#   ./download_data.sh imagenet-r  [URL_OR_ARCHIVE] [--sha256 HEX]     ImageNet-R (200 classes)
+#   ./download_data.sh imagenet-sketch URL_OR_ARCHIVE [--sha256 HEX]   ImageNet-Sketch (see below)
+#   ./download_data.sh weights NAME [PATH]                             CLIP weights by name (RN50, ...),
+#                                                                     or copied from PATH (e.g. from OBS)
+#
+# Downloads go to data/downloads/NAME.part and are resumed with HTTP ranges; a finished archive is
+# checked (SHA-256 when known or given, then the archive's own integrity), extracted into a temporary
+# folder, checked for the expected layout and only then renamed to data/NAME. A folder that is already
+# complete (data/NAME/.complete) is left alone. Environment: DATA_DIR (default: data), CLIP_CACHE
+# (default: ~/.cache/clip).
+set -euo pipefail
+
+DATA_DIR=${DATA_DIR:-data}
+CLIP_CACHE=${CLIP_CACHE:-$HOME/.cache/clip}
+DL="$DATA_DIR/downloads"
+
+declare -A URLS=(
+  [imagenet-v2]="https://huggingface.co/datasets/vaishaal/ImageNetV2/resolve/main/imagenetv2-matched-frequency.tar.gz"
+  [imagenet-a]="https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar"
+  [imagenet-r]="https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar"
+)
+declare -A TARGETS=(
+  [imagenet-16shot]="ImageNet-1K-16shot" [imagenet-v2]="imagenet-v2" [imagenet-a]="imagenet-a"
+  [imagenet-r]="imagenet-r" [imagenet-sketch]="imagenet-sketch"
+)
+
+die() { echo "error: $*" >&2; exit 1; }
+say() { echo "[download_data] $*"; }
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+fetch() {  # fetch URL_OR_FILE DEST: resumable download, or copy of a local file
+  local src=$1 dest=$2
+  mkdir -p "$(dirname "$dest")"
+  if [[ -f "$src" ]]; then
+    cp -- "$src" "$dest.part" && mv -- "$dest.part" "$dest"
+    return
+  fi
+  [[ "$src" =~ ^https?:// ]] || die "$src is neither a local file nor an http(s) URL."
+  say "downloading $src -> $dest (resumes if interrupted)"
+  if ! curl -fL --retry 3 --retry-delay 2 -C - -o "$dest.part" "$src"; then
+    die "download of $src stopped; run the same command again to resume ($dest.part is kept)."
+  fi
+  mv -- "$dest.part" "$dest"
+}
+
+check_archive() {  # check_archive FILE: fails if the archive is truncated or corrupt
+  local f=$1
+  case "$f" in
+    *.zip) python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); bad = z.testzip(); sys.exit(1 if bad else 0)" "$f" ;;
+    *) tar -tf "$f" >/dev/null ;;
+  esac 2>/dev/null
+}
+
+extract() {  # extract FILE DIR
+  case "$1" in
+    *.zip) python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$1" "$2" ;;
+    *) tar -xf "$1" -C "$2" ;;
+  esac
+}
+
+check_layout() {  # check_layout NAME DIR: the folder looks like what NAME should be
+  local name=$1 dir=$2
+  case "$name" in
+    imagenet-16shot)
+      for p in train val classnames.txt; do [[ -e "$dir/$p" ]] || die "the archive has no $p at its top level: is it ImageNet-1K-16shot?"; done ;;
+    *) [[ -n "$(find "$dir" -mindepth 1 -maxdepth 1 -type d | head -n 1)" ]] || die "the archive holds no class folders." ;;
+  esac
+}
+
+get_dataset() {
+  local name=$1 src=${2:-} sha=${3:-}
+  local target="$DATA_DIR/${TARGETS[$name]}"
+  if [[ -f "$target/.complete" ]]; then say "$target is complete; nothing to do."; return; fi
+  if [[ -d "$target" ]]; then
+    die "$target exists but was not completed by this script. Check it with 'python -m fewshot check-data $target'; if it is good, run 'touch $target/.complete'; if not, move it away and run again."
+  fi
+  [[ -n "$src" ]] || src=${URLS[$name]:-}
+  [[ -n "$src" ]] || die "$name needs a URL or a local archive (its host needs your login or an agreement): ./download_data.sh $name URL_OR_ARCHIVE"
+  local base; base=$(basename "${src%%\?*}")
+  local archive="$DL/$name--$base"
+  [[ -f "$archive" ]] || fetch "$src" "$archive"
+  if [[ -n "$sha" ]] && [[ "$(sha256_of "$archive")" != "$sha" ]]; then
+    mv -- "$archive" "$archive.bad"
+    die "$archive does not have SHA-256 $sha (moved to $archive.bad). Download it again."
+  fi
+  if ! check_archive "$archive"; then
+    mv -- "$archive" "$archive.bad"
+    die "$archive is corrupt or truncated (moved to $archive.bad). Run the command again to download it anew; nothing in $DATA_DIR was changed."
+  fi
+  local tmp; tmp=$(mktemp -d "$DATA_DIR/.extract-$name.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  say "extracting $archive"
+  extract "$archive" "$tmp"
+  local top="$tmp"
+  local entries; entries=$(find "$tmp" -mindepth 1 -maxdepth 1 | wc -l)
+  if [[ "$entries" == 1 ]] && [[ -d "$(find "$tmp" -mindepth 1 -maxdepth 1)" ]]; then
+    top=$(find "$tmp" -mindepth 1 -maxdepth 1)  # archives usually wrap everything in one folder
+  fi
+  check_layout "$name" "$top"
+  touch "$top/.complete"
+  mv -- "$top" "$target"
+  rm -rf "$tmp"
+  trap - EXIT
+  say "$target is ready."
+}
+
+clip_url() {  # OpenAI's URL for a model name, from the installed clip package (the one registry)
+  local py=${PYTHON:-.venv/bin/python}
+  [[ -x "$py" ]] || py=python3
+  "$py" -c 'import sys, fewshot, clip; m = clip.clip._MODELS; print(m[sys.argv[1]]) if sys.argv[1] in m else sys.exit("unknown CLIP model " + sys.argv[1] + "; known: " + ", ".join(m))' "$1" \
+    || die "could not look up CLIP model $1 (see above; if the suite is not installed yet, run make install)."
+}
+
+get_weights() {
+  local name=$1 src=${2:-}
+  local url; url=$(clip_url "$name")
+  local sha; sha=$(basename "$(dirname "$url")")
+  local dest; dest="$CLIP_CACHE/$(basename "$url")"
+  if [[ -f "$dest" ]] && [[ "$(sha256_of "$dest")" == "$sha" ]]; then say "$dest is complete; nothing to do."; return; fi
+  fetch "${src:-$url}" "$dest.new"
+  if [[ "$(sha256_of "$dest.new")" != "$sha" ]]; then
+    rm -f -- "$dest.new"
+    die "the file for $name does not have SHA-256 $sha; it is incomplete or another model."
+  fi
+  mv -- "$dest.new" "$dest"
+  say "$dest is ready (SHA-256 verified)."
+}
+
+main() {
+  [[ $# -ge 1 ]] || { sed -n '2,20p' "$0"; exit 2; }
+  local what=$1; shift
+  local sha="" args=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --sha256) sha=$2; shift 2 ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  mkdir -p "$DATA_DIR" "$DL"
+  case "$what" in
+    weights) get_weights "${args[0]:-RN50}" "${args[1]:-}" ;;
+    imagenet-16shot|imagenet-v2|imagenet-a|imagenet-r|imagenet-sketch) get_dataset "$what" "${args[0]:-}" "$sha" ;;
+    *) die "unknown item $what; use imagenet-16shot, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch or weights" ;;
+  esac
+}
+
+main "$@"
