@@ -44,7 +44,7 @@ class RunConfig:
     fisher: bool = True  # also report the Fisher-weighted WiSE-FT merge
     oracle: bool = False  # tune alpha/beta/lambda on the test set (labelled test-oracle)
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
-    decode: str = "pil"  # image decoding for features: "pil" or "gpu" (nvjpeg; CUDA only)
+    decode: str = "auto"  # image decoding for test features: "pil", "gpu" (nvjpeg) or "auto" (gpu on CUDA)
     batch_size: int = 128  # image-encoder batch size
     num_workers: int = 2  # image loader workers
     progress: bool = True  # tqdm progress bars

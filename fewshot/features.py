@@ -28,10 +28,11 @@ from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from fewshot.datasets import ImageSet
-from fewshot.images import load_rgb
+from fewshot.images import decode_batch_gpu, load_rgb, read_bytes
 from fewshot.zeroshot import build_text_classifier
 
-__all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "augment_views", "encode_images", "atomic_save",
+__all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "augment_views", "encode_images",
+           "encode_images_gpu", "atomic_save",
            "cached", "image_features", "text_classifier", "items_digest"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -139,6 +140,38 @@ def encode_images(model, root: Path, paths: list[str], transform: Callable, devi
     return torch.cat(chunks, dim=-2)
 
 
+class _FileBytes(torch.utils.data.Dataset):
+    def __init__(self, root: Path, paths: list[str]):
+        self.root, self.paths = root, paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return read_bytes(self.root / self.paths[i]), str(self.root / self.paths[i])
+
+
+def _as_lists(batch):
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+@torch.no_grad()
+def encode_images_gpu(model, root: Path, paths: list[str], size: int, device, batch_size: int = 256,
+                      num_workers: int = 2, progress: bool = True, desc: str = "images (nvjpeg)") -> torch.Tensor:
+    """Like :func:`encode_images` with CLIP's test-time preprocessing, but workers only read bytes;
+    JPEG decoding (nvjpeg), resizing, cropping and normalisation run on the GPU. [N, D] fp16, CPU."""
+    loader = torch.utils.data.DataLoader(_FileBytes(Path(root), paths), batch_size=batch_size,
+                                         num_workers=num_workers, collate_fn=_as_lists)
+    dtype = model.visual.conv1.weight.dtype
+    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+    chunks = []
+    for datas, files in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        x = decode_batch_gpu(datas, files, size, device).float().div_(255).sub_(mean).div_(std)
+        chunks.append(model.encode_image(x.to(dtype)).to(torch.float16))
+    return torch.cat(chunks).cpu()  # one copy back at the end
+
+
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename: all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,12 +206,17 @@ def cached(key: CacheKey, cache_dir: str | os.PathLike, stem: str, compute: Call
 
 def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug_seed: int = 1,
                    batch_size: int = 128, num_workers: int = 0, device=None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, decode: str = "pil") -> dict:
     """Cached raw features of ``image_set`` on ``device`` (default: the backbone's).
 
     Returns ``{"feats": fp16 [N, D] (views=0) or [V, N, D], "labels": long [N], "paths": [N]}``.
-    ``views=0`` uses CLIP's own test-time preprocessing (resize, centre crop).
+    ``views=0`` uses CLIP's own test-time preprocessing (resize, centre crop). ``decode="gpu"``
+    decodes and resizes on the GPU (centre crops only; augmented views always use PIL); the
+    decode path is part of the cache key, as its pixels differ slightly from PIL's.
     """
+    decode = "gpu" if decode == "gpu" and not views else "pil"
+    if decode == "gpu" and backbone.device.type != "cuda":
+        raise ValueError("decode='gpu' needs the backbone on a CUDA device; use decode='pil'")
     res = backbone.input_resolution
     if views:
         prep = f"tip-rrc{AUG_SCALE[0]}-{AUG_SCALE[1]}-bicubic-hflip-{res}"
@@ -187,13 +225,18 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
         prep = f"clip-center-{res}"
         transform = functools.partial(_centered, preprocess=backbone.preprocess)
     key = CacheKey("image", backbone.name, backbone.sha256, prep, items_digest(image_set),
-                   views, aug_seed if views else 0)
+                   views, aug_seed if views else 0, decode=decode)
 
     def compute():
-        feats = encode_images(backbone.model, image_set.root, image_set.paths, transform,
-                              backbone.device, batch_size, num_workers,
-                              desc=f"{image_set.name} ({views or 1} view{'s' if views > 1 else ''})",
-                              progress=progress)
+        if decode == "gpu":
+            feats = encode_images_gpu(backbone.model, image_set.root, image_set.paths, res,
+                                      backbone.device, batch_size, num_workers, progress,
+                                      desc=f"{image_set.name} (nvjpeg)")
+        else:
+            feats = encode_images(backbone.model, image_set.root, image_set.paths, transform,
+                                  backbone.device, batch_size, num_workers,
+                                  desc=f"{image_set.name} ({views or 1} view{'s' if views > 1 else ''})",
+                                  progress=progress)
         return {"feats": feats, "labels": torch.tensor(image_set.labels), "paths": image_set.paths}
 
     data = cached(key, cache_dir, f"{image_set.name}-{views}v", compute)

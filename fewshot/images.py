@@ -12,9 +12,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageFile
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageError", "ImageInfo", "load_rgb", "inspect_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
+           "read_bytes", "jpeg_channels", "decode_batch_gpu"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
@@ -71,3 +73,70 @@ def inspect_image(path: str | os.PathLike) -> ImageInfo:
         return ImageInfo(str(path), True, mode, size)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return ImageInfo(str(path), False, error=str(err))
+
+
+def read_bytes(path: str | os.PathLike) -> torch.Tensor:
+    """A file's bytes as a uint8 tensor [L] (what loader workers hand to the GPU decoder)."""
+    data = Path(path).read_bytes()
+    if not data:
+        raise ImageError(f"{path}: empty file (0 bytes). Re-download it or remove it.")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _resize_crop_gpu(img: torch.Tensor, size: int) -> torch.Tensor:
+    """[3, H, W] uint8 -> [3, size, size] uint8: shorter side to ``size`` (bicubic, antialiased,
+    rounded to uint8 as PIL does), then the centre crop; CLIP's Resize + CenterCrop."""
+    import torch.nn.functional as F
+
+    h, w = img.shape[-2:]
+    # torchvision's Resize(size): the long side is truncated, int(size * long / short)
+    nh, nw = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    out = F.interpolate(img[None].float(), size=(nh, nw), mode="bicubic", antialias=True,
+                        align_corners=False)[0].round_().clamp_(0, 255)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return out[:, top:top + size, left:left + size].to(torch.uint8)
+
+
+def jpeg_channels(data: bytes) -> int:
+    """Colour components of a baseline/progressive JPEG from its SOF header (1, 3 or 4; 0 if none)."""
+    i = 2
+    while i + 9 < len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker in (0xC0, 0xC1, 0xC2):
+            return data[i + 9]
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return 0
+
+
+def decode_batch_gpu(datas: list[torch.Tensor], paths: list[str], size: int, device) -> torch.Tensor:
+    """Decode JPEG bytes on the GPU (nvjpeg) and apply CLIP's resize + centre crop there.
+
+    datas: uint8 byte tensors [L_i]; returns uint8 [B, 3, size, size] on ``device``. Files nvjpeg
+    cannot decode (CMYK, PNG, corrupt headers) go through :func:`load_rgb` on the CPU instead, so
+    the result is the same image either way; a file PIL cannot decode either raises ImageError.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    out: list[torch.Tensor | None] = [None] * len(datas)
+    jpeg = [i for i, d in enumerate(datas)  # nvjpeg: JPEGs with 1 or 3 components (not CMYK)
+            if len(d) > 3 and d[0] == 0xFF and d[1] == 0xD8
+            and jpeg_channels(d[:65536].numpy().tobytes()) in (1, 3)]
+    try:
+        decoded = decode_jpeg([datas[i] for i in jpeg], mode=ImageReadMode.RGB, device=device) if jpeg else []
+    except (RuntimeError, ValueError):  # one bad file fails the batch: retry one by one
+        decoded = []
+        for i in jpeg:
+            try:
+                decoded.append(decode_jpeg(datas[i], mode=ImageReadMode.RGB, device=device))
+            except (RuntimeError, ValueError):
+                decoded.append(None)
+    for i, img in zip(jpeg, decoded):
+        if img is not None:
+            out[i] = _resize_crop_gpu(img, size)
+    for i, img in enumerate(out):
+        if img is None:  # CPU fallback, same maths
+            import torchvision.transforms.functional as TF
+
+            pil = TF.pil_to_tensor(load_rgb(paths[i])).to(device)
+            out[i] = _resize_crop_gpu(pil, size)
+    return torch.stack(out)

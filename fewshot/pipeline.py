@@ -90,7 +90,7 @@ class Run:
         return {"backbone": self.backbone.name, "backbone_sha256": self.backbone.sha256,
                 "dataset": Path(self.cfg.data).name, "templates": self.cfg.templates,
                 "views": self.cfg.views, "git_rev": git_revision(), "device": dev,
-                "decode": self.cfg.decode}
+                "decode": self.decode}
 
     @cached_property
     def text_weights(self) -> torch.Tensor:  # [C, D] fp32
@@ -105,10 +105,17 @@ class Run:
             sets[name] = load_shift_set(path, kind, self.dataset.wnids, name)
         return sets
 
+    @property
+    def decode(self) -> str:
+        """"gpu" (nvjpeg) when asked for or, with "auto", when the device is CUDA; else "pil"."""
+        if self.cfg.decode == "auto":
+            return "gpu" if self.device.type == "cuda" else "pil"
+        return self.cfg.decode
+
     def _features(self, image_set: ImageSet, views: int = 0) -> dict:
         return image_features(self.backbone, image_set, self.cfg.cache_dir, views, self.cfg.aug_seed,
                               self.cfg.batch_size, self.cfg.num_workers, self.device,
-                              self.cfg.progress)
+                              self.cfg.progress, self.decode)
 
     @cached_property
     def test_feats(self) -> dict[str, dict]:

@@ -67,7 +67,7 @@ def _chunks(n_rows: int, per_row: int, budget: int) -> int:
 @torch.no_grad()
 def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale: float = 100.0,
            exclude: torch.Tensor | None = None, budget_bytes: int = 1 << 30,
-           progress: bool = False) -> torch.Tensor:
+           precision: str = "auto", progress: bool = False) -> torch.Tensor:
     """Top-1 accuracy of :func:`tip_logits` on a whole (β, α) grid: returns [len(betas), len(alphas)].
 
     feats [N, D], labels [N], text_weights [C, D], keys [M, D], values [M, C]. ``exclude`` [N]
@@ -75,10 +75,13 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     shots; -1 leaves nothing out). Runs on the device of ``feats`` as batched tensor operations:
     queries and betas are taken in chunks whose largest intermediate ([b, A, n, C] logits)
     stays within ``budget_bytes``; there is no Python loop over samples or alphas.
+    ``precision="auto"`` multiplies affinities by the values in fp16 on CUDA (tensor cores, fp32
+    accumulation) and in fp32 elsewhere; logits and argmax are always fp32.
     """
     dev, f32 = feats.device, torch.float32
+    mm = torch.float16 if precision == "auto" and dev.type == "cuda" else f32
     feats, keys = feats.to(f32), keys.to(dev, f32)
-    text_weights, values = text_weights.to(dev, f32), values.to(dev, f32)
+    text_weights, values = text_weights.to(dev, f32), values.to(dev, mm)
     alphas = torch.as_tensor(alphas, dtype=f32, device=dev)
     betas = torch.as_tensor(betas, dtype=f32, device=dev)
     labels = labels.to(dev)
@@ -89,15 +92,15 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     for s in tqdm(range(0, N, n_chunk), desc="grid search", disable=not progress, leave=False):
         f, y = feats[s:s + n_chunk], labels[s:s + n_chunk]
         zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
-        sims = f @ keys.T  # [n, M]
+        dist = 1.0 - f @ keys.T  # [n, M]
         if exclude is not None:
             ex = exclude[s:s + n_chunk].to(dev)
             rows = torch.nonzero(ex >= 0).squeeze(1)
         for b in range(0, betas.numel(), b_chunk):
-            aff = torch.exp(-betas[b:b + b_chunk, None, None] * (1.0 - sims))  # [b, n, M]
+            aff = torch.exp(-betas[b:b + b_chunk, None, None] * dist).to(mm)  # [b, n, M]
             if exclude is not None:
                 aff[:, rows, ex[rows]] = 0.0
-            cache = aff @ values  # [b, n, C]
+            cache = (aff @ values).to(f32)  # [b, n, C]
             logits = zs + alphas[None, :, None, None] * cache[:, None]  # [b, A, n, C]
             correct[b:b + b_chunk] += (logits.argmax(dim=-1) == y).sum(dim=-1)
     return correct.to(f32) / N
