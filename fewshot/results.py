@@ -89,10 +89,10 @@ def summarize(records: list[dict], metric: str = "top1", role: str = "final") ->
 def format_table(rows: list[dict], eval_set: str = "val") -> str:
     """Markdown table: one row per method, one column per shot count, ``mean ± std``."""
     rows = [r for r in rows if r["eval_set"] == eval_set]
-    shots = sorted({r["shots"] for r in rows if r["shots"]})
+    shots = sorted({r["shots"] for r in rows if r["shots"]}) or [0]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     cell = {(r["method"], r["shots"]): r for r in rows}
-    lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " | tuned on |",
+    lines = ["| method | " + " | ".join(f"{k}-shot" if k else "top-1" for k in shots) + " | tuned on |",
              "|---|" + "---|" * (len(shots) + 1)]
     for m in methods:
         if (m, 0) in cell:  # shot-independent (zero-shot)

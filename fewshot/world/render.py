@@ -78,11 +78,15 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, rgb, cx, cy, r, rot, outl
 
 
 def render(shape: str, color: str, style: str, rng: random.Random,
-           size: tuple[int, int] = (96, 96), clutter: int = 2) -> Image.Image:
+           size: tuple[int, int] = (96, 96), clutter: int = 2, jitter: int = 30,
+           distractor_scale: tuple = (0.08, 0.16), noise: tuple = (0.05, 0.2),
+           blur: float = 1.0) -> Image.Image:
     """One image of ``color`` ``shape`` in ``style`` with up to ``clutter`` smaller distractors.
 
-    photo: filled shape on a muted, noisy background; sketch: the shape's outline (and hatching)
-    in its colour on near-white paper. The main object is the largest, placed near the centre.
+    photo: filled shape on a muted, noisy background; sketch: the shape's outline in its colour on
+    near-white paper. The main object is the largest, placed near the centre. ``jitter`` (RGB
+    units) spreads the object's colour, ``distractor_scale`` sizes the distractors relative to
+    the image, ``noise`` is the range of the noise blend and ``blur`` the largest blur radius.
     """
     w, h = size
     if style == "photo":
@@ -96,15 +100,15 @@ def render(shape: str, color: str, style: str, rng: random.Random,
     outline = style == "sketch"
     for _ in range(rng.randint(0, clutter)):  # distractors first, so the object stays on top
         dshape, dcolor = rng.choice(SHAPES), rng.choice(list(COLORS))
-        dr = rng.uniform(0.08, 0.16) * min(w, h)
+        dr = rng.uniform(*distractor_scale) * min(w, h)
         _draw_shape(draw, dshape, _jitter(COLORS[dcolor], rng, 25), rng.uniform(0, w),
                     rng.uniform(0, h), dr, rng.uniform(0, 2 * math.pi), outline, 2, bg)
     r = rng.uniform(0.2, 0.32) * min(w, h)
     cx, cy = w / 2 + rng.uniform(-0.12, 0.12) * w, h / 2 + rng.uniform(-0.12, 0.12) * h
-    _draw_shape(draw, shape, _jitter(COLORS[color], rng, 30), cx, cy, r,
+    _draw_shape(draw, shape, _jitter(COLORS[color], rng, jitter), cx, cy, r,
                 rng.uniform(0, 2 * math.pi), outline, rng.randint(2, 4), bg)
     if style == "photo":
-        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.0, 1.0)))
-        noise = Image.frombytes("L", size, rng.randbytes(w * h)).convert("RGB")  # seeded, portable
-        img = Image.blend(img, noise, rng.uniform(0.05, 0.2))
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.0, blur)))
+        grain = Image.frombytes("L", size, rng.randbytes(w * h)).convert("RGB")  # seeded, portable
+        img = Image.blend(img, grain, rng.uniform(*noise))
     return img
