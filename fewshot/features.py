@@ -28,7 +28,7 @@ from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from fewshot.datasets import ImageSet
-from fewshot.images import decode_batch_gpu, load_rgb, read_bytes
+from fewshot.images import decode_batch_gpu, load_rgb
 from fewshot.zeroshot import build_text_classifier
 
 __all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "augment_views", "encode_images",
@@ -148,11 +148,12 @@ class _FileBytes(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return read_bytes(self.root / self.paths[i]), str(self.root / self.paths[i])
+        path = self.root / self.paths[i]
+        return path.read_bytes(), str(path)  # plain bytes: cheap to pickle, no shared-memory tensor
 
 
 def _as_lists(batch):
-    return [b[0] for b in batch], [b[1] for b in batch]
+    return [torch.frombuffer(bytearray(b[0]), dtype=torch.uint8) for b in batch], [b[1] for b in batch]
 
 
 @torch.no_grad()

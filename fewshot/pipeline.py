@@ -205,6 +205,11 @@ class Run:
         return data
 
     @property
+    def cache_dtype(self):
+        """fp16 affinity products when evaluating on a GPU, exact fp32 on the CPU."""
+        return torch.float16 if self.device.type == "cuda" else None
+
+    @property
     def logit_scale(self) -> float:
         return self.backbone.logit_scale
 
@@ -259,7 +264,8 @@ class Run:
                                   "tuned_on": tuned_on, "test": self._val_grid(d).tolist(),
                                   "loo": loo.tolist() if loo is not None else None})
                 scores = self.evaluate(lambda f: tip.tip_logits(
-                    f, self.text_weights, d["keys"], d["values"], alpha, beta, self.logit_scale))
+                    f, self.text_weights, d["keys"], d["values"], alpha, beta, self.logit_scale,
+                    self.cache_dtype))
                 records += self._records("tip-adapter", scores, shots=k, seed=seed,
                                          hyperparameters={"alpha": alpha, "beta": beta},
                                          tuned_on=tuned_on)
@@ -285,7 +291,8 @@ class Run:
                     alpha, beta, _ = tip.best_point(self._val_grid({**d, "keys": res["keys"]}),
                                                     *self.grid)
                 scores = self.evaluate(lambda f: tip.tip_logits(
-                    f, self.text_weights, res["keys"], d["values"], alpha, beta, self.logit_scale))
+                    f, self.text_weights, res["keys"], d["values"], alpha, beta, self.logit_scale,
+                    self.cache_dtype))
                 records += self._records(
                     "tip-adapter-f", scores, shots=k, seed=seed, tuned_on=tuned_on,
                     hyperparameters={"alpha": alpha, "beta": beta, "epochs": self.cfg.epochs,
@@ -307,7 +314,8 @@ class Run:
                 def scores_at(lam, fishers=None):
                     keys = interpolate(theta0, theta1, lam, fishers)["keys"]
                     return self.evaluate(lambda f: tip.tip_logits(
-                        f, self.text_weights, keys, d["values"], alpha, beta, self.logit_scale))
+                        f, self.text_weights, keys, d["values"], alpha, beta, self.logit_scale,
+                        self.cache_dtype))
 
                 curve = {lam: scores_at(lam) for lam in lambdas}
                 for lam, scores in curve.items():
@@ -340,12 +348,12 @@ class Run:
         return self._write("wise", records)
 
     def _save_predictions(self, d, ad, lam) -> None:
-        t, W, ls = self.test_feats["val"], self.text_weights, self.logit_scale
+        t, W, ls, cd = self.test_feats["val"], self.text_weights, self.logit_scale, self.cache_dtype
         keys_lam = interpolate({"k": d["keys"]}, {"k": ad["keys_ft"]}, lam)["k"]
         heads = {"zero-shot": lambda f: zeroshot_logits(f, W, ls),
-                 "tip-adapter": lambda f: tip.tip_logits(f, W, d["keys"], d["values"], ad["alpha"], ad["beta"], ls),
-                 "tip-adapter-f": lambda f: tip.tip_logits(f, W, ad["keys_ft"], d["values"], ad["alpha"], ad["beta"], ls),
-                 "wise-ft": lambda f: tip.tip_logits(f, W, keys_lam, d["values"], ad["alpha"], ad["beta"], ls)}
+                 "tip-adapter": lambda f: tip.tip_logits(f, W, d["keys"], d["values"], ad["alpha"], ad["beta"], ls, cd),
+                 "tip-adapter-f": lambda f: tip.tip_logits(f, W, ad["keys_ft"], d["values"], ad["alpha"], ad["beta"], ls, cd),
+                 "wise-ft": lambda f: tip.tip_logits(f, W, keys_lam, d["values"], ad["alpha"], ad["beta"], ls, cd)}
         preds = {name: torch.cat([fn(t["feats"][s:s + 8192]).argmax(1)
                                   for s in range(0, len(t["labels"]), 8192)]).tolist()
                  for name, fn in heads.items()}

@@ -49,15 +49,20 @@ def cache_affinity(feats: torch.Tensor, keys: torch.Tensor, beta) -> torch.Tenso
     return torch.exp(-beta * (1.0 - feats @ keys.T))
 
 
-def tip_logits(feats, text_weights, keys, values, alpha, beta, logit_scale: float = 100.0):
+def tip_logits(feats, text_weights, keys, values, alpha, beta, logit_scale: float = 100.0,
+               cache_dtype: torch.dtype | None = None):
     """Tip-Adapter logits [N, C] = ``logit_scale·f·Wᵀ + α·exp(−β(1 − f·Kᵀ))·L``.
 
     feats [N, D], text_weights [C, D], keys [M, D] (normalised rows), values [M, C].
-    ``alpha = 0`` gives exactly the zero-shot logits.
+    ``alpha = 0`` gives exactly the zero-shot logits. ``cache_dtype=torch.float16`` multiplies
+    the affinities by the values in fp16 (tensor cores; evaluation on a GPU, as the official code
+    does); by default everything stays in the keys' dtype.
     """
     feats = feats.to(keys.dtype)
-    return zeroshot_logits(feats, text_weights.to(keys.dtype), logit_scale) + \
-        alpha * cache_affinity(feats, keys, beta) @ values.to(keys.dtype)
+    aff = cache_affinity(feats, keys, beta)
+    cache = aff @ values.to(keys.dtype) if cache_dtype is None else \
+        (aff.to(cache_dtype) @ values.to(cache_dtype)).to(keys.dtype)
+    return zeroshot_logits(feats, text_weights.to(keys.dtype), logit_scale) + alpha * cache
 
 
 def _chunks(n_rows: int, per_row: int, budget: int) -> int:
@@ -92,16 +97,16 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     for s in tqdm(range(0, N, n_chunk), desc="grid search", disable=not progress, leave=False):
         f, y = feats[s:s + n_chunk], labels[s:s + n_chunk]
         zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
-        dist = 1.0 - f @ keys.T  # [n, M]
+        dist = (1.0 - f @ keys.T).to(mm)  # [n, M], cast once: exp below reads and writes `mm`
         if exclude is not None:
             ex = exclude[s:s + n_chunk].to(dev)
             rows = torch.nonzero(ex >= 0).squeeze(1)
         for b in range(0, betas.numel(), b_chunk):
-            aff = torch.exp(-betas[b:b + b_chunk, None, None] * dist).to(mm)  # [b, n, M]
+            aff = torch.exp(-betas[b:b + b_chunk, None, None].to(mm) * dist)  # [b, n, M]
             if exclude is not None:
                 aff[:, rows, ex[rows]] = 0.0
             cache = (aff @ values).to(f32)  # [b, n, C]
-            logits = zs + alphas[None, :, None, None] * cache[:, None]  # [b, A, n, C]
+            logits = torch.addcmul(zs, alphas[None, :, None, None], cache[:, None])  # [b, A, n, C], one write
             correct[b:b + b_chunk] += (logits.argmax(dim=-1) == y).sum(dim=-1)
     return correct.to(f32) / N
 
