@@ -13,30 +13,23 @@ overrides = {}  # any RunConfig field, e.g. {"data": "/content/drive/MyDrive/Ima
 repo = "https://github.com/YOUR-ACCOUNT/fewshot-clip"  # your copy of this repository (Colab/ModelArts)
 
 # %% [markdown]
-# **Setup.** On Colab or ModelArts (detected) this installs the suite from `repo` and mounts Google
-# Drive when a path points there; on your own machine it does nothing (use `make demo`).
+# **Setup.** On Colab or ModelArts this installs the suite from `repo`; on your own machine it does
+# nothing (use `make demo`). Then the run starts: Drive is mounted when a path points there.
 
 # %%
 import os, subprocess, sys  # noqa: E401
 
-HOSTED = "COLAB_RELEASE_TAG" in os.environ or os.path.isdir("/home/ma-user")
-if HOSTED and not os.path.isfile("fewshot/__init__.py"):
-    if not os.path.isdir("fewshot-suite"):
-        subprocess.run(["git", "clone", "--depth=1", repo, "fewshot-suite"], check=True)
+if ("COLAB_RELEASE_TAG" in os.environ or os.path.isdir("/home/ma-user")) and not os.path.isfile("fewshot/__init__.py"):
+    subprocess.run(f"test -d fewshot-suite || git clone --depth=1 {repo} fewshot-suite", shell=True, check=True)
     os.chdir("fewshot-suite")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "."], check=True)
-if HOSTED and any(str(v).startswith("/content/drive") for v in overrides.values()):
-    from google.colab import drive
-
-    drive.mount("/content/drive")
 
 # %%
 from IPython.display import Markdown, display
 
-from fewshot.pipeline import Run
+from fewshot.hosted import start
 
-run = Run.from_config(config, **overrides)
-_ = run.banner()
+run = start(config, overrides)
 
 # %%
 records = run.tip_adapter()
