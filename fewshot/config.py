@@ -45,6 +45,7 @@ class RunConfig:
     oracle: bool = False  # tune alpha/beta/lambda on the test set (labelled test-oracle)
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     decode: str = "auto"  # image decoding for test features: "pil", "gpu" (nvjpeg) or "auto" (gpu on CUDA)
+    skip_bad_images: bool = False  # skip (and list) undecodable images instead of stopping
     batch_size: int = 128  # image-encoder batch size
     num_workers: int = 2  # image loader workers
     progress: bool = True  # tqdm progress bars

@@ -28,7 +28,9 @@ from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from fewshot.datasets import ImageSet
-from fewshot.images import decode_batch_gpu, load_rgb
+from PIL import Image
+
+from fewshot.images import ImageError, decode_batch_gpu, load_rgb
 from fewshot.zeroshot import build_text_classifier
 
 __all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "augment_views", "encode_images",
@@ -111,33 +113,46 @@ def _centered(img, index: int, preprocess: Callable) -> torch.Tensor:
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    def __init__(self, root: Path, paths: list[str], transform: Callable):
-        self.root, self.paths, self.transform = root, paths, transform
+    def __init__(self, root: Path, paths: list[str], transform: Callable, skip_bad: bool = False):
+        self.root, self.paths, self.transform, self.skip_bad = root, paths, transform, skip_bad
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return self.transform(load_rgb(self.root / self.paths[i]), i)
+        try:
+            return self.transform(load_rgb(self.root / self.paths[i]), i), True
+        except ImageError:
+            if not self.skip_bad:
+                raise
+            probe = self.transform(Image.new("RGB", (8, 8)), i)  # a placeholder of the right shape
+            return torch.zeros_like(probe), False
 
 
 @torch.no_grad()
 def encode_images(model, root: Path, paths: list[str], transform: Callable, device,
                   batch_size: int = 128, num_workers: int = 0, desc: str = "images",
-                  progress: bool = True) -> torch.Tensor:
+                  progress: bool = True, skip_bad: bool = False):
     """Raw image features in fp16 on the CPU: [N, D], or [V, N, D] when ``transform`` returns
-    [V, 3, R, R] per image. ``transform(pil_image, index)`` yields the model's input."""
-    loader = torch.utils.data.DataLoader(_ImageFiles(Path(root), paths, transform),
+    [V, 3, R, R] per image. ``transform(pil_image, index)`` yields the model's input.
+
+    A file that cannot be decoded raises :class:`fewshot.images.ImageError` naming it; with
+    ``skip_bad`` it is encoded as a blank image instead and ``ok`` [N] (bool) marks it, so the
+    return value is ``(feats, ok)``; without, just ``feats``.
+    """
+    loader = torch.utils.data.DataLoader(_ImageFiles(Path(root), paths, transform, skip_bad),
                                          batch_size=batch_size, num_workers=num_workers,
                                          pin_memory=torch.device(device).type == "cuda")
     dtype = model.visual.conv1.weight.dtype
-    chunks = []
-    for x in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    chunks, oks = [], []
+    for x, ok in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        oks.append(ok)
         multi = x.dim() == 5  # [B, V, 3, R, R]
         flat = x.flatten(0, 1) if multi else x
         f = model.encode_image(flat.to(device, dtype, non_blocking=True)).to(torch.float16)
         chunks.append((f.view(x.shape[0], x.shape[1], -1).transpose(0, 1) if multi else f).cpu())
-    return torch.cat(chunks, dim=-2)
+    feats = torch.cat(chunks, dim=-2)
+    return (feats, torch.cat(oks)) if skip_bad else feats
 
 
 class _FileBytes(torch.utils.data.Dataset):
@@ -207,14 +222,18 @@ def cached(key: CacheKey, cache_dir: str | os.PathLike, stem: str, compute: Call
 
 def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug_seed: int = 1,
                    batch_size: int = 128, num_workers: int = 0, device=None,
-                   progress: bool = True, decode: str = "pil") -> dict:
+                   progress: bool = True, decode: str = "pil", skip_bad: bool = False) -> dict:
     """Cached raw features of ``image_set`` on ``device`` (default: the backbone's).
 
     Returns ``{"feats": fp16 [N, D] (views=0) or [V, N, D], "labels": long [N], "paths": [N]}``.
     ``views=0`` uses CLIP's own test-time preprocessing (resize, centre crop). ``decode="gpu"``
     decodes and resizes on the GPU (centre crops only; augmented views always use PIL); the
     decode path is part of the cache key, as its pixels differ slightly from PIL's.
+    ``skip_bad`` drops files that cannot be decoded (listed under ``"skipped"``) instead of
+    stopping with an error that names the first one; it forces the PIL path.
     """
+    if skip_bad:
+        decode = "pil"
     decode = "gpu" if decode == "gpu" and not views else "pil"
     if decode == "gpu" and backbone.device.type != "cuda":
         raise ValueError("decode='gpu' needs the backbone on a CUDA device; use decode='pil'")
@@ -225,8 +244,8 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
     else:
         prep = f"clip-center-{res}"
         transform = functools.partial(_centered, preprocess=backbone.preprocess)
-    key = CacheKey("image", backbone.name, backbone.sha256, prep, items_digest(image_set),
-                   views, aug_seed if views else 0, decode=decode)
+    key = CacheKey("image", backbone.name, backbone.sha256, prep + ("-skipbad" if skip_bad else ""),
+                   items_digest(image_set), views, aug_seed if views else 0, decode=decode)
 
     def compute():
         if decode == "gpu":
@@ -234,16 +253,27 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
                                       backbone.device, batch_size, num_workers, progress,
                                       desc=f"{image_set.name} (nvjpeg)")
         else:
-            feats = encode_images(backbone.model, image_set.root, image_set.paths, transform,
-                                  backbone.device, batch_size, num_workers,
-                                  desc=f"{image_set.name} ({views or 1} view{'s' if views > 1 else ''})",
-                                  progress=progress)
-        return {"feats": feats, "labels": torch.tensor(image_set.labels), "paths": image_set.paths}
+            out = encode_images(backbone.model, image_set.root, image_set.paths, transform,
+                                backbone.device, batch_size, num_workers,
+                                desc=f"{image_set.name} ({views or 1} view{'s' if views > 1 else ''})",
+                                progress=progress, skip_bad=skip_bad)
+            if skip_bad:
+                feats, ok = out
+                keep = ok.nonzero().squeeze(1)
+                skipped = [p for p, good in zip(image_set.paths, ok.tolist()) if not good]
+                return {"feats": feats.index_select(-2, keep), "labels": torch.tensor(image_set.labels)[keep],
+                        "paths": [image_set.paths[i] for i in keep.tolist()], "skipped": skipped}
+            feats = out
+        return {"feats": feats, "labels": torch.tensor(image_set.labels), "paths": image_set.paths,
+                "skipped": []}
 
     data = cached(key, cache_dir, f"{image_set.name}-{views}v", compute)
+    if data.get("skipped"):
+        print(f"skipped {len(data['skipped'])} undecodable file(s) in {image_set.root}: "
+              + ", ".join(data["skipped"][:5]) + (" ..." if len(data["skipped"]) > 5 else ""))
     device = device or backbone.device
     return {"feats": data["feats"].to(device), "labels": data["labels"].to(device),
-            "paths": data["paths"]}
+            "paths": data["paths"], "skipped": data.get("skipped", [])}
 
 
 def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, device=None,

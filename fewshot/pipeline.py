@@ -115,7 +115,7 @@ class Run:
     def _features(self, image_set: ImageSet, views: int = 0) -> dict:
         return image_features(self.backbone, image_set, self.cfg.cache_dir, views, self.cfg.aug_seed,
                               self.cfg.batch_size, self.cfg.num_workers, self.device,
-                              self.cfg.progress, self.decode)
+                              self.cfg.progress, self.decode, self.cfg.skip_bad_images)
 
     @cached_property
     def test_feats(self) -> dict[str, dict]:
@@ -143,14 +143,16 @@ class Run:
         pool = ImageSet("train-pool", self.dataset.root, [(p, label_of[p]) for p in paths],
                         self.dataset.train.class_indices)
         center, views = self._features(pool), self._features(pool, self.cfg.views)
-        return {"row": {p: i for i, p in enumerate(paths)}, "center": center["feats"],
+        if center["paths"] != views["paths"]:  # a file skipped in one pass only: keep the common rows
+            raise RuntimeError("centre-crop and augmented passes skipped different files; clear the cache")
+        return {"row": {p: i for i, p in enumerate(center["paths"])}, "center": center["feats"],
                 "views": views["feats"], "labels": center["labels"]}
 
     def shots_data(self, shots: int, seed: int) -> dict:
         """Cached tensors of one manifest: centre [M, D] normalised, views [V, M, D] raw, labels,
         ranks, and the training-free cache (keys [M, D], values [M, C])."""
-        items = self.manifest(shots, seed)["items"]
         tf = self.train_feats
+        items = [it for it in self.manifest(shots, seed)["items"] if it[0] in tf["row"]]  # minus skipped
         rows = torch.tensor([tf["row"][p] for p, _ in items], device=self.device)
         views, labels = tf["views"][:, rows], tf["labels"][rows]
         keys, values = tip.build_cache(views, labels, self.dataset.num_classes)
