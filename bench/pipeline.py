@@ -22,9 +22,11 @@ from fewshot.pipeline import Run
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--small", action="store_true")
+    p.add_argument("--val", type=int, default=0, help="number of val images (scaling checks)")
     args = p.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     c, n_val, per_class = (100, 5000, 16) if args.small else (1000, 50000, 16)
+    n_val = args.val or n_val
     feats, labels, text, _, _, _ = random_problem(n_val, 1, c, 1024, dev)
     wnids = [f"n{i:08d}" for i in range(c)]
     train = ImageSet("train", "/nonexistent", [(f"train/{w}/{j}.JPEG", i) for i, w in enumerate(wnids)

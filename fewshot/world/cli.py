@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t = sub.add_parser("train-clip", help="pretrain the tiny CLIP (about 20 min on 2 CPU cores)")
     t.add_argument("--out", default="fewshot/world/assets/miniclip-rn.pt")
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override PretrainConfig fields")
+    s = sub.add_parser("make-imagenet-shaped", help="ImageNet-shaped synthetic data + RN50-shaped random CLIP")
+    s.add_argument("--out", required=True, help="folder for ImageNet-1K-16shot/, imagenet-v2/, -a/, -r/, rn50-random.pt")
+    s.add_argument("--smoke", action="store_true", help="100 classes, tiny images (CPU smoke)")
     c = sub.add_parser("check", help="does a mini-world run show the benchmark's phenomena?")
     c.add_argument("--run", default="runs/miniworld")
 
@@ -35,6 +38,16 @@ def run(args) -> int:
         log = pretrain(PretrainConfig(**_overrides(args.set)), args.out)
         print(f"saved {args.out} ({log['size_bytes'] / 1e6:.1f} MB, sha256 {log['sha256'][:12]}...) "
               f"after {log['steps']} steps, final loss {log['history'][-1]['loss']:.4f}")
+        return 0
+    if args.world_command == "make-imagenet-shaped":
+        from pathlib import Path
+
+        from fewshot.world.imagenet_shaped import FULL, SMOKE, make_imagenet_shaped, make_rn50_random
+
+        t0 = time.time()
+        root = make_imagenet_shaped(args.out, SMOKE if args.smoke else FULL)
+        sha = make_rn50_random(Path(args.out) / "rn50-random.pt")
+        print(f"wrote {root} (+ imagenet-v2/a/r) and rn50-random.pt ({sha[:12]}...) in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "check":
         from fewshot.report import load_run

@@ -1,0 +1,78 @@
+"""Run every notebook once on a config, each in its own process, recording wall time, peak host
+memory (max RSS of the notebook's processes, kernel included) and peak GPU memory (nvidia-smi,
+sampled every 100 ms: the whole device, CUDA context and allocator cache included).
+
+    python bench/rehearse.py --config imagenet-rn50 --overrides JSON --out DIR
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fewshot.notebooks import list_notebooks  # noqa: E402
+
+_MEASURE = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
+            "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+
+
+class GpuPeak:
+    def __init__(self):
+        self.peak, self.stop = 0, threading.Event()
+        self.ok = shutil.which("nvidia-smi") is not None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True).stdout.split()
+            if out:
+                self.peak = max(self.peak, int(out[0]))
+            time.sleep(0.1)
+
+    def __enter__(self):
+        if self.ok:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", default="imagenet-rn50")
+    p.add_argument("--overrides", default="{}")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    out = Path(args.out)
+    rows = []
+    for name in list_notebooks():
+        cmd = [sys.executable, "-m", "fewshot.notebooks", "--out", str(out / "executed"), "--config",
+               args.config, "--overrides", args.overrides, name]
+        with GpuPeak() as gpu:
+            t0 = time.time()
+            res = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True)
+            wall = time.time() - t0
+        rss = [int(l.split()[1]) for l in res.stdout.splitlines() if l.startswith("MAXRSS_KB")]
+        row = {"notebook": name, "ok": res.returncode == 0, "wall_s": round(wall, 1),
+               "peak_host_gib": round(rss[0] / 2**20, 2) if rss else None,
+               "peak_gpu_gib": round(gpu.peak / 1024, 2) if gpu.ok else None}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        (out / "rehearsal.json").write_text(json.dumps(rows, indent=1) + "\n")  # partial results survive
+        if res.returncode:
+            print(res.stdout[-3000:], res.stderr[-6000:], sep="\n", file=sys.stderr)
+            break
+    (out / "rehearsal.json").write_text(json.dumps(rows, indent=1) + "\n")
+    total = sum(r["wall_s"] for r in rows)
+    print(f"rehearsal: {sum(r['ok'] for r in rows)}/{len(list_notebooks())} notebooks ran, {total:.0f} s")
+    return 0 if all(r["ok"] for r in rows) and len(rows) == len(list_notebooks()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
