@@ -83,7 +83,7 @@ def main():
         _, sec = timed(lambda: [bb.model.encode_image(x) for _ in range(5)], dev)
     rows["encoder_only_img_s"] = round(5 * 256 / sec)
     import functools
-    pil_fn = functools.partial(_centered, preprocess=bb.preprocess)
+    pil_fn = functools.partial(_centered, size=bb.input_resolution)
     for w in args.workers:
         w = min(w, os.cpu_count())
         _, sec = timed(lambda: encode_images(bb.model, tmp, names, pil_fn, dev, 256, w, progress=False), dev)

@@ -33,7 +33,8 @@ from PIL import Image
 from fewshot.images import ImageError, decode_batch_gpu, load_rgb
 from fewshot.zeroshot import build_text_classifier
 
-__all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "augment_views", "encode_images",
+__all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "normalize_pixels", "center_pixels",
+           "augment_views", "encode_images",
            "encode_images_gpu", "atomic_save",
            "cached", "image_features", "text_classifier", "items_digest"]
 
@@ -68,12 +69,21 @@ def items_digest(image_set: ImageSet) -> str:
     return h.hexdigest()
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    return TF.normalize(x, CLIP_MEAN, CLIP_STD)
+def normalize_pixels(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels [..., 3, H, W] -> CLIP's normalised fp32 input (ToTensor + Normalize)."""
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(3, 1, 1)
+    return (x.float() / 255 - mean) / std
+
+
+def center_pixels(img, size: int) -> torch.Tensor:
+    """CLIP's test-time Resize(size, bicubic) + CenterCrop(size) of a PIL image: uint8 [3, size, size]."""
+    img = TF.center_crop(TF.resize(img, size, InterpolationMode.BICUBIC), size)
+    return TF.pil_to_tensor(img)
 
 
 def augment_views(img, size: int, views: int, seed: int, index: int) -> torch.Tensor:
-    """``views`` Tip-Adapter augmentations of a PIL image, normalised: [V, 3, size, size].
+    """``views`` Tip-Adapter augmentations of a PIL image, uint8: [V, 3, size, size].
 
     Crop parameters follow torchvision's RandomResizedCrop (10 tries, then a centre crop) but are
     drawn from ``torch.Generator`` seeded by ``(seed, view, index)``.
@@ -100,7 +110,7 @@ def augment_views(img, size: int, views: int, seed: int, index: int) -> torch.Te
         crop = TF.resized_crop(img, *box, [size, size], InterpolationMode.BICUBIC)
         if u[31] < 0.5:
             crop = TF.hflip(crop)
-        out.append(_normalize(TF.to_tensor(crop)))
+        out.append(TF.pil_to_tensor(crop))
     return torch.stack(out)
 
 
@@ -108,8 +118,8 @@ def _augmented(img, index: int, size: int, views: int, seed: int) -> torch.Tenso
     return augment_views(img, size, views, seed, index)
 
 
-def _centered(img, index: int, preprocess: Callable) -> torch.Tensor:
-    return preprocess(img)
+def _centered(img, index: int, size: int) -> torch.Tensor:
+    return center_pixels(img, size)
 
 
 class _ImageFiles(torch.utils.data.Dataset):
@@ -134,14 +144,18 @@ def encode_images(model, root: Path, paths: list[str], transform: Callable, devi
                   batch_size: int = 128, num_workers: int = 0, desc: str = "images",
                   progress: bool = True, skip_bad: bool = False):
     """Raw image features in fp16 on the CPU: [N, D], or [V, N, D] when ``transform`` returns
-    [V, 3, R, R] per image. ``transform(pil_image, index)`` yields the model's input.
+    [V, 3, R, R] per image. ``transform(pil_image, index)`` yields uint8 pixels (cheap to pass
+    from loader workers); they are normalised on ``device``. With V views, a loader batch holds
+    ``batch_size // V`` images, so one forward pass stays at about ``batch_size`` images.
 
     A file that cannot be decoded raises :class:`fewshot.images.ImageError` naming it; with
     ``skip_bad`` it is encoded as a blank image instead and ``ok`` [N] (bool) marks it, so the
     return value is ``(feats, ok)``; without, just ``feats``.
     """
-    loader = torch.utils.data.DataLoader(_ImageFiles(Path(root), paths, transform, skip_bad),
-                                         batch_size=batch_size, num_workers=num_workers,
+    dataset = _ImageFiles(Path(root), paths, transform, skip_bad)
+    probe = dataset.transform(Image.new("RGB", (8, 8)), 0)  # [3, R, R] or [V, 3, R, R]
+    per_batch = max(1, batch_size // probe.shape[0]) if probe.dim() == 4 else batch_size
+    loader = torch.utils.data.DataLoader(dataset, batch_size=per_batch, num_workers=num_workers,
                                          pin_memory=torch.device(device).type == "cuda")
     dtype = model.visual.conv1.weight.dtype
     chunks, oks = [], []
@@ -149,7 +163,7 @@ def encode_images(model, root: Path, paths: list[str], transform: Callable, devi
         oks.append(ok)
         multi = x.dim() == 5  # [B, V, 3, R, R]
         flat = x.flatten(0, 1) if multi else x
-        f = model.encode_image(flat.to(device, dtype, non_blocking=True)).to(torch.float16)
+        f = model.encode_image(normalize_pixels(flat.to(device, non_blocking=True)).to(dtype)).to(torch.float16)
         chunks.append((f.view(x.shape[0], x.shape[1], -1).transpose(0, 1) if multi else f).cpu())
     feats = torch.cat(chunks, dim=-2)
     return (feats, torch.cat(oks)) if skip_bad else feats
@@ -179,11 +193,9 @@ def encode_images_gpu(model, root: Path, paths: list[str], size: int, device, ba
     loader = torch.utils.data.DataLoader(_FileBytes(Path(root), paths), batch_size=batch_size,
                                          num_workers=num_workers, collate_fn=_as_lists)
     dtype = model.visual.conv1.weight.dtype
-    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
     chunks = []
     for datas, files in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        x = decode_batch_gpu(datas, files, size, device).float().div_(255).sub_(mean).div_(std)
+        x = normalize_pixels(decode_batch_gpu(datas, files, size, device))
         chunks.append(model.encode_image(x.to(dtype)).to(torch.float16))
     return torch.cat(chunks).cpu()  # one copy back at the end
 
@@ -243,7 +255,7 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
         transform = functools.partial(_augmented, size=res, views=views, seed=aug_seed)
     else:
         prep = f"clip-center-{res}"
-        transform = functools.partial(_centered, preprocess=backbone.preprocess)
+        transform = functools.partial(_centered, size=res)
     key = CacheKey("image", backbone.name, backbone.sha256, prep + ("-skipbad" if skip_bad else ""),
                    items_digest(image_set), views, aug_seed if views else 0, decode=decode)
 

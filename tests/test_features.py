@@ -52,3 +52,12 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     except KeyboardInterrupt:
         pass
     assert list(tmp_path.rglob("*")) == [tmp_path / "b"]  # the folder, no file, no temp file
+
+
+def test_views_keep_each_forward_pass_within_batch_size(tiny_clip_path, small_world, tmp_path):
+    bb, ds = load_backbone(str(tiny_clip_path)), load_dataset(small_world)
+    seen, original = [], bb.model.encode_image
+    bb.model.encode_image = lambda x: (seen.append(x.shape[0]), original(x))[1]
+    out = fx.image_features(bb, _subset(ds, 10), tmp_path, views=4, batch_size=8, progress=False)
+    assert out["feats"].shape == (4, 10, 64)
+    assert max(seen) <= 8 and sum(seen) == 40  # 2 images x 4 views per pass, not 8 x 4
