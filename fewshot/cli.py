@@ -101,9 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from fewshot.config import ConfigError
+    from fewshot.datasets import DatasetError
+    from fewshot.images import ImageError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+    except (FileNotFoundError, ConfigError, DatasetError, ImageError) as err:  # bad input: say what, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from fewshot.backbones import BackboneError
+
+        if not isinstance(err, BackboneError):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,9 +11,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RunConfig", "list_configs", "load_config", "save_config"]
+__all__ = ["ConfigError", "RunConfig", "list_configs", "load_config", "save_config"]
 
 _CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that names an unknown field."""
 
 
 @dataclass
@@ -70,9 +74,10 @@ def load_config(name_or_path: str | os.PathLike, **overrides) -> RunConfig:
         path = _CONFIG_DIR / f"{name_or_path}.json"
     fields = json.loads(path.read_text(encoding="utf-8"))
     known = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown config fields {unknown}; known: {sorted(known)}.")
+    for where, given in ((str(path), fields), ("overrides", overrides)):
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown config fields {unknown}; known: {sorted(known)}.")
     cfg = RunConfig(**fields).replace(**overrides)
     return cfg.replace(shots=tuple(cfg.shots), seeds=tuple(cfg.seeds), lambdas=tuple(cfg.lambdas))
 

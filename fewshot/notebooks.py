@@ -36,31 +36,30 @@ def _to_notebook(py: Path):
     return nb
 
 
-def sync() -> list[Path]:
-    """Write ``notebooks/NN.ipynb`` from ``notebooks/NN.py`` (no outputs); returns changed files."""
+def _stale() -> dict[Path, str]:
+    """{.ipynb path: expected text} for every notebook whose .ipynb differs from its .py source."""
     import jupytext
 
-    changed = []
+    stale = {}
     for name in list_notebooks():
         target = NOTEBOOK_DIR / f"{name}.ipynb"
         text = jupytext.writes(_to_notebook(NOTEBOOK_DIR / f"{name}.py"), fmt="ipynb")
         if not target.exists() or target.read_text() != text:
-            target.write_text(text)
-            changed.append(target)
-    return changed
+            stale[target] = text
+    return stale
+
+
+def sync() -> list[Path]:
+    """Write ``notebooks/NN.ipynb`` from ``notebooks/NN.py`` (no outputs); returns changed files."""
+    stale = _stale()
+    for target, text in stale.items():
+        target.write_text(text)
+    return list(stale)
 
 
 def out_of_sync() -> list[str]:
     """Notebooks whose committed .ipynb differs from its .py source or holds outputs."""
-    import jupytext
-
-    bad = []
-    for name in list_notebooks():
-        target = NOTEBOOK_DIR / f"{name}.ipynb"
-        expected = jupytext.writes(_to_notebook(NOTEBOOK_DIR / f"{name}.py"), fmt="ipynb")
-        if not target.exists() or target.read_text() != expected:
-            bad.append(name)
-    return bad
+    return [p.stem for p in _stale()]
 
 
 def execute(names: list[str], out_dir: str | Path, parameters: dict) -> dict[str, float]:

@@ -55,3 +55,5 @@ def test_shipped_configs_load():
     assert load_config("miniworld", seeds=[1]).seeds == (1,)
     with pytest.raises(FileNotFoundError, match="shipped: imagenet-rn50"):
         load_config("nope")
+    with pytest.raises(ValueError, match=r"overrides: unknown config fields \['shot'\]"):
+        load_config("miniworld", shot=[1])
