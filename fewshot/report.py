@@ -272,7 +272,7 @@ def plot_shots(manifest: dict, root: str | os.PathLike, classnames: list[str], c
 
 def _save(fig, out: Path, name: str) -> str:
     fig.savefig(out / f"{name}.png", dpi=130)
-    fig.savefig(out / f"{name}.pdf")
+    fig.savefig(out / f"{name}.pdf", metadata={"CreationDate": None})  # same bytes on every run
     plt.close(fig)
     return f"![{name}]({name}.png)"
 
