@@ -17,7 +17,7 @@ from PIL import Image
 
 from common import report, timed
 from fewshot.backbones import build_clip, load_backbone, save_checkpoint
-from fewshot.features import _centered, encode_images, encode_images_gpu
+from fewshot.features import _centered, center_pixels, encode_images, encode_images_gpu, normalize_pixels
 from fewshot.images import decode_batch_gpu, read_bytes
 
 
@@ -50,12 +50,9 @@ def agreement(backbone, folder: Path) -> dict:
         path = folder / f"{name.split()[0]}.jpg"
         Image.fromarray(arr).save(path, quality=95)
         pil = backbone.preprocess(Image.open(path))  # normalised [3, R, R]
-        gpu = decode_batch_gpu([read_bytes(path)], [str(path)], size, backbone.device)[0]
-        mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(3, 1, 1)
-        std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(3, 1, 1)
-        pil_px = (pil * std + mean) * 255
-        diffs.append(float((pil_px - gpu.cpu().float()).abs().mean()))
-        x = torch.stack([pil, ((gpu.cpu().float() / 255 - mean) / std)]).to(backbone.device)
+        gpu = decode_batch_gpu([read_bytes(path)], [str(path)], size, backbone.device)[0].cpu()
+        diffs.append(float((center_pixels(Image.open(path).convert("RGB"), size).float() - gpu.float()).abs().mean()))
+        x = torch.stack([pil, normalize_pixels(gpu)]).to(backbone.device)
         with torch.no_grad():
             f = torch.nn.functional.normalize(backbone.model.encode_image(x.to(backbone.model.dtype)).float(), dim=-1)
         cos.append(float(f[0] @ f[1]))

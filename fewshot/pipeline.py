@@ -176,12 +176,16 @@ class Run:
             scores[name] = {"top1": 100 * float(hits[1]) / n, "top5": 100 * float(hits[5]) / n}
         return scores
 
+    @staticmethod
+    def predict(logits_fn, feats: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Top-1 class of every row: argmax of ``logits_fn`` over chunks of ``feats`` [N, D] -> [N]."""
+        return torch.cat([logits_fn(feats[s:s + chunk]).argmax(1) for s in range(0, len(feats), chunk)])
+
     def class_accuracy(self, logits_fn=None, eval_set: str = "val") -> list[float]:
         """Per-class top-1 (%) on ``eval_set`` ([C]); default head: zero-shot."""
         logits_fn = logits_fn or (lambda f: zeroshot_logits(f, self.text_weights, self.logit_scale))
         t = self.test_feats[eval_set]
-        pred = torch.cat([logits_fn(t["feats"][s:s + 8192]).argmax(1)
-                          for s in range(0, len(t["labels"]), 8192)])
+        pred = self.predict(logits_fn, t["feats"])
         C = self.dataset.num_classes
         hits = torch.bincount(t["labels"][pred == t["labels"]], minlength=C).float()
         return (100 * hits / torch.bincount(t["labels"], minlength=C).clamp(min=1)).tolist()
@@ -271,7 +275,6 @@ class Run:
                 records += self._records("tip-adapter", scores, shots=k, seed=seed,
                                          hyperparameters={"alpha": alpha, "beta": beta},
                                          tuned_on=tuned_on)
-                self._adapter_path(k, seed).parent.mkdir(parents=True, exist_ok=True)
                 atomic_save({"alpha": alpha, "beta": beta, "tuned_on": tuned_on},
                             self._adapter_path(k, seed))
         (self.out / "grids.json").write_text(json.dumps(grids))
@@ -356,9 +359,7 @@ class Run:
                  "tip-adapter": lambda f: tip.tip_logits(f, W, d["keys"], d["values"], ad["alpha"], ad["beta"], ls, cd),
                  "tip-adapter-f": lambda f: tip.tip_logits(f, W, ad["keys_ft"], d["values"], ad["alpha"], ad["beta"], ls, cd),
                  "wise-ft": lambda f: tip.tip_logits(f, W, keys_lam, d["values"], ad["alpha"], ad["beta"], ls, cd)}
-        preds = {name: torch.cat([fn(t["feats"][s:s + 8192]).argmax(1)
-                                  for s in range(0, len(t["labels"]), 8192)]).tolist()
-                 for name, fn in heads.items()}
+        preds = {name: self.predict(fn, t["feats"]).tolist() for name, fn in heads.items()}
         payload = {"shots": max(self.cfg.shots), "seed": self.cfg.seeds[0], "lambda": lam,
                    "dataset_root": str(self.dataset.root), "paths": t["paths"],
                    "labels": t["labels"].tolist(), "classnames": self.dataset.classnames,

@@ -51,12 +51,3 @@ def test_undecodable_file_is_named(tmp_path):
     with pytest.raises(ImageError, match="bad.jpg"):
         decode_batch_gpu([read_bytes(bad)], [str(bad)], 64, "cpu")
 
-
-def test_threaded_sub_batches_give_the_same_images(tmp_path):
-    paths = [_photo(tmp_path / f"{i}.jpg", size=(200 + 10 * i, 150)) for i in range(9)]
-    paths.insert(4, _photo(tmp_path / "cmyk.jpg", "CMYK"))  # a fallback in the middle keeps its place
-    datas = [read_bytes(p) for p in paths]
-    one = decode_batch_gpu(datas, [str(p) for p in paths], 32, "cpu", threads=1)
-    four = decode_batch_gpu(datas, [str(p) for p in paths], 32, "cpu", threads=4)
-    assert torch.equal(one, four)
-    assert (four[4].float() - _pil_pixels(paths[4], 32)).abs().mean() < 2.0

@@ -7,6 +7,7 @@ index), so the tree is byte-identical on every run and independent of the number
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -61,25 +62,13 @@ def make_world(out: str | os.PathLike, world_seed: int = 0, workers: int = 2,
     for wnid, *_ in CLASSES:
         for split in SPLITS:
             (out / split / wnid).mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
-        for relpath, data in pool.map(_render_file, jobs, chunksize=64):
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        for relpath, data in (pool.map(_render_file, jobs, chunksize=64) if pool else map(_render_file, jobs)):
             (out / relpath).write_bytes(data)
     (out / "classnames.txt").write_text("".join(f"{w} {name}\n" for w, _, _, name in CLASSES))
     (out / "label2class.json").write_text(json.dumps({str(i): w for i, (w, *_) in enumerate(CLASSES)},
                                                      indent=0) + "\n")
     return out
-
-
-class _Serial:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def map(fn, jobs, chunksize=1):
-        return map(fn, jobs)
 
 
 def tree_digest(root: str | os.PathLike) -> str:

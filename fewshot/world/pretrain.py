@@ -25,14 +25,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 import clip
 from fewshot.backbones import build_clip, save_checkpoint
-from fewshot.features import CLIP_MEAN, CLIP_STD
+from fewshot.features import center_pixels, normalize_pixels
 from fewshot.world.generate import SIZES
 from fewshot.world.render import COLORS, SHAPES, render
 
@@ -81,9 +79,8 @@ def _corpus_item(job) -> tuple[bytes, int, str]:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90)  # the same codec as the dataset
     img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    img = TF.center_crop(TF.resize(img, res, InterpolationMode.BICUBIC), res)  # clip's preprocessing
     caption = rng.choice(CAPTIONS[style]).format(f"{color} {shape}")
-    return img.tobytes(), concept, caption
+    return center_pixels(img, res).numpy().tobytes(), concept, caption  # clip's preprocessing, CHW
 
 
 def make_corpus(size: int, res: int, seed: int, workers: int = 2):
@@ -93,14 +90,8 @@ def make_corpus(size: int, res: int, seed: int, workers: int = 2):
         items = list(tqdm(pool.map(_corpus_item, jobs, chunksize=256), total=size,
                           desc="corpus", leave=False))
     pixels = torch.frombuffer(bytearray(b"".join(i[0] for i in items)), dtype=torch.uint8)
-    images = pixels.view(size, res, res, 3).permute(0, 3, 1, 2).contiguous()
+    images = pixels.view(size, 3, res, res)
     return images, torch.tensor([i[1] for i in items]), [i[2] for i in items]
-
-
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x.float() / 255 - mean) / std
 
 
 def _loss(model, images, tokens, concepts) -> torch.Tensor:
@@ -164,7 +155,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
         running = 0.0
         for b in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress, leave=False):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x = _normalise(images[idx])
+            x = normalize_pixels(images[idx])
             flip = torch.rand(len(idx), generator=gen) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             loss = _loss(model, x, tokens[idx], concepts[idx])
