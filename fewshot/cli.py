@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 
 __all__ = ["main"]
@@ -12,6 +13,10 @@ def _parse_value(text: str):
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
+        pass
+    try:
+        return json.loads(text)  # JSON spellings too: --set progress=false
+    except ValueError:
         return text  # plain strings need no quotes: --set device=cpu
 
 

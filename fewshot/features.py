@@ -12,6 +12,7 @@ of loader workers. Each image is decoded once for all its views.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 from fewshot.datasets import ImageSet
 from PIL import Image
 
-from fewshot.images import ImageError, decode_batch_gpu, load_rgb
+from fewshot.images import ImageError, decode_batch_gpu, load_rgb, nvjpeg_decodable
 from fewshot.zeroshot import build_text_classifier
 
 __all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "normalize_pixels", "center_pixels",
@@ -178,25 +179,85 @@ class _FileBytes(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         path = self.root / self.paths[i]
-        return path.read_bytes(), str(path)  # plain bytes: cheap to pickle, no shared-memory tensor
+        return path.read_bytes(), str(path)
 
 
-def _as_lists(batch):
-    return [torch.frombuffer(bytearray(b[0]), dtype=torch.uint8) for b in batch], [b[1] for b in batch]
+def _pack(batch):
+    """Worker-side collate: the batch's files as ONE uint8 tensor (a single shared-memory block
+    instead of a pickled copy per file), their lengths, whether nvjpeg can decode each, paths."""
+    datas = [b[0] for b in batch]
+    packed = torch.frombuffer(bytearray(b"".join(datas)), dtype=torch.uint8) if any(datas) \
+        else torch.zeros(0, dtype=torch.uint8)
+    return (packed, [len(d) for d in datas], [nvjpeg_decodable(d) for d in datas],
+            [b[1] for b in batch])
+
+
+def _decoded_batches(loader, size: int, device, stream, depth: int = 2):
+    """Yield uint8 [B, 3, size, size] batches on ``device``, decoded ahead of the consumer by a
+    background thread (on ``stream`` when CUDA) so decoding overlaps the image encoder."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                return q.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                for packed, lengths, decodable, files in loader:
+                    datas = list(torch.split(packed, lengths))
+                    pixels = decode_batch_gpu(datas, files, size, device, decodable)
+                    event = None
+                    if stream is not None:
+                        event = torch.cuda.Event()
+                        event.record(stream)
+                    put((pixels, event))
+                    if stop.is_set():
+                        return
+            put(None)
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+
+    thread = threading.Thread(target=produce, name="fewshot-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            pixels, event = item
+            if event is not None:  # the consumer's stream waits for the decode, and the
+                torch.cuda.current_stream(device).wait_event(event)  # allocator for the consumer
+                pixels.record_stream(torch.cuda.current_stream(device))
+            yield pixels
+    finally:
+        stop.set()
+        thread.join()
 
 
 @torch.no_grad()
 def encode_images_gpu(model, root: Path, paths: list[str], size: int, device, batch_size: int = 256,
                       num_workers: int = 2, progress: bool = True, desc: str = "images (nvjpeg)") -> torch.Tensor:
     """Like :func:`encode_images` with CLIP's test-time preprocessing, but workers only read bytes;
-    JPEG decoding (nvjpeg), resizing, cropping and normalisation run on the GPU. [N, D] fp16, CPU."""
+    JPEG decoding (nvjpeg), resizing, cropping and normalisation run on ``device``, one batch
+    ahead of the encoder (a decode thread on a side CUDA stream). Returns [N, D] fp16 on the CPU.
+    On a CPU ``device`` the same code runs with torchvision's CPU decoder (for tests)."""
+    device = torch.device(device)
     loader = torch.utils.data.DataLoader(_FileBytes(Path(root), paths), batch_size=batch_size,
-                                         num_workers=num_workers, collate_fn=_as_lists)
+                                         num_workers=num_workers, collate_fn=_pack)
+    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     dtype = model.visual.conv1.weight.dtype
     chunks = []
-    for datas, files in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        x = normalize_pixels(decode_batch_gpu(datas, files, size, device))
-        chunks.append(model.encode_image(x.to(dtype)).to(torch.float16))
+    with tqdm(total=len(paths), desc=desc, disable=not progress, leave=False) as bar:
+        for pixels in _decoded_batches(loader, size, device, stream):
+            chunks.append(model.encode_image(normalize_pixels(pixels).to(dtype)).to(torch.float16))
+            bar.update(len(pixels))
     return torch.cat(chunks).cpu()  # one copy back at the end
 
 

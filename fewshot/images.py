@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageFile
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
-           "read_bytes", "jpeg_channels", "decode_batch_gpu"]
+           "read_bytes", "jpeg_channels", "nvjpeg_decodable", "resize_crop_batch", "decode_batch_gpu"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
@@ -83,18 +83,33 @@ def read_bytes(path: str | os.PathLike) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def _resize_crop_gpu(img: torch.Tensor, size: int) -> torch.Tensor:
-    """[3, H, W] uint8 -> [3, size, size] uint8: shorter side to ``size`` (bicubic, antialiased,
-    rounded to uint8 as PIL does), then the centre crop; CLIP's Resize + CenterCrop."""
-    import torch.nn.functional as F
-
-    h, w = img.shape[-2:]
+def _resize_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """(new h, new w, top, left) of CLIP's Resize(size) + CenterCrop(size) for an h × w image."""
     # torchvision's Resize(size): the long side is truncated, int(size * long / short)
     nh, nw = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
-    out = F.interpolate(img[None].float(), size=(nh, nw), mode="bicubic", antialias=True,
-                        align_corners=False)[0].round_().clamp_(0, 255)
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    return out[:, top:top + size, left:left + size].to(torch.uint8)
+    return nh, nw, int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+
+
+def resize_crop_batch(images: list[torch.Tensor], size: int) -> torch.Tensor:
+    """uint8 images [3, H_i, W_i] (any sizes, one device) -> uint8 [B, 3, size, size]: the shorter
+    side to ``size`` (bicubic, antialiased, rounded as PIL does), then the centre crop; CLIP's
+    Resize + CenterCrop. Images of the same size are resized in one call (photo collections
+    repeat a few sizes), so a batch costs a few kernel launches, not a few per image."""
+    import torch.nn.functional as F
+
+    if not images:
+        raise ValueError("resize_crop_batch: no images")
+    groups: dict[tuple, list[int]] = {}
+    for i, img in enumerate(images):
+        groups.setdefault(tuple(img.shape[-2:]), []).append(i)
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8, device=images[0].device)
+    for (h, w), idx in groups.items():
+        nh, nw, top, left = _resize_geometry(h, w, size)
+        x = torch.stack([images[i] for i in idx]).float()
+        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+        out[torch.tensor(idx, device=out.device)] = \
+            x[:, :, top:top + size, left:left + size].round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
 def jpeg_channels(data: bytes) -> int:
@@ -124,23 +139,26 @@ def _decode_jpegs(datas: list[torch.Tensor], device) -> list:
         return out
 
 
-def decode_batch_gpu(datas: list[torch.Tensor], paths: list[str], size: int, device) -> torch.Tensor:
+def nvjpeg_decodable(data: bytes) -> bool:
+    """Whether nvjpeg can decode these file bytes: a JPEG with 1 or 3 components (not CMYK)."""
+    return len(data) > 3 and data[0] == 0xFF and data[1] == 0xD8 and jpeg_channels(data[:65536]) in (1, 3)
+
+
+def decode_batch_gpu(datas: list[torch.Tensor], paths: list[str], size: int, device,
+                     decodable: list[bool] | None = None) -> torch.Tensor:
     """Decode JPEG bytes on the GPU (nvjpeg) and apply CLIP's resize + centre crop there.
 
     datas: uint8 byte tensors [L_i]; returns uint8 [B, 3, size, size] on ``device``. Files nvjpeg
     cannot decode (CMYK, PNG, corrupt headers) go through :func:`load_rgb` on the CPU instead, so
     the result is the same image either way; a file PIL cannot decode either raises ImageError.
+    ``decodable`` [B] is :func:`nvjpeg_decodable` of each file when the caller has it already.
     """
-    jpeg = [i for i, d in enumerate(datas)  # nvjpeg: JPEGs with 1 or 3 components (not CMYK)
-            if len(d) > 3 and d[0] == 0xFF and d[1] == 0xD8
-            and jpeg_channels(d[:65536].numpy().tobytes()) in (1, 3)]
-    decoded = dict(zip(jpeg, _decode_jpegs([datas[i] for i in jpeg], device)))
-    out = []
-    for i, path in enumerate(paths):
-        img = decoded.get(i)
-        if img is None:  # CPU fallback, same resize maths
-            import torchvision.transforms.functional as TF
+    import torchvision.transforms.functional as TF
 
-            img = TF.pil_to_tensor(load_rgb(path)).to(device)
-        out.append(_resize_crop_gpu(img, size))
-    return torch.stack(out)
+    if decodable is None:
+        decodable = [nvjpeg_decodable(d[:65536].numpy().tobytes()) for d in datas]
+    jpeg = [i for i, ok in enumerate(decodable) if ok]
+    decoded = dict(zip(jpeg, _decode_jpegs([datas[i] for i in jpeg], device)))
+    images = [decoded[i] if decoded.get(i) is not None else  # CPU fallback, same resize maths
+              TF.pil_to_tensor(load_rgb(path)).to(device) for i, path in enumerate(paths)]
+    return resize_crop_batch(images, size)

@@ -69,6 +69,18 @@ def _chunks(n_rows: int, per_row: int, budget: int) -> int:
     return max(1, min(n_rows, budget // max(per_row, 1)))
 
 
+def _class_groups(values: torch.Tensor) -> torch.Tensor | None:
+    """For one-hot ``values`` [M, C] with the same number K of entries per class: [K, C], entry
+    (k, c) the index of class c's k-th cache entry (so, with the keys in this order, a class's
+    cache logit sums a strided column, a fast reduction); else None."""
+    if not bool(((values == 0) | (values == 1)).all()) or not bool((values.sum(1) == 1).all()):
+        return None
+    counts = values.sum(0)
+    if counts.numel() == 0 or not bool((counts == counts[0]).all()) or int(counts[0]) == 0:
+        return None
+    return torch.argsort(values.argmax(1), stable=True).view(values.shape[1], int(counts[0])).T
+
+
 @torch.no_grad()
 def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale: float = 100.0,
            exclude: torch.Tensor | None = None, budget_bytes: int = 1 << 30,
@@ -77,37 +89,70 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
 
     feats [N, D], labels [N], text_weights [C, D], keys [M, D], values [M, C]. ``exclude`` [N]
     optionally names, per query, one cache entry to leave out (leave-one-out on the training
-    shots; -1 leaves nothing out). Runs on the device of ``feats`` as batched tensor operations:
-    queries and betas are taken in chunks whose largest intermediate ([b, A, n, C] logits)
-    stays within ``budget_bytes``; there is no Python loop over samples or alphas.
-    ``precision="auto"`` multiplies affinities by the values in fp16 on CUDA (tensor cores, fp32
-    accumulation) and in fp32 elsewhere; logits and argmax are always fp32.
+    shots; -1 leaves nothing out). Runs on the device of ``feats`` as batched tensor operations,
+    with queries and betas in chunks whose largest intermediate stays within ``budget_bytes``.
+
+    No logits are formed per α. For one query and one β, with ``a_c = zs_y − zs_c`` and
+    ``b_c = cache_y − cache_c``, the true class y wins at α iff ``a_c + α·b_c ≥ 0`` for every c:
+    an interval of α, ``[max_{b_c>0} −a_c/b_c, min_{b_c<0} −a_c/b_c]`` (empty if some
+    ``b_c = 0`` has ``a_c < 0``). So each (β, query) costs O(C) whatever the number of alphas.
+    Exact ties between logits count as correct (``argmax`` would pick the lower class index).
+    When the values are one-hot with K entries per class (every k-shot cache), a class's cache
+    logit is a sum over its K affinities, computed as ``ELU(f·k − 1)`` with input scale β, that
+    is ``A − 1`` in one pass over [n, M] (the −K it adds to every class leaves the margins
+    unchanged); otherwise ``exp`` and a matmul with the values. ``precision="auto"`` keeps the
+    affinities in fp16 on CUDA (sums and margins in fp32); fp32 elsewhere.
     """
     dev, f32 = feats.device, torch.float32
     mm = torch.float16 if precision == "auto" and dev.type == "cuda" else f32
     feats, keys = feats.to(f32), keys.to(dev, f32)
-    text_weights, values = text_weights.to(dev, f32), values.to(dev, mm)
+    text_weights, values = text_weights.to(dev, f32), values.to(dev, f32)
     alphas = torch.as_tensor(alphas, dtype=f32, device=dev)
     betas = torch.as_tensor(betas, dtype=f32, device=dev)
+    beta_list = betas.tolist()
     labels = labels.to(dev)
+    groups = _class_groups(values)
+    if groups is not None:  # keys in (rank, class) order: class c's cache logit sums column c
+        order = groups.flatten()
+        keys = keys[order]
+        if exclude is not None:  # the excluded entry's new position
+            where = torch.empty_like(order)
+            where[order] = torch.arange(order.numel(), device=dev)
+            exclude = torch.where(exclude.to(dev) >= 0, where[exclude.to(dev).clamp(min=0)], -1)
+    values = values.to(mm)
     (N, C), A, M = (feats.shape[0], text_weights.shape[0]), alphas.numel(), keys.shape[0]
-    n_chunk = _chunks(N, 4 * max(A * C, M), budget_bytes)
-    b_chunk = _chunks(betas.numel(), 4 * n_chunk * max(A * C, M), budget_bytes)
+    per_query = values.element_size() * M + 16 * C  # bytes per (β, query): affinities, [C] temporaries
+    n_chunk = _chunks(N, 4 * M + 8 * C, budget_bytes)
+    b_chunk = _chunks(betas.numel(), n_chunk * per_query, budget_bytes)
     correct = torch.zeros(betas.numel(), A, dtype=torch.long, device=dev)
     for s in tqdm(range(0, N, n_chunk), desc="grid search", disable=not progress, leave=False):
-        f, y = feats[s:s + n_chunk], labels[s:s + n_chunk]
+        f, y = feats[s:s + n_chunk], labels[s:s + n_chunk, None]
         zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
-        dist = (1.0 - f @ keys.T).to(mm)  # [n, M], cast once: exp below reads and writes `mm`
+        a = zs.gather(1, y) - zs  # [n, C]: the true class's zero-shot margin over each class
+        sim = (f @ keys.T - 1.0).to(mm)  # [n, M] = −(1 − f·k), cast once to the affinities' dtype
         if exclude is not None:
             ex = exclude[s:s + n_chunk].to(dev)
             rows = torch.nonzero(ex >= 0).squeeze(1)
         for b in range(0, betas.numel(), b_chunk):
-            aff = torch.exp(-betas[b:b + b_chunk, None, None].to(mm) * dist)  # [b, n, M]
-            if exclude is not None:
-                aff[:, rows, ex[rows]] = 0.0
-            cache = (aff @ values).to(f32)  # [b, n, C]
-            logits = torch.addcmul(zs, alphas[None, :, None, None], cache[:, None])  # [b, A, n, C], one write
-            correct[b:b + b_chunk] += (logits.argmax(dim=-1) == y).sum(dim=-1)
+            aff = torch.empty(min(b_chunk, betas.numel() - b), *sim.shape, dtype=mm, device=dev)
+            for j, beta in enumerate(beta_list[b:b + b_chunk]):
+                if groups is not None:  # ELU(x; input scale β) = exp(βx) − 1 for x ≤ 0: one pass
+                    torch.ops.aten.elu.out(sim, 1.0, 1.0, beta, out=aff[j])
+                else:
+                    torch.exp(sim * beta, out=aff[j])
+            if exclude is not None:  # affinity 0 (−1 in the ELU form)
+                aff[:, rows, ex[rows]] = -1.0 if groups is not None else 0.0
+            if groups is not None:  # Σ_k (A − 1) = class sum − K: the same shift for every class
+                cache = aff.view(*aff.shape[:2], -1, C).sum(2, dtype=f32)  # [b, n, C]
+            else:
+                cache = (aff @ values).to(f32)
+            slope = cache.gather(2, y.expand(cache.shape[0], -1, 1)) - cache  # b_c: [b, n, C]
+            ratio = a / slope  # -(crossing α); ±inf or nan where the slope is 0
+            lo = -torch.where(slope > 0, ratio, torch.inf).amin(-1)  # [b, n]
+            hi = -torch.where(slope < 0, ratio, -torch.inf).amax(-1)
+            never = ((slope == 0) & (a < 0)).any(-1)
+            wins = (alphas[:, None] >= lo[:, None]) & (alphas[:, None] <= hi[:, None])  # [b, A, n]
+            correct[b:b + b_chunk] += (wins & ~never[:, None]).sum(-1)
     return correct.to(f32) / N
 
 

@@ -51,3 +51,47 @@ def test_undecodable_file_is_named(tmp_path):
     with pytest.raises(ImageError, match="bad.jpg"):
         decode_batch_gpu([read_bytes(bad)], [str(bad)], 64, "cpu")
 
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers):
+    """The pipelined path (packed bytes from workers, decode thread, batched resize by size) gives
+    each image the features of decoding, resizing and encoding it alone, in the input order."""
+    from fewshot.backbones import build_clip
+    from fewshot.features import encode_images_gpu, normalize_pixels
+    from fewshot.images import resize_crop_batch
+
+    sizes = [(500, 375), (375, 500), (500, 375), (64, 80), (500, 375)]
+    paths = [_photo(tmp_path / f"{i}.jpg", size=s) for i, s in enumerate(sizes)]
+    paths.append(_photo(tmp_path / "cmyk.jpg", "CMYK"))
+    Image.open(paths[0]).save(tmp_path / "p.png")
+    paths.append(tmp_path / "p.png")
+    names = [p.name for p in paths]
+    torch.manual_seed(0)
+    model = build_clip(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                       context_length=8, transformer_width=64, transformer_layers=1).eval()
+    got = encode_images_gpu(model, tmp_path, names, 64, "cpu", batch_size=3, num_workers=workers,
+                            progress=False)
+    with torch.no_grad():
+        for i, p in enumerate(paths):
+            one = decode_batch_gpu([read_bytes(p)], [str(p)], 64, "cpu")
+            ref = model.encode_image(normalize_pixels(one)).half()
+            assert torch.allclose(got[i].float(), ref[0].float(), atol=1e-3), p.name
+    # the batched resize equals resizing each image on its own (same size groups or not)
+    imgs = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8) for w, h in sizes]
+    together = resize_crop_batch(imgs, 64)
+    for img, row in zip(imgs, together):
+        assert torch.equal(resize_crop_batch([img], 64)[0], row)
+
+
+def test_encode_images_gpu_names_a_bad_file(tmp_path):
+    from fewshot.backbones import build_clip
+    from fewshot.features import encode_images_gpu
+
+    _photo(tmp_path / "good.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 100)
+    model = build_clip(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                       context_length=8, transformer_width=64, transformer_layers=1).eval()
+    with pytest.raises(ImageError, match="bad.jpg"):
+        encode_images_gpu(model, tmp_path, ["good.jpg", "bad.jpg"], 64, "cpu", batch_size=1,
+                          num_workers=0, progress=False)

@@ -47,9 +47,10 @@ def test_alpha_zero_is_zero_shot():
                        zeroshot_logits(feats, text, 100.0))
 
 
+@pytest.mark.parametrize("m", [24, 25])  # 4 cache entries per class (summed by class), or uneven (matmul)
 @pytest.mark.parametrize("loo", [False, True])
-def test_search_equals_brute_force(loo):
-    feats, labels, text, keys, values = _problem(n=24, m=24)
+def test_search_equals_brute_force(loo, m):
+    feats, labels, text, keys, values = _problem(n=24, m=m)
     alphas, betas = torch.tensor([0.0, 0.5, 2.0, 8.0]), torch.tensor([0.5, 3.0, 9.0])
     exclude = torch.arange(24) if loo else None
     grid = tip.search(feats, labels, text, keys, values, alphas, betas, 30.0, exclude=exclude,
@@ -59,7 +60,7 @@ def test_search_equals_brute_force(loo):
         for ai, a in enumerate(alphas):
             hits = 0
             for i in range(24):
-                keep = [m for m in range(24) if not (loo and m == i)]
+                keep = [j for j in range(m) if not (loo and j == i)]
                 logit = tip.tip_logits(feats[i:i + 1], text, keys[keep], values[keep], a, b, 30.0)
                 hits += int(logit.argmax() == labels[i])
             ref[bi, ai] = hits / 24

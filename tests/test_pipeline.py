@@ -57,3 +57,10 @@ def test_shipped_configs_load():
         load_config("nope")
     with pytest.raises(ValueError, match=r"overrides: unknown config fields \['shot'\]"):
         load_config("miniworld", shot=[1])
+
+
+def test_set_values_parse_as_python_or_json():
+    from fewshot.cli import _overrides
+
+    got = _overrides(["progress=false", "oracle=True", "shots=[1, 16]", "device=cuda:1", "lr=1e-3"])
+    assert got == {"progress": False, "oracle": True, "shots": [1, 16], "device": "cuda:1", "lr": 1e-3}

@@ -67,6 +67,7 @@ class PretrainConfig:
     transformer_layers: int = 2
     workers: int = 2  # processes rendering the corpus
     threads: int = 2  # torch CPU threads
+    device: str = "cpu"  # the committed checkpoint is trained on the CPU; "cuda" for quick trials
 
 
 def _corpus_item(job) -> tuple[bytes, int, str]:
@@ -135,10 +136,12 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
     t0 = time.time()
     images, concepts, captions = make_corpus(cfg.corpus_size, cfg.image_resolution, cfg.seed,
                                              cfg.workers)
-    tokens = clip.tokenize(captions, context_length=cfg.context_length)
+    device = torch.device(cfg.device)
+    images, concepts = images.to(device), concepts.to(device)
+    tokens = clip.tokenize(captions, context_length=cfg.context_length).to(device)
     corpus_s = time.time() - t0
     model = build_clip(cfg.embed_dim, cfg.image_resolution, cfg.vision_layers, cfg.vision_width,
-                       cfg.context_length, cfg.transformer_width, cfg.transformer_layers).float()
+                       cfg.context_length, cfg.transformer_width, cfg.transformer_layers).float().to(device)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -154,9 +157,9 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
         order = torch.randperm(cfg.corpus_size, generator=gen)
         running = 0.0
         for b in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress, leave=False):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size].to(device)
             x = normalize_pixels(images[idx])
-            flip = torch.rand(len(idx), generator=gen) < 0.5
+            flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             loss = _loss(model, x, tokens[idx], concepts[idx])
             opt.zero_grad(set_to_none=True)
@@ -174,7 +177,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
             print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f}", flush=True)
         if (time.time() - t1) / 60 > cfg.max_minutes:
             break
-    sha = save_checkpoint(model.eval(), out)
+    sha = save_checkpoint(model.eval().cpu(), out)
     Path(str(out)).with_suffix(".sha256").write_text(f"{sha}  {Path(out).name}\n")
     log = {"config": dataclasses.asdict(cfg), "sha256": sha, "steps": step,
            "corpus_seconds": corpus_s, "train_minutes": (time.time() - t1) / 60,
