@@ -146,7 +146,7 @@ def plot_wise_curve(records: list[dict], shots: int | None = None):
     for lam in sorted(set(chosen)):
         ax.axvline(lam, color="grey", ls=":", lw=1)
     ax.set(xlabel="λ (0: Tip-Adapter keys, 1: Tip-Adapter-F keys)", ylabel="top-1 accuracy (%)",
-           title=f"WiSE-FT of the cache keys, {shots}-shot (dotted: λ chosen by CV per seed)")
+           title=f"WiSE-FT of the cache keys, {shots}-shot\n(dotted: λ chosen by CV per seed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
