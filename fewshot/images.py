@@ -159,6 +159,8 @@ def decode_batch_gpu(datas: list[torch.Tensor], paths: list[str], size: int, dev
         decodable = [nvjpeg_decodable(d[:65536].numpy().tobytes()) for d in datas]
     jpeg = [i for i, ok in enumerate(decodable) if ok]
     decoded = dict(zip(jpeg, _decode_jpegs([datas[i] for i in jpeg], device)))
-    images = [decoded[i] if decoded.get(i) is not None else  # CPU fallback, same resize maths
-              TF.pil_to_tensor(load_rgb(path)).to(device) for i, path in enumerate(paths)]
+    images = [decoded.get(i) for i in range(len(paths))]
+    for i, path in enumerate(paths):
+        if images[i] is None:  # CPU fallback, same resize maths
+            images[i] = TF.pil_to_tensor(load_rgb(path)).to(device)
     return resize_crop_batch(images, size)

@@ -118,10 +118,11 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
         if exclude is not None:  # the excluded entry's new position
             where = torch.empty_like(order)
             where[order] = torch.arange(order.numel(), device=dev)
-            exclude = torch.where(exclude.to(dev) >= 0, where[exclude.to(dev).clamp(min=0)], -1)
+            exclude = exclude.to(dev)
+            exclude = torch.where(exclude >= 0, where[exclude.clamp(min=0)], -1)
     values = values.to(mm)
     (N, C), A, M = (feats.shape[0], text_weights.shape[0]), alphas.numel(), keys.shape[0]
-    per_query = values.element_size() * M + 16 * C  # bytes per (β, query): affinities, [C] temporaries
+    per_query = mm.itemsize * M + 16 * C  # bytes per (β, query): affinities, [C] temporaries
     n_chunk = _chunks(N, 4 * M + 8 * C, budget_bytes)
     b_chunk = _chunks(betas.numel(), n_chunk * per_query, budget_bytes)
     correct = torch.zeros(betas.numel(), A, dtype=torch.long, device=dev)

@@ -52,12 +52,18 @@ def test_undecodable_file_is_named(tmp_path):
         decode_batch_gpu([read_bytes(bad)], [str(bad)], 64, "cpu")
 
 
+def _tiny_model():
+    from fewshot.backbones import build_clip
+
+    torch.manual_seed(0)
+    return build_clip(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                      context_length=8, transformer_width=64, transformer_layers=1).eval()
+
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers):
     """The pipelined path (packed bytes from workers, decode thread, batched resize by size) gives
     each image the features of decoding, resizing and encoding it alone, in the input order."""
-    from fewshot.backbones import build_clip
     from fewshot.features import encode_images_gpu, normalize_pixels
     from fewshot.images import resize_crop_batch
 
@@ -67,9 +73,7 @@ def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers):
     Image.open(paths[0]).save(tmp_path / "p.png")
     paths.append(tmp_path / "p.png")
     names = [p.name for p in paths]
-    torch.manual_seed(0)
-    model = build_clip(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
-                       context_length=8, transformer_width=64, transformer_layers=1).eval()
+    model = _tiny_model()
     got = encode_images_gpu(model, tmp_path, names, 64, "cpu", batch_size=3, num_workers=workers,
                             progress=False)
     with torch.no_grad():
@@ -85,13 +89,11 @@ def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers):
 
 
 def test_encode_images_gpu_names_a_bad_file(tmp_path):
-    from fewshot.backbones import build_clip
     from fewshot.features import encode_images_gpu
 
     _photo(tmp_path / "good.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 100)
-    model = build_clip(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
-                       context_length=8, transformer_width=64, transformer_layers=1).eval()
+    model = _tiny_model()
     with pytest.raises(ImageError, match="bad.jpg"):
         encode_images_gpu(model, tmp_path, ["good.jpg", "bad.jpg"], 64, "cpu", batch_size=1,
                           num_workers=0, progress=False)

@@ -154,12 +154,12 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
     gen = torch.Generator().manual_seed(cfg.seed)
     history, t1, step = [], time.time(), 0
     for epoch in range(cfg.epochs):
-        order = torch.randperm(cfg.corpus_size, generator=gen)
+        order = torch.randperm(cfg.corpus_size, generator=gen).to(device)  # one copy per epoch
         running = 0.0
         for b in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not progress, leave=False):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size].to(device)
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x = normalize_pixels(images[idx])
-            flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
+            flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)  # CPU stream: same draws on any device
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             loss = _loss(model, x, tokens[idx], concepts[idx])
             opt.zero_grad(set_to_none=True)
