@@ -124,7 +124,8 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
 
     ``sha256`` overrides the expected checksum (for a local file whose checksum you know). A
     registered name uses the checksum in OpenAI's URL or the one shipped beside the file. Loading
-    goes through ``clip.load(path, jit=False)``; on a CPU the weights come back as fp32.
+    goes through ``clip.load(path, jit=False)``; on a CPU the weights come back as fp32. On a GPU
+    with tensor cores the image tower is kept in channels-last memory layout (same weights).
     """
     name, path, expected = _resolve(name_or_path, download_root)
     actual = sha256_file(path)
@@ -141,6 +142,8 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
         raise BackboneError(f"{path} is not a loadable CLIP checkpoint ({type(err).__name__}: "
                             f"{err}). Save models as TorchScript archives (see DESIGN.md).") from err
     model.eval().requires_grad_(False)
+    if torch.device(device).type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 7:
+        model.visual.to(memory_format=torch.channels_last)  # tensor cores' layout (bench/RESULTS.md)
     return Backbone(name=name, path=path, sha256=actual, model=model, preprocess=preprocess,
                     device=torch.device(device))
 

@@ -18,10 +18,12 @@ import hashlib
 import json
 import math
 import os
+import queue
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torchvision.transforms.functional as TF
@@ -31,7 +33,7 @@ from tqdm.auto import tqdm
 from fewshot.datasets import ImageSet
 from PIL import Image
 
-from fewshot.images import ImageError, decode_batch_gpu, load_rgb, nvjpeg_decodable
+from fewshot.images import ImageError, decode_images, load_rgb, nvjpeg_decodable, resize_crop_batch
 from fewshot.zeroshot import build_text_classifier
 
 __all__ = ["CacheKey", "CLIP_MEAN", "CLIP_STD", "normalize_pixels", "center_pixels",
@@ -170,92 +172,120 @@ def encode_images(model, root: Path, paths: list[str], transform: Callable, devi
     return (feats, torch.cat(oks)) if skip_bad else feats
 
 
-class _FileBytes(torch.utils.data.Dataset):
+class _ByteBatches(torch.utils.data.Dataset):
+    """Indexed by a list of item indices (a loader batch): those files' bytes read straight into
+    ONE uint8 tensor, in shared memory when in a loader worker, so a batch crosses to the main
+    process with no copy and no pickled bytes; plus each file's length, whether nvjpeg can decode
+    it, and its path."""
+
     def __init__(self, root: Path, paths: list[str]):
         self.root, self.paths = root, paths
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
-        path = self.root / self.paths[i]
-        return path.read_bytes(), str(path)
+    def __getitem__(self, indices: list[int]):
+        files = [str(self.root / self.paths[i]) for i in indices]
+        sizes = [os.path.getsize(f) for f in files]
+        if torch.utils.data.get_worker_info() is not None:  # a worker: allocate it shared
+            packed = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(max(sum(sizes), 1)))
+        else:
+            packed = torch.empty(max(sum(sizes), 1), dtype=torch.uint8)
+        buf, lengths, offset = memoryview(packed.numpy()), [], 0
+        for path, size in zip(files, sizes):
+            with open(path, "rb") as f:
+                lengths.append(f.readinto(buf[offset:offset + size]))  # fewer if it shrank meanwhile
+            offset += lengths[-1]
+        decodable, offset = [], 0
+        for n in lengths:
+            decodable.append(nvjpeg_decodable(buf[offset:offset + min(n, 65536)]))
+            offset += n
+        return packed[:offset], lengths, decodable, files
 
 
-def _pack(batch):
-    """Worker-side collate: the batch's files as ONE uint8 tensor (a single shared-memory block
-    instead of a pickled copy per file), their lengths, whether nvjpeg can decode each, paths."""
-    datas = [b[0] for b in batch]
-    packed = torch.frombuffer(bytearray(b"".join(datas)), dtype=torch.uint8) if any(datas) \
-        else torch.zeros(0, dtype=torch.uint8)
-    return (packed, [len(d) for d in datas], [nvjpeg_decodable(d) for d in datas],
-            [b[1] for b in batch])
+class _Failed:
+    """An exception raised in a background thread, carried to the consumer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
-def _decoded_batches(loader, size: int, device, stream, depth: int = 2):
-    """Yield uint8 [B, 3, size, size] batches on ``device``, decoded ahead of the consumer by a
-    background thread (on ``stream`` when CUDA) so decoding overlaps the image encoder."""
-    import queue
-    import threading
-
+def _ahead(items: Iterable, depth: int = 2) -> Iterator:
+    """Yield ``items`` as a background thread produces them, up to ``depth`` ahead of the
+    consumer. An exception in the thread is raised here; closing this generator (or an error in
+    the consumer) stops the thread and closes ``items``, so chained stages shut down in order."""
     q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
+    stop, end = threading.Event(), object()
 
-    def put(item) -> None:
+    def put(item) -> bool:
         while not stop.is_set():
             try:
-                return q.put(item, timeout=0.1)
+                q.put(item, timeout=0.1)
+                return True
             except queue.Full:
                 continue
+        return False
 
     def produce() -> None:
         try:
-            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                for packed, lengths, decodable, files in loader:
-                    datas = list(torch.split(packed, lengths))
-                    pixels = decode_batch_gpu(datas, files, size, device, decodable)
-                    event = None
-                    if stream is not None:
-                        event = torch.cuda.Event()
-                        event.record(stream)
-                    put((pixels, event))
-                    if stop.is_set():
-                        return
-            put(None)
-        except BaseException as e:  # handed to the consumer, raised there
-            put(e)
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:
+            put(_Failed(e))
+        finally:
+            getattr(items, "close", lambda: None)()  # a generator stage: stop its own upstream
 
-    thread = threading.Thread(target=produce, name="fewshot-decode", daemon=True)
+    thread = threading.Thread(target=produce, name="fewshot-ahead", daemon=True)
     thread.start()
     try:
-        while (item := q.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            pixels, event = item
-            if event is not None:  # the consumer's stream waits for the decode, and the
-                torch.cuda.current_stream(device).wait_event(event)  # allocator for the consumer
-                pixels.record_stream(torch.cuda.current_stream(device))
-            yield pixels
+        while (item := q.get()) is not end:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
     finally:
         stop.set()
         thread.join()
 
 
+def _decode_stage(batches: Iterable, device, stream) -> Iterator:
+    """Per loader batch: (uint8 images [3, H_i, W_i] on ``device``, CUDA event or None), decoded
+    on ``stream``. Only decoding happens here: nvjpeg takes one batch at a time per process, so
+    this thread is the pipeline's narrowest stage and does nothing else."""
+    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        for packed, lengths, decodable, files in batches:
+            images = decode_images(list(torch.split(packed, lengths)), files, device, decodable)
+            event = None
+            if stream is not None:
+                event = torch.cuda.Event()
+                event.record(stream)
+            yield images, event
+
+
 @torch.no_grad()
 def encode_images_gpu(model, root: Path, paths: list[str], size: int, device, batch_size: int = 256,
                       num_workers: int = 2, progress: bool = True, desc: str = "images (nvjpeg)") -> torch.Tensor:
-    """Like :func:`encode_images` with CLIP's test-time preprocessing, but workers only read bytes;
-    JPEG decoding (nvjpeg), resizing, cropping and normalisation run on ``device``, one batch
-    ahead of the encoder (a decode thread on a side CUDA stream). Returns [N, D] fp16 on the CPU.
-    On a CPU ``device`` the same code runs with torchvision's CPU decoder (for tests)."""
+    """Like :func:`encode_images` with CLIP's test-time preprocessing, but workers only read bytes
+    and JPEG decoding (nvjpeg), resizing, cropping and normalisation run on ``device``. Three
+    stages overlap: a thread receives byte batches from the workers, a thread decodes them on a
+    side CUDA stream, and this thread resizes and encodes on the current stream. Returns [N, D]
+    fp16 on the CPU. On a CPU ``device`` the same code runs with torchvision's CPU decoder."""
     device = torch.device(device)
-    loader = torch.utils.data.DataLoader(_FileBytes(Path(root), paths), batch_size=batch_size,
-                                         num_workers=num_workers, collate_fn=_pack)
+    batches = torch.utils.data.BatchSampler(range(len(paths)), batch_size, drop_last=False)
+    loader = torch.utils.data.DataLoader(_ByteBatches(Path(root), paths), batch_size=None,
+                                         sampler=batches, num_workers=num_workers)
     stream = torch.cuda.Stream(device) if device.type == "cuda" else None
     dtype = model.visual.conv1.weight.dtype
     chunks = []
     with tqdm(total=len(paths), desc=desc, disable=not progress, leave=False) as bar:
-        for pixels in _decoded_batches(loader, size, device, stream):
+        for images, event in _ahead(_decode_stage(_ahead(loader), device, stream)):
+            if event is not None:  # wait for the decode; its memory is in use here until done
+                current = torch.cuda.current_stream(device)
+                current.wait_event(event)
+                for img in images:
+                    img.record_stream(current)
+            pixels = resize_crop_batch(images, size)
             chunks.append(model.encode_image(normalize_pixels(pixels).to(dtype)).to(torch.float16))
             bar.update(len(pixels))
     return torch.cat(chunks).cpu()  # one copy back at the end

@@ -16,7 +16,8 @@ import torch
 from PIL import Image, ImageFile
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
-           "read_bytes", "jpeg_channels", "nvjpeg_decodable", "resize_crop_batch", "decode_batch_gpu"]
+           "read_bytes", "jpeg_channels", "nvjpeg_decodable", "resize_crop_batch", "decode_images",
+           "decode_batch_gpu"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
@@ -144,14 +145,15 @@ def nvjpeg_decodable(data: bytes) -> bool:
     return len(data) > 3 and data[0] == 0xFF and data[1] == 0xD8 and jpeg_channels(data[:65536]) in (1, 3)
 
 
-def decode_batch_gpu(datas: list[torch.Tensor], paths: list[str], size: int, device,
-                     decodable: list[bool] | None = None) -> torch.Tensor:
-    """Decode JPEG bytes on the GPU (nvjpeg) and apply CLIP's resize + centre crop there.
+def decode_images(datas: list[torch.Tensor], paths: list[str], device,
+                  decodable: list[bool] | None = None) -> list[torch.Tensor]:
+    """Decode files' bytes to uint8 RGB images [3, H_i, W_i] on ``device``: JPEGs with nvjpeg
+    (torchvision's decoder, batched; on a CPU ``device`` its CPU twin), everything nvjpeg cannot
+    decode (CMYK, PNG, corrupt headers) with :func:`load_rgb` on the CPU, so every file gives the
+    same image either way; a file PIL cannot decode either raises ImageError naming it.
 
-    datas: uint8 byte tensors [L_i]; returns uint8 [B, 3, size, size] on ``device``. Files nvjpeg
-    cannot decode (CMYK, PNG, corrupt headers) go through :func:`load_rgb` on the CPU instead, so
-    the result is the same image either way; a file PIL cannot decode either raises ImageError.
-    ``decodable`` [B] is :func:`nvjpeg_decodable` of each file when the caller has it already.
+    datas: uint8 byte tensors [L_i]; ``decodable`` [B] is :func:`nvjpeg_decodable` of each file
+    when the caller has it already.
     """
     import torchvision.transforms.functional as TF
 
@@ -161,6 +163,13 @@ def decode_batch_gpu(datas: list[torch.Tensor], paths: list[str], size: int, dev
     decoded = dict(zip(jpeg, _decode_jpegs([datas[i] for i in jpeg], device)))
     images = [decoded.get(i) for i in range(len(paths))]
     for i, path in enumerate(paths):
-        if images[i] is None:  # CPU fallback, same resize maths
+        if images[i] is None:  # CPU fallback; the resize that follows is the same
             images[i] = TF.pil_to_tensor(load_rgb(path)).to(device)
-    return resize_crop_batch(images, size)
+    return images
+
+
+def decode_batch_gpu(datas: list[torch.Tensor], paths: list[str], size: int, device,
+                     decodable: list[bool] | None = None) -> torch.Tensor:
+    """:func:`decode_images`, then CLIP's resize + centre crop on ``device``
+    (:func:`resize_crop_batch`): uint8 [B, 3, size, size]."""
+    return resize_crop_batch(decode_images(datas, paths, device, decodable), size)
