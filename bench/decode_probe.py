@@ -2,20 +2,18 @@
 
     python bench/decode_probe.py [--images 4096]
 
-Rows: the image encoder by memory layout (NCHW, channels-last) and with BatchNorm folded into
-cudnn's fused conv+bias+ReLU (a prototype, not used by the package); loader workers alone, with the
-old per-file pickled bytes and with the current zero-copy batches; loader + nvjpeg decode (no
-encoder); the whole path; and how long a decode call takes behind queued, unrelated GPU work.
+Rows: the image tower by memory layout (NCHW, channels-last) and fused (fewshot.fusion); loader
+workers alone, with the old per-file pickled bytes and with the current zero-copy batches; loader +
+nvjpeg decode (no encoder); the whole path; and how long a decode call takes behind queued,
+unrelated GPU work (run it with CUDA_DEVICE_MAX_CONNECTIONS=8 to see CUDA's default).
 """
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from common import report, timed
 from extract import synthetic_jpegs
@@ -33,48 +31,6 @@ def encoder_rate(forward, dev, channels_last: bool, batch: int = 256) -> float:
             forward(x)
         _, sec = timed(lambda: [forward(x) for _ in range(10)], dev, repeat=3)
     return 10 * batch / sec
-
-
-def _fold(conv, bn):
-    """(weight, bias) of conv followed by eval-mode BatchNorm, as one conv."""
-    scale = bn.weight.float() / (bn.running_var.float() + bn.eps).sqrt()
-    w = (conv.weight.float() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
-    return w.contiguous(memory_format=torch.channels_last), (bn.bias.float() - bn.running_mean.float() * scale).to(conv.weight.dtype)
-
-
-def fused_visual(visual):
-    """CLIP's ModifiedResNet forward with BatchNorm folded into the convs, conv+bias+ReLU and
-    conv+bias+residual+ReLU as single cudnn calls (F.conv2d + relu on a CPU)."""
-    stem = [_fold(getattr(visual, f"conv{i}"), getattr(visual, f"bn{i}")) for i in (1, 2, 3)]
-    blocks = []
-    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
-        for b in layer:
-            ds = _fold(b.downsample._modules["0"], b.downsample._modules["1"]) if b.downsample is not None else None
-            blocks.append((b.stride, _fold(b.conv1, b.bn1), _fold(b.conv2, b.bn2), _fold(b.conv3, b.bn3), ds))
-
-    def conv_relu(x, wb, stride, pad):
-        if not x.is_cuda:
-            return F.relu(F.conv2d(x, wb[0], wb[1], stride, pad))
-        return torch.cudnn_convolution_relu(x, wb[0], wb[1], (stride, stride), (pad, pad), (1, 1), 1)
-
-    def conv_add_relu(x, wb, z):
-        if not x.is_cuda:
-            return F.relu(F.conv2d(x, wb[0], wb[1]) + z)
-        return torch.cudnn_convolution_add_relu(x, wb[0], z, 1.0, wb[1], (1, 1), (0, 0), (1, 1), 1)
-
-    def forward(x):
-        x = x.to(stem[0][0].dtype).contiguous(memory_format=torch.channels_last)
-        x = F.avg_pool2d(conv_relu(conv_relu(conv_relu(x, stem[0], 2, 1), stem[1], 1, 1), stem[2], 1, 1), 2)
-        for stride, w1, w2, w3, ds in blocks:
-            out = conv_relu(conv_relu(x, w1, 1, 0), w2, 1, 1)
-            if stride > 1:
-                out = F.avg_pool2d(out, stride)
-            identity = x
-            if ds is not None:
-                identity = F.conv2d(F.avg_pool2d(x, stride) if stride > 1 else x, ds[0], ds[1])
-            x = conv_add_relu(out, w3, identity)
-        return visual.attnpool(x)
-    return forward
 
 
 class _OldFileBytes(torch.utils.data.Dataset):
@@ -106,23 +62,17 @@ def loader(root, names, old: bool, workers: int = 2, batch: int = 256):
                                        num_workers=workers)
 
 
-def stage_rows(bb, tmp, names, dev) -> dict:
-    """Each stage alone: encoder variants, loader workers, loader + decode."""
-    vis, n, rows = bb.model.visual, len(names), {}
-    with torch.no_grad():  # BatchNorm statistics that make folding non-trivial
-        for m in vis.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-        fused = fused_visual(vis)
-        x = torch.randn(64, 3, 224, 224, device=dev, dtype=torch.float16)
-        ref = vis(x).float()
-        rows["fused_rel_err_vs_eager_fp16"] = round(float((fused(x).float() - ref).norm() / ref.norm()), 6)
-    rows["encoder_channels_last_img_s"] = round(encoder_rate(vis, dev, True))
-    rows["encoder_fused_prototype_img_s"] = round(encoder_rate(fused, dev, True))
-    vis.to(memory_format=torch.contiguous_format)
-    rows["encoder_nchw_img_s"] = round(encoder_rate(vis, dev, False))
+def stage_rows(ckpt, tmp, names, dev) -> dict:
+    """Each stage alone: the image tower three ways, loader workers, loader + decode."""
+    from fewshot.fusion import fuse_image_tower
+
+    n, rows = len(names), {}
+    vis = load_backbone(str(ckpt), dev, fast_inference=False).model.visual
+    rows["encoder_clip_forward_nchw_img_s"] = round(encoder_rate(vis, dev, False))
     vis.to(memory_format=torch.channels_last)
+    rows["encoder_clip_forward_channels_last_img_s"] = round(encoder_rate(vis, dev, True))
+    fuse_image_tower(vis)
+    rows["encoder_fused_channels_last_img_s"] = round(encoder_rate(vis, dev, True))
 
     def drain(items):
         t0 = time.perf_counter()
@@ -142,32 +92,25 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--images", type=int, default=4096)
     p.add_argument("--quick", action="store_true", help="only the whole path and the queued decode")
-    p.add_argument("--fused-path", action="store_true", help="also the whole path with the fused encoder")
     args = p.parse_args()
     from torchvision.io import ImageReadMode, decode_jpeg
 
     dev = torch.device("cuda")
     tmp = Path(tempfile.mkdtemp())
     save_checkpoint(build_clip(), tmp / "rn50.pt")
-    bb = load_backbone(str(tmp / "rn50.pt"), dev)  # channels-last on CUDA
+    bb = load_backbone(str(tmp / "rn50.pt"), dev)  # as the suite runs it: fused, channels-last
     vis, n = bb.model.visual, args.images
     names = synthetic_jpegs(tmp, n)
     rows = {"images": n, "CUDA_DEVICE_MAX_CONNECTIONS": os.environ.get("CUDA_DEVICE_MAX_CONNECTIONS", "")}
     if not args.quick:
-        rows.update(stage_rows(bb, tmp, names, dev))
-    run = lambda m: encode_images_gpu(m, tmp, names, 224, dev, 256, 2, progress=False)  # noqa: E731
-    run(bb.model)
-    rows["whole_path_img_s"] = [round(n / timed(lambda: run(bb.model), dev)[1]) for _ in range(3)]
-    if args.fused_path:
-        class Fused:  # what encode_images_gpu uses of a CLIP model
-            visual = vis
-            encode_image = staticmethod(fused_visual(vis))
-        run(Fused)
-        rows["whole_path_fused_img_s"] = [round(n / timed(lambda: run(Fused), dev)[1]) for _ in range(3)]
-        rows["whole_path_img_s_again"] = [round(n / timed(lambda: run(bb.model), dev)[1]) for _ in range(3)]
+        rows.update(stage_rows(tmp / "rn50.pt", tmp, names, dev))
+    run = lambda: encode_images_gpu(bb.model, tmp, names, 224, dev, 256, 2, progress=False)  # noqa: E731
+    run()
+    rows["whole_path_img_s"] = [round(n / timed(run, dev)[1]) for _ in range(3)]
 
-    # a decode call behind ~0.3 s of queued matmuls on another stream: it waits for them, because
-    # nvjpeg converts each image with a small kernel and waits for it before the next image
+    # a decode call behind ~0.3 s of queued matmuls on another stream. nvjpeg converts each image
+    # with a small kernel and waits for it before the next image; with CUDA's default 8 hardware
+    # queues, its stream can share a queue with the busy one and wait for all of it
     datas = [read_bytes(tmp / nm) for nm in names[:256]]
     decode = lambda: decode_jpeg(datas, mode=ImageReadMode.RGB, device=dev)  # noqa: E731
     decode()

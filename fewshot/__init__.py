@@ -3,12 +3,20 @@
 Modules, one concept each: ``backbones`` (loading CLIP), ``datasets`` (folder layouts),
 ``checks`` (dataset validation), ``splits`` (seeded nested k-shot manifests), ``images``
 (decoding), ``features`` (the on-disk feature cache), ``templates`` and ``zeroshot`` (text heads),
+``fusion`` (a faster inference form of CLIP's ResNet tower),
 ``tip_adapter``, ``wise``, ``selection`` (hyperparameters from the shots), ``metrics``,
 ``results``, ``config``, ``pipeline``, ``report``, ``notebooks`` and ``hosted`` (running the
 notebooks), and ``world`` (the mini-world and the ImageNet-shaped rehearsal data). Importing the package is cheap: it
 imports no torch until a submodule needs it.
 """
-from fewshot import _clip_compat
+import os
+
+# Before any CUDA context exists: 32 hardware work queues instead of CUDA's default 8, so that
+# work on independent streams does not queue up behind each other's kernels (nvjpeg's per-image
+# kernels behind the image encoder's: 0.13 s instead of 0.02 s per 256 images, bench/RESULTS.md).
+os.environ.setdefault("CUDA_DEVICE_MAX_CONNECTIONS", "32")
+
+from fewshot import _clip_compat  # noqa: E402
 
 _clip_compat.install()
 

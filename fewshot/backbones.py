@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 import clip  # importable because `import fewshot` installed the pkg_resources shim
+from fewshot.fusion import fuse_image_tower
 
 __all__ = ["Backbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
            "build_clip", "save_checkpoint", "shipped_path"]
@@ -56,6 +57,11 @@ class Backbone:
     def logit_scale(self) -> float:
         """exp of the learned temperature: 100 for OpenAI's checkpoints."""
         return float(self.model.logit_scale.detach().exp())
+
+    @property
+    def image_tower(self) -> str:
+        """"fused" when :func:`fewshot.fusion.fuse_image_tower` runs the image tower, else "clip"."""
+        return "fused" if hasattr(self.model.visual, "fused_params") else "clip"
 
     @property
     def embed_dim(self) -> int:
@@ -119,13 +125,16 @@ def _resolve(name_or_path: str, download_root: str | None) -> tuple[str, Path, s
 
 
 def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
-                  download_root: str | None = None, sha256: str | None = None) -> Backbone:
+                  download_root: str | None = None, sha256: str | None = None,
+                  fast_inference: bool = True) -> Backbone:
     """Load a CLIP model by registered name or local file, verifying its SHA-256.
 
     ``sha256`` overrides the expected checksum (for a local file whose checksum you know). A
     registered name uses the checksum in OpenAI's URL or the one shipped beside the file. Loading
-    goes through ``clip.load(path, jit=False)``; on a CPU the weights come back as fp32. On a GPU
-    with tensor cores the image tower is kept in channels-last memory layout (same weights).
+    goes through ``clip.load(path, jit=False)``; on a CPU the weights come back as fp32. On a GPU,
+    ``fast_inference`` sets the image tower up for speed with the same weights: channels-last
+    memory layout (tensor-core GPUs) and, for ResNet towers, :func:`fewshot.fusion.fuse_image_tower`
+    (features within fp16 rounding of CLIP's own forward; False runs CLIP's forward as it is).
     """
     name, path, expected = _resolve(name_or_path, download_root)
     actual = sha256_file(path)
@@ -142,8 +151,10 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
         raise BackboneError(f"{path} is not a loadable CLIP checkpoint ({type(err).__name__}: "
                             f"{err}). Save models as TorchScript archives (see DESIGN.md).") from err
     model.eval().requires_grad_(False)
-    if torch.device(device).type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 7:
-        model.visual.to(memory_format=torch.channels_last)  # tensor cores' layout (bench/RESULTS.md)
+    if fast_inference and torch.device(device).type == "cuda":  # speed only: bench/RESULTS.md
+        if torch.cuda.get_device_capability(device)[0] >= 7:
+            model.visual.to(memory_format=torch.channels_last)  # tensor cores' layout
+        fuse_image_tower(model.visual)  # ResNet towers: BatchNorm folded, conv+ReLU fused
     return Backbone(name=name, path=path, sha256=actual, model=model, preprocess=preprocess,
                     device=torch.device(device))
 

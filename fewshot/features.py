@@ -2,9 +2,10 @@
 
 A cache file's name ends in the digest of a :class:`CacheKey`, which holds everything that changes
 the tensor: backbone and checkpoint SHA-256, preprocessing, the image list (paths, labels and
-file sizes), number of augmented views and their seed, dtype and decode path. A changed input
-gives a new file; nothing stale is ever reused. Writes go to a temporary file that is renamed
-into place, so an interrupted run leaves no half-written cache.
+file sizes), number of augmented views and their seed, dtype, decode path and image tower (CLIP's
+forward or the fused one). A changed input gives a new file; nothing stale is ever reused. Writes
+go to a temporary file that is renamed into place, so an interrupted run leaves no half-written
+cache.
 
 Augmented views follow Tip-Adapter: RandomResizedCrop(R, scale 0.5–1, bicubic) + horizontal flip,
 drawn from a generator seeded by (seed, view, image index), so they do not depend on the number
@@ -59,6 +60,7 @@ class CacheKey:
     aug_seed: int = 0  # seed of the augmented views (unused when views == 0)
     dtype: str = "float16"  # storage dtype
     decode: str = "pil"  # "pil" (CPU, the reference) or "gpu" (nvjpeg)
+    tower: str = "clip"  # image tower: "clip" (CLIP's forward) or "fused" (fewshot.fusion)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -348,7 +350,8 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
         prep = f"clip-center-{res}"
         transform = functools.partial(_centered, size=res)
     key = CacheKey("image", backbone.name, backbone.sha256, prep + ("-skipbad" if skip_bad else ""),
-                   items_digest(image_set), views, aug_seed if views else 0, decode=decode)
+                   items_digest(image_set), views, aug_seed if views else 0, decode=decode,
+                   tower=backbone.image_tower)
 
     def compute():
         if decode == "gpu":

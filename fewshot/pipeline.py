@@ -90,7 +90,7 @@ class Run:
         return {"backbone": self.backbone.name, "backbone_sha256": self.backbone.sha256,
                 "dataset": Path(self.cfg.data).name, "templates": self.cfg.templates,
                 "views": self.cfg.views, "git_rev": git_revision(), "device": dev,
-                "decode": self.decode}
+                "decode": self.decode, "image_tower": self.backbone.image_tower}
 
     @cached_property
     def text_weights(self) -> torch.Tensor:  # [C, D] fp32

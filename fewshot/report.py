@@ -287,6 +287,7 @@ def _provenance(records, config) -> str:
              "no tuning on test (α, β by leave-one-out, λ by cross-validation on the shots)"),
             ("tuned_on", ", ".join(tuned)), ("git revision", first["git_rev"]),
             ("device", first["device"]), ("feature decode path", first.get("decode", "pil")),
+            ("image tower", first.get("image_tower", "clip")),
             ("date", max(r["date"] for r in records))]
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 

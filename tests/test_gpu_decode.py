@@ -97,3 +97,74 @@ def test_encode_images_gpu_names_a_bad_file(tmp_path):
     with pytest.raises(ImageError, match="bad.jpg"):
         encode_images_gpu(model, tmp_path, ["good.jpg", "bad.jpg"], 64, "cpu", batch_size=1,
                           num_workers=0, progress=False)
+
+
+def test_byte_batches_hold_each_files_bytes(tmp_path):
+    """One loader batch: the files' bytes back to back in one tensor, their lengths, whether
+    nvjpeg can decode each (not CMYK, PNG or an empty file), and their paths."""
+    from fewshot.features import _ByteBatches
+
+    rgb, cmyk = _photo(tmp_path / "a.jpg"), _photo(tmp_path / "c.jpg", "CMYK")
+    Image.open(rgb).save(tmp_path / "p.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    names = ["a.jpg", "c.jpg", "p.png", "empty.jpg", "a.jpg"]
+    packed, lengths, decodable, files = _ByteBatches(tmp_path, names)[[0, 1, 2, 3, 4]]
+    assert files == [str(tmp_path / n) for n in names]
+    assert decodable == [True, False, False, False, True]
+    assert [bytes(t.numpy()) for t in torch.split(packed, lengths)] == [(tmp_path / n).read_bytes() for n in names]
+
+
+def test_ahead_yields_in_order_and_raises_the_producers_error():
+    from fewshot.features import _ahead
+
+    def items():
+        yield from range(5)
+        raise ValueError("bad file: x.jpg")
+
+    got = []
+    with pytest.raises(ValueError, match="x.jpg"):
+        for item in _ahead(items()):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_closing_a_chain_of_stages_stops_every_thread():
+    """A consumer that stops early (an error in the encoder, say) ends every stage's thread and
+    closes the source, even when the source would never end."""
+    import threading
+
+    from fewshot.features import _ahead
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    def double(items):
+        for x in items:
+            yield 2 * x
+
+    chain = _ahead(double(_ahead(endless())))
+    assert [next(chain) for _ in range(3)] == [0, 2, 4]
+    chain.close()
+    assert closed.wait(5)
+    assert not [t for t in threading.enumerate() if t.name == "fewshot-ahead"]
+
+
+def test_import_sets_32_hardware_queues_unless_the_user_chose():
+    import os
+    import subprocess
+    import sys
+
+    code = "import fewshot, os; print(os.environ['CUDA_DEVICE_MAX_CONNECTIONS'])"
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_DEVICE_MAX_CONNECTIONS"}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True,  # noqa: E731
+                                   text=True, check=True).stdout.strip()
+    assert run(env) == "32"
+    assert run({**env, "CUDA_DEVICE_MAX_CONNECTIONS": "4"}) == "4"
