@@ -37,7 +37,8 @@ def main():
     run = Run(cfg)
     # inject what the cache would hold
     run.dataset = Dataset("/nonexistent", wnids, wnids, train, val)
-    run.backbone = SimpleNamespace(name="rn50-random", sha256="0" * 64, logit_scale=100.0)
+    run.backbone = SimpleNamespace(name="rn50-random", sha256="0" * 64, logit_scale=100.0,
+                                   image_tower="none (synthetic features)")
     run.text_weights = text.float()
     run.test_sets = {"val": val}
     run.test_feats = {"val": {"feats": feats.float(), "labels": labels, "classes": list(range(c)), "paths": val.paths}}

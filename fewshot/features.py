@@ -189,10 +189,11 @@ class _ByteBatches(torch.utils.data.Dataset):
     def __getitem__(self, indices: list[int]):
         files = [str(self.root / self.paths[i]) for i in indices]
         sizes = [os.path.getsize(f) for f in files]
+        total = max(sum(sizes), 1)
         if torch.utils.data.get_worker_info() is not None:  # a worker: allocate it shared
-            packed = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(max(sum(sizes), 1)))
+            packed = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(total))
         else:
-            packed = torch.empty(max(sum(sizes), 1), dtype=torch.uint8)
+            packed = torch.empty(total, dtype=torch.uint8)
         buf, lengths, offset = memoryview(packed.numpy()), [], 0
         for path, size in zip(files, sizes):
             with open(path, "rb") as f:
