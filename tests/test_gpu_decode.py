@@ -1,6 +1,5 @@
 """The GPU decode path's logic, run on the CPU (torchvision decodes there with the same calls):
 same pixels as CLIP's PIL preprocessing up to resampling rounding; CMYK and PNG fall back to PIL."""
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -104,7 +103,8 @@ def test_byte_batches_hold_each_files_bytes(tmp_path):
     nvjpeg can decode each (not CMYK, PNG or an empty file), and their paths."""
     from fewshot.features import _ByteBatches
 
-    rgb, cmyk = _photo(tmp_path / "a.jpg"), _photo(tmp_path / "c.jpg", "CMYK")
+    rgb = _photo(tmp_path / "a.jpg")
+    _photo(tmp_path / "c.jpg", "CMYK")
     Image.open(rgb).save(tmp_path / "p.png")
     (tmp_path / "empty.jpg").write_bytes(b"")
     names = ["a.jpg", "c.jpg", "p.png", "empty.jpg", "a.jpg"]
