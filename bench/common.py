@@ -35,6 +35,16 @@ def timed(fn, device, repeat: int = 1):
     return out, best
 
 
+def forward_rate(forward, x: torch.Tensor, calls: int = 10) -> float:
+    """Images per second of ``forward(x)`` (an image tower or ``encode_image``) on a batch ``x``:
+    3 warm-up calls, then the best of 3 timings of ``calls`` calls, without gradients."""
+    with torch.no_grad():
+        for _ in range(3):
+            forward(x)
+        _, sec = timed(lambda: [forward(x) for _ in range(calls)], x.device, repeat=3)
+    return calls * len(x) / sec
+
+
 def random_problem(n_test, n_cache, classes, dim, device, seed=0):
     """Normalised fp16 test features [N, D], keys [M, D], text weights [C, D], one-hot values."""
     g = torch.Generator(device="cpu").manual_seed(seed)

@@ -15,22 +15,11 @@ from pathlib import Path
 
 import torch
 
-from common import report, timed
+from common import forward_rate, report, timed
 from extract import synthetic_jpegs
 from fewshot.backbones import build_clip, load_backbone, save_checkpoint
 from fewshot.features import _ahead, _ByteBatches, _decode_stage, encode_images_gpu
 from fewshot.images import nvjpeg_decodable, read_bytes
-
-
-def encoder_rate(forward, dev, channels_last: bool, batch: int = 256) -> float:
-    x = torch.randn(batch, 3, 224, 224, device=dev, dtype=torch.float16)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        for _ in range(3):
-            forward(x)
-        _, sec = timed(lambda: [forward(x) for _ in range(10)], dev, repeat=3)
-    return 10 * batch / sec
 
 
 class _OldFileBytes(torch.utils.data.Dataset):
@@ -68,11 +57,13 @@ def stage_rows(ckpt, tmp, names, dev) -> dict:
 
     n, rows = len(names), {}
     vis = load_backbone(str(ckpt), dev, fast_inference=False).model.visual
-    rows["encoder_clip_forward_nchw_img_s"] = round(encoder_rate(vis, dev, False))
+    x = torch.randn(256, 3, 224, 224, device=dev, dtype=torch.float16)
+    rows["encoder_clip_forward_nchw_img_s"] = round(forward_rate(vis, x))
     vis.to(memory_format=torch.channels_last)
-    rows["encoder_clip_forward_channels_last_img_s"] = round(encoder_rate(vis, dev, True))
+    x = x.contiguous(memory_format=torch.channels_last)
+    rows["encoder_clip_forward_channels_last_img_s"] = round(forward_rate(vis, x))
     fuse_image_tower(vis)
-    rows["encoder_fused_channels_last_img_s"] = round(encoder_rate(vis, dev, True))
+    rows["encoder_fused_channels_last_img_s"] = round(forward_rate(vis, x))
 
     def drain(items):
         t0 = time.perf_counter()
