@@ -18,7 +18,7 @@ import torch
 from common import forward_rate, report, timed
 from extract import synthetic_jpegs
 from fewshot.backbones import build_clip, load_backbone, save_checkpoint
-from fewshot.features import _ahead, _ByteBatches, _decode_stage, encode_images_gpu
+from fewshot.loaders import ByteBatches, ahead, decode_stage, encode_images_gpu
 from fewshot.images import nvjpeg_decodable, read_bytes
 
 
@@ -47,7 +47,7 @@ def loader(root, names, old: bool, workers: int = 2, batch: int = 256):
         return torch.utils.data.DataLoader(_OldFileBytes(root, names), batch_size=batch,
                                            num_workers=workers, collate_fn=_old_pack)
     sampler = torch.utils.data.BatchSampler(range(len(names)), batch, drop_last=False)
-    return torch.utils.data.DataLoader(_ByteBatches(root, names), batch_size=None, sampler=sampler,
+    return torch.utils.data.DataLoader(ByteBatches(root, names), batch_size=None, sampler=sampler,
                                        num_workers=workers)
 
 
@@ -74,8 +74,8 @@ def stage_rows(ckpt, tmp, names, dev) -> dict:
 
     for old in (True, False):
         tag = "old_pickled" if old else "zero_copy"
-        rows[f"loader_2_workers_{tag}_img_s"] = drain(_ahead(loader(tmp, names, old)))
-        rows[f"loader_decode_{tag}_img_s"] = drain(_ahead(_decode_stage(_ahead(loader(tmp, names, old)), dev, torch.cuda.Stream(dev))))
+        rows[f"loader_2_workers_{tag}_img_s"] = drain(ahead(loader(tmp, names, old)))
+        rows[f"loader_decode_{tag}_img_s"] = drain(ahead(decode_stage(ahead(loader(tmp, names, old)), dev, torch.cuda.Stream(dev))))
     return rows
 
 

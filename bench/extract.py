@@ -17,7 +17,8 @@ from PIL import Image
 
 from common import forward_rate, report, timed
 from fewshot.backbones import build_clip, load_backbone, save_checkpoint
-from fewshot.features import _centered, center_pixels, encode_images, encode_images_gpu, normalize_pixels
+from fewshot.loaders import encode_images, encode_images_gpu
+from fewshot.preprocess import center_pixels, centered, normalize_pixels
 from fewshot.images import decode_batch_gpu, read_bytes
 
 
@@ -88,7 +89,7 @@ def main():
     rows["encoder_only_img_s"] = round(forward_rate(bb.model.encode_image, x, calls=5))
     rows["image_tower"] = bb.image_tower
     import functools
-    pil_fn = functools.partial(_centered, size=bb.input_resolution)
+    pil_fn = functools.partial(centered, size=bb.input_resolution)
     for w in args.workers:
         w = min(w, os.cpu_count())
         _, sec = timed(lambda: encode_images(bb.model, tmp, names, pil_fn, dev, 256, w, progress=False), dev)

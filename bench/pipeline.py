@@ -1,7 +1,7 @@
 """The whole post-feature pipeline (zero-shot, Tip-Adapter with leave-one-out and test grids,
 Tip-Adapter-F, WiSE-FT sweep with cross-validated λ and the Fisher merge) for 3 seeds × shots
 {1, 5, 16}, on ImageNet-shaped cached features: the real `fewshot.pipeline.Run`, with synthetic
-tensors in place of the feature cache.
+tensors in place of the feature cache (`Run.from_tensors`).
 
     python bench/pipeline.py            # 1000 classes, 50,000 val, 16 train/class, 1024-d (CUDA)
     python bench/pipeline.py --small    # 100 classes, 5,000 val (CPU)
@@ -9,14 +9,14 @@ tensors in place of the feature cache.
 import argparse
 import tempfile
 import time
-from types import SimpleNamespace
 
 import torch
 
 from common import random_problem, report, sync
 from fewshot.config import RunConfig
 from fewshot.datasets import Dataset, ImageSet
-from fewshot.pipeline import Run
+from fewshot.pipeline import Run, TrainPool
+from fewshot.protocol import EvalSet
 
 
 def main():
@@ -34,25 +34,19 @@ def main():
     val = ImageSet("val", "/nonexistent", [(f"val/{i}.JPEG", int(y)) for i, y in enumerate(labels)], list(range(c)))
     out = tempfile.mkdtemp()
     cfg = RunConfig(data="/nonexistent", out=out, shots=(1, 5, 16), seeds=(1, 2, 3), device=str(dev), progress=False)
-    run = Run(cfg)
-    # inject what the cache would hold
-    run.dataset = Dataset("/nonexistent", wnids, wnids, train, val)
-    run.backbone = SimpleNamespace(name="rn50-random", sha256="0" * 64, logit_scale=100.0,
-                                   image_tower="none (synthetic features)")
-    run.text_weights = text.float()
-    run.test_sets = {"val": val}
-    run.test_feats = {"val": {"feats": feats.float(), "labels": labels, "classes": list(range(c)), "paths": val.paths}}
     m = len(train)
     pool_feats = torch.nn.functional.normalize(torch.randn(m, 1024, device=dev), dim=-1)
-    run.train_feats = {"row": {p: i for i, (p, _) in enumerate(train.items)}, "center": pool_feats.half(),
-                       "views": (pool_feats[None] + 0.1 * torch.randn(10, m, 1024, device=dev)).half(),
-                       "labels": torch.tensor(train.labels, device=dev)}
+    pool = TrainPool({p: i for i, (p, _) in enumerate(train.items)}, pool_feats.half(),
+                     (pool_feats[None] + 0.1 * torch.randn(10, m, 1024, device=dev)).half(),
+                     torch.tensor(train.labels, device=dev))
+    sets = {"val": EvalSet("val", feats.float(), labels, tuple(range(c)), tuple(val.paths))}
+    run = Run.from_tensors(cfg, Dataset("/nonexistent", wnids, wnids, train, val), text.float(), 100.0, sets, pool)
     run.splits()
     times = {}
     for step in ("zeroshot", "tip_adapter", "tip_adapter_f", "wise"):
         sync(dev)
         t0 = time.perf_counter()
-        getattr(run, step)()
+        run.step(step)
         sync(dev)
         times[f"{step}_s"] = round(time.perf_counter() - t0, 2)
     rows = {"classes": c, "val_images": n_val, "shots": [1, 5, 16], "seeds": [1, 2, 3], **times,

@@ -1,8 +1,10 @@
 """Backbones: a registry of CLIP checkpoints and one loader for registered names and local files.
 
 Everything goes through OpenAI's ``clip.load`` so the suite runs the same code on RN50 and on the
-mini-world's tiny CLIP. Names are checked against a SHA-256 before loading; a missing download, a
-corrupt file or an unknown name gets one :class:`BackboneError` that says what to do.
+mini-world's tiny CLIP. Every file is checked against a SHA-256 before loading: a name against its
+own, a path against every known checkpoint (OpenAI's and the shipped ones; a file that matches
+none is used with a printed warning). A missing download, a corrupt file or an unknown name gets
+one :class:`~fewshot.errors.BackboneError` that says what to do.
 """
 from __future__ import annotations
 
@@ -17,22 +19,18 @@ from typing import Callable
 import torch
 
 import clip  # importable because `import fewshot` installed the pkg_resources shim
+from fewshot.atomic import atomic_path
+from fewshot.errors import BackboneError
 from fewshot.fusion import fuse_image_tower
 
 __all__ = ["Backbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
-           "build_clip", "save_checkpoint", "shipped_path"]
+           "known_checksums", "build_clip", "save_checkpoint", "shipped_path"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
-# Checkpoints this project ships, by name: (path inside the package, SHA-256).
-_SHIPPED = {
-    "miniclip-rn": ("world/assets/miniclip-rn.pt", None),  # sha filled from the file's .sha256
-}
-
-
-class BackboneError(RuntimeError):
-    """A checkpoint that cannot be used; the message says why and what to do."""
-
+# Checkpoints this project ships, by name: path inside the package (its SHA-256 is in the
+# ``.sha256`` file beside it).
+_SHIPPED = {"miniclip-rn": "world/assets/miniclip-rn.pt"}
 
 @dataclass
 class Backbone:
@@ -88,7 +86,7 @@ def _expected_sha(name: str) -> str:
 
 def shipped_path(name: str) -> Path:
     """Path of a checkpoint this project ships (e.g. ``miniclip-rn``)."""
-    return _PACKAGE_DIR / _SHIPPED[name][0]
+    return _PACKAGE_DIR / _SHIPPED[name]
 
 
 def _shipped_sha(name: str) -> str:
@@ -116,7 +114,7 @@ def _resolve(name_or_path: str, download_root: str | None) -> tuple[str, Path, s
         return name_or_path, target, _expected_sha(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        return path.name, path, None
+        return path.name, path, None  # checked against every known checksum by load_backbone
     if path.suffix or os.sep in name_or_path:
         raise BackboneError(f"Checkpoint file {path} does not exist. Check the path, or use one of "
                             f"the registered names: {', '.join(list_backbones())}.")
@@ -143,13 +141,15 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
         raise BackboneError(
             f"Checksum mismatch for {path}: expected SHA-256 {expected}, got {actual}. The file is "
             f"incomplete or a different checkpoint: delete it and download it again.")
+    if not expected:
+        _check_known(path, actual)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
             model, preprocess = clip.load(str(path), device=device, jit=False)
     except Exception as err:  # torch raises several types for a file that is not a checkpoint
         raise BackboneError(f"{path} is not a loadable CLIP checkpoint ({type(err).__name__}: "
-                            f"{err}). Save models as TorchScript archives (see DESIGN.md).") from err
+                            f"{err}). Save models as TorchScript archives (fewshot.backbones.save_checkpoint).") from err
     model.eval().requires_grad_(False)
     if fast_inference and torch.device(device).type == "cuda":  # speed only: bench/RESULTS.md
         if torch.cuda.get_device_capability(device)[0] >= 7:
@@ -157,6 +157,29 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
         fuse_image_tower(model.visual)  # ResNet towers: BatchNorm folded, conv+ReLU fused
     return Backbone(name=name, path=path, sha256=actual, model=model, preprocess=preprocess,
                     device=torch.device(device))
+
+
+def known_checksums() -> dict[str, str]:
+    """{SHA-256: name} of every checkpoint the suite knows: OpenAI's and the shipped ones."""
+    known = {_expected_sha(n): n for n in clip.available_models()}
+    known.update({_shipped_sha(n): n for n in _SHIPPED if _shipped_sha(n)})
+    return known
+
+
+def _check_known(path: Path, actual: str) -> None:
+    """A checkpoint given by path: fine if it is a known one; if its file name claims a known
+    model (``RN50.pt``) but the bytes differ, refuse; otherwise warn and use it."""
+    known = known_checksums()
+    if actual in known:
+        return
+    claimed = {os.path.basename(clip.clip._MODELS[n]): n for n in clip.available_models()}
+    if path.name in claimed:
+        raise BackboneError(
+            f"{path} is named like CLIP {claimed[path.name]} but its SHA-256 is {actual}, not "
+            f"{_expected_sha(claimed[path.name])}: the file is incomplete or corrupt. Download it "
+            f"again (./download_data.sh weights {claimed[path.name]}).")
+    warnings.warn(f"{path}: SHA-256 {actual[:16]}... matches no known CLIP checkpoint; using it as "
+                  f"given (its checksum is recorded with every result).", stacklevel=3)
 
 
 def build_clip(embed_dim: int = 1024, image_resolution: int = 224, vision_layers=(3, 4, 6, 3),
@@ -193,9 +216,6 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, not gone
         traced = torch.jit.trace(model, (image, text), check_trace=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    traced.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        traced.save(str(tmp))
     return sha256_file(path)

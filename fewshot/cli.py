@@ -21,31 +21,51 @@ def _parse_value(text: str):
 
 
 def _overrides(pairs: list[str]) -> dict:
+    from fewshot.errors import ConfigError
+
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
         out[key.strip()] = _parse_value(value)
     return out
 
 
 def _cmd_splits(args) -> int:
-    from fewshot.datasets import load_dataset
+    from fewshot.datasets import check_shots, load_dataset
     from fewshot.splits import write_manifests
 
-    paths = write_manifests(load_dataset(args.data), args.out, args.shots, args.seeds)
+    dataset = load_dataset(args.data)
+    for warning in check_shots(dataset, args.shots):
+        print(f"warning: {warning}", file=sys.stderr)
+    paths = write_manifests(dataset, args.out, args.shots, args.seeds)
     print(f"wrote {len(paths)} manifests to {args.out}")
     return 0
 
 
 def _cmd_run(args) -> int:
     from fewshot.config import load_config
-    from fewshot.pipeline import STEPS, run_all
+    from fewshot.pipeline import run_all
 
     cfg = load_config(args.config, **_overrides(args.set))
-    run_all(cfg, tuple(args.steps) if args.steps else STEPS)
+    run_all(cfg, args.steps or None, fresh=args.fresh)
     return 0
+
+
+def _run_epilog() -> str:
+    from fewshot.config import describe_fields, list_configs
+    from fewshot.pipeline import list_steps
+    from fewshot.protocol import get_method, list_methods
+    from fewshot.templates import list_templates
+
+    methods = "\n".join(f"  {m}: {get_method(m).summary}" for m in list_methods())
+    return (f"shipped configs: {', '.join(list_configs())}\n"
+            f"steps, in order: {', '.join(list_steps())}\n"
+            f"template sets: {', '.join(list_templates())}\n"
+            f"methods:\n{methods}\n"
+            f"config fields (--set NAME=VALUE; lists as [1,16], booleans true/false):\n"
+            f"{describe_fields()}")
 
 
 def _cmd_report(args) -> int:
@@ -71,20 +91,26 @@ def _cmd_world(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fewshot.config import DEFAULT_SEEDS, DEFAULT_SHOTS
+
     p = argparse.ArgumentParser(prog="python -m fewshot", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("splits", help="write nested k-shot manifests (one JSON per shots x seed)")
     s.add_argument("--data", required=True, help="dataset root (train/, val/, classnames.txt)")
     s.add_argument("--out", required=True, help="folder for the manifests")
-    s.add_argument("--shots", type=int, nargs="+", default=[1, 2, 4, 5, 8, 16])
-    s.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    s.add_argument("--shots", type=int, nargs="+", default=list(DEFAULT_SHOTS))
+    s.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
     s.set_defaults(func=_cmd_splits)
 
-    r = sub.add_parser("run", help="the whole pipeline on a config; prints a summary table")
+    r = sub.add_parser("run", help="the whole pipeline on a config; prints a summary table",
+                       epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--config", default="miniworld", help="shipped config name or JSON file")
-    r.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields")
-    r.add_argument("--steps", nargs="*", help="subset of steps (default: all, in order)")
+    r.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="override config fields (repeatable; later values win)")
+    r.add_argument("--steps", nargs="+", help="subset of steps (default: all, in order)")
+    r.add_argument("--fresh", action="store_true",
+                   help="the run folder holds another config: move it aside and start anew")
     r.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="build report/ (Markdown, PNG, PDF) from a run's results")
@@ -106,20 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from fewshot.config import ConfigError
-    from fewshot.datasets import DatasetError
-    from fewshot.images import ImageError
+    from fewshot.errors import FewshotError
 
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (FileNotFoundError, ConfigError, DatasetError, ImageError) as err:  # bad input: say what, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        from fewshot.backbones import BackboneError
-
-        if not isinstance(err, BackboneError):
-            raise
+    except FewshotError as err:  # bad input, data or settings: say what, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -4,8 +4,9 @@ Layout of a dataset root::
 
     train/<wnid>/*.JPEG     at most 16 images per class (any number is accepted)
     val/<wnid>/*.JPEG       the test images (ImageNet's 50,000 val images)
-    classnames.txt          "n01440764 tench" per line
-    label2class.json        optional; checked against classnames.txt when present
+    classnames.txt          "n01440764 tench" per line (names may repeat: ImageNet has two "crane")
+    label2class.json        optional; {"label2class": {"0": "tench", ...}} (the course's form), a
+                            flat {"0": ...} or a list; checked against classnames.txt
 
 Class index = rank of the wnid in sorted order, everywhere. Items are ``(relative_path, label)``
 with paths relative to the dataset root and '/'-separated, so manifests are portable.
@@ -21,16 +22,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fewshot.errors import DatasetError
 from fewshot.images import IMAGE_EXTENSIONS
 
 __all__ = ["DatasetError", "ImageSet", "Dataset", "list_images", "read_classnames",
-           "load_dataset", "load_shift_set", "find_shift_sets", "list_shift_kinds"]
+           "read_label2class", "scan_dataset", "load_dataset", "class_counts", "check_shots",
+           "load_shift_set", "find_shift_sets", "list_shift_kinds"]
 
 Item = tuple[str, int]  # (path relative to the dataset root, class index)
-
-
-class DatasetError(ValueError):
-    """A dataset folder that cannot be used; the message names the classes or files."""
 
 
 @dataclass
@@ -85,71 +84,169 @@ def _name_list(names: list[str], limit: int = 10) -> str:
 
 
 def read_classnames(path: Path) -> dict[str, str]:
-    """Parse ``classnames.txt`` (``wnid name with spaces`` per line) into {wnid: name}."""
+    """Parse ``classnames.txt`` (``wnid name with spaces`` per line) into {wnid: name}; a bad line,
+    a repeated wnid or an empty file raises :class:`DatasetError` naming the file and line."""
+    names, problems = _parse_classnames(Path(path))
+    if problems:
+        raise DatasetError("\n".join(problems))
+    return names
+
+
+def _parse_classnames(path: Path) -> tuple[dict[str, str], list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        return {}, [f"{path}: not UTF-8 text ({err.reason}); use the classnames.txt that came with "
+                    f"the dataset."]
     names: dict[str, str] = {}
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    problems = []
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.strip().split(maxsplit=1)
         if len(parts) != 2:
-            raise DatasetError(f"{path}:{lineno}: expected '<wnid> <class name>', got {line!r}.")
-        if parts[0] in names:
-            raise DatasetError(f"{path}:{lineno}: class {parts[0]} is listed twice.")
-        names[parts[0]] = parts[1]
-    return names
+            problems.append(f"{path}:{lineno}: expected '<wnid> <class name>', got {line!r}.")
+        elif parts[0] in names:
+            problems.append(f"{path}:{lineno}: class {parts[0]} is listed twice.")
+        else:
+            names[parts[0]] = parts[1]
+    if not names and not problems:
+        problems.append(f"{path} is empty; use the classnames.txt that came with the dataset.")
+    return names, problems
 
 
-def _read_split(root: Path, split: str, wnids: list[str]) -> ImageSet:
+def read_label2class(path: Path) -> dict[int, str]:
+    """``label2class.json`` as {label: class name or wnid}. Accepts the course's nested form
+    ``{"label2class": {"0": "tench", ...}}``, a flat map ``{"0": ...}``, or a list; a value may
+    be a ``[wnid, name]`` pair (its first element is used). Anything else raises
+    :class:`DatasetError` naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        why = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else err.reason
+        raise DatasetError(f"{path} is not valid JSON ({why}): the file is damaged or cut off. Use "
+                           f"the label2class.json that came with the dataset, or delete it (it is "
+                           f"optional).") from err
+    if isinstance(data, dict) and list(data) == ["label2class"]:
+        data = data["label2class"]  # the course's nested form
+    if isinstance(data, list):
+        data = {str(i): v for i, v in enumerate(data)}
+    if not isinstance(data, dict) or not data:
+        raise DatasetError(f"{path}: expected {{\"label2class\": {{\"0\": name, ...}}}}, a map "
+                           f"{{\"0\": name, ...}} or a list, got {type(data).__name__}"
+                           f"{' (empty)' if not data else ''}.")
+    out = {}
+    for key, value in data.items():
+        value = value[0] if isinstance(value, (list, tuple)) and value else value
+        if not str(key).isdigit() or not isinstance(value, str):
+            raise DatasetError(f"{path}: entry {key!r}: {value!r} is not 'label': 'class name'.")
+        out[int(key)] = value
+    return out
+
+
+def _label2class_problems(path: Path, wnids: list[str], names: list[str]) -> list[str]:
+    try:
+        mapping = read_label2class(path)
+    except DatasetError as err:
+        return [str(err)]
+    if sorted(mapping) != list(range(len(wnids))):
+        return [f"{path} has labels {_name_list([str(k) for k in sorted(mapping)], 5)} but the "
+                f"dataset has {len(wnids)} classes (labels 0..{len(wnids) - 1}). Use the "
+                f"label2class.json that came with this dataset."]
+    wrong = [i for i, (w, n) in enumerate(zip(wnids, names)) if mapping[i] not in (w, n)]
+    if wrong:
+        i = wrong[0]
+        return [f"{path}: {len(wrong)} label(s) disagree with classnames.txt in sorted wnid order; "
+                f"e.g. label {i} is {mapping[i]!r}, but class {i} is {wnids[i]} ({names[i]}). This "
+                f"suite indexes classes by sorted wnid, as the course's label2class.json does."]
+    return []
+
+
+def _read_split(root: Path, split: str, wnids: list[str], problems: list[str]) -> ImageSet:
     items: list[Item] = []
     for label, wnid in enumerate(wnids):
-        files = list_images(root / split / wnid)
-        if not files:
-            raise DatasetError(f"{root / split / wnid}: class folder holds no images.")
+        folder = root / split / wnid
+        files = list_images(folder) if folder.is_dir() else []
+        if not files and folder.is_dir():
+            problems.append(f"{folder}: class folder holds no images.")
         items += [(f"{split}/{wnid}/{f}", label) for f in files]
     return ImageSet(split, root, items, list(range(len(wnids))))
 
 
-def _check_label2class(path: Path, wnids: list[str], names: list[str]) -> None:
-    mapping = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(mapping, list):
-        mapping = {str(i): v for i, v in enumerate(mapping)}
-    if len(mapping) != len(wnids):
-        raise DatasetError(f"{path} has {len(mapping)} entries but the dataset has {len(wnids)} "
-                           f"classes. Use the label2class.json that came with this dataset.")
-    for i, (wnid, name) in enumerate(zip(wnids, names)):
-        value = mapping.get(str(i))
-        value = value[0] if isinstance(value, (list, tuple)) else value
-        if value not in (wnid, name):
-            raise DatasetError(f"{path}: label {i} is {value!r}, but class {i} in sorted wnid order "
-                               f"is {wnid} ({name}). This suite indexes classes by sorted wnid.")
+def scan_dataset(root: str | os.PathLike) -> tuple[Dataset | None, list[str]]:
+    """Read ``root`` and list every layout problem at once: missing parts, train/val class
+    mismatch, classnames.txt and label2class.json that do not fit the folders, empty classes.
+
+    Returns ``(dataset, problems)``; ``dataset`` is None when there are no class folders to read.
+    With problems, the dataset holds what could be read (for ``check-data``).
+    """
+    root = Path(root)
+    problems = [f"{root}: missing {part}. Expected train/<wnid>/, val/<wnid>/ and classnames.txt "
+                f"(run download_data.sh, or check the data path)."
+                for part in ("train", "val", "classnames.txt") if not (root / part).exists()]
+    train_cls = _class_dirs(root / "train") if (root / "train").is_dir() else []
+    val_cls = _class_dirs(root / "val") if (root / "val").is_dir() else []
+    if train_cls and val_cls and train_cls != val_cls:
+        only_train = sorted(set(train_cls) - set(val_cls))
+        only_val = sorted(set(val_cls) - set(train_cls))
+        problems.append(f"{root}: train/ and val/ hold different classes. Only in train/: "
+                        f"{_name_list(only_train) or 'none'}; only in val/: "
+                        f"{_name_list(only_val) or 'none'}. Restore the missing folders.")
+    wnids = sorted(set(train_cls) | set(val_cls))
+    names: dict[str, str] = {}
+    if (root / "classnames.txt").is_file():
+        names, bad_lines = _parse_classnames(root / "classnames.txt")
+        problems += bad_lines
+        missing = [w for w in wnids if w not in names]
+        extra = sorted(set(names) - set(wnids))
+        if (missing or extra) and names:
+            problems.append(f"{root / 'classnames.txt'} does not match the class folders. Folders "
+                            f"without a name: {_name_list(missing) or 'none'}; names without a "
+                            f"folder: {_name_list(extra) or 'none'}.")
+    classnames = [names.get(w, w) for w in wnids]
+    if (root / "label2class.json").exists() and wnids and len(names) == len(wnids):
+        problems += _label2class_problems(root / "label2class.json", wnids, classnames)
+    if not wnids:
+        return None, problems
+    train = _read_split(root, "train", wnids, problems)
+    val = _read_split(root, "val", wnids, problems)
+    return Dataset(root, wnids, classnames, train, val), problems
 
 
 def load_dataset(root: str | os.PathLike) -> Dataset:
-    """Read and validate a dataset root; see the module docstring for the layout."""
-    root = Path(root)
-    for required in ("train", "val", "classnames.txt"):
-        if not (root / required).exists():
-            raise DatasetError(f"{root}: missing {required}. Expected train/<wnid>/, val/<wnid>/ and "
-                               f"classnames.txt (run download_data.sh, or check the --data path).")
-    train_cls, val_cls = _class_dirs(root / "train"), _class_dirs(root / "val")
-    if train_cls != val_cls:
-        only_train = sorted(set(train_cls) - set(val_cls))
-        only_val = sorted(set(val_cls) - set(train_cls))
-        raise DatasetError(f"{root}: train/ and val/ hold different classes. Only in train/: "
-                           f"{_name_list(only_train) or 'none'}; only in val/: "
-                           f"{_name_list(only_val) or 'none'}. Restore the missing folders.")
-    names = read_classnames(root / "classnames.txt")
-    missing = [w for w in train_cls if w not in names]
-    extra = sorted(set(names) - set(train_cls))
-    if missing or extra:
-        raise DatasetError(f"{root / 'classnames.txt'} does not match the class folders. Folders "
-                           f"without a name: {_name_list(missing) or 'none'}; names without a "
-                           f"folder: {_name_list(extra) or 'none'}.")
-    classnames = [names[w] for w in train_cls]
-    if (root / "label2class.json").exists():
-        _check_label2class(root / "label2class.json", train_cls, classnames)
-    return Dataset(root, train_cls, classnames, _read_split(root, "train", train_cls),
-                   _read_split(root, "val", train_cls))
+    """Read and validate a dataset root (see the module docstring for the layout); every layout
+    problem is listed in one :class:`DatasetError`."""
+    dataset, problems = scan_dataset(root)
+    if problems:
+        head = f"{root}: {len(problems)} problem(s) with the dataset:\n  " if len(problems) > 1 else ""
+        raise DatasetError(head + "\n  ".join(problems))
+    return dataset
+
+
+def class_counts(image_set: ImageSet, num_classes: int) -> list[int]:
+    """Images per class: [C]."""
+    counts = [0] * num_classes
+    for _, label in image_set.items:
+        counts[label] += 1
+    return counts
+
+
+def check_shots(dataset: Dataset, shots) -> list[str]:
+    """Warnings for k-shot settings some classes cannot fill (each names the classes and their
+    counts); :class:`DatasetError` when no class has k training images."""
+    counts = class_counts(dataset.train, dataset.num_classes)
+    most, warnings = max(counts), []
+    for k in sorted(shots):
+        if k > most:
+            raise DatasetError(f"shots={k}: no class of {dataset.root / 'train'} has more than "
+                               f"{most} training images, so a {k}-shot run would repeat a "
+                               f"{most}-shot one. Use shots <= {most}.")
+        short = [f"{dataset.wnids[c]} ({dataset.classnames[c]}): {n}" for c, n in enumerate(counts) if n < k]
+        if short:
+            warnings.append(f"shots={k}: {len(short)} class(es) hold fewer than {k} training images "
+                            f"and use all they have: {_name_list(short, 5)}.")
+    return warnings
 
 
 # ----------------------------------------------------------------------------- shifted test sets

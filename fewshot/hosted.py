@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["on_colab", "on_modelarts", "start"]
+__all__ = ["on_colab", "start"]
 
 
 def on_colab() -> bool:
@@ -11,20 +11,22 @@ def on_colab() -> bool:
     return "COLAB_RELEASE_TAG" in os.environ
 
 
-def on_modelarts() -> bool:
-    """True inside a Huawei ModelArts notebook (its user is ma-user)."""
-    return os.path.isdir("/home/ma-user")
-
-
-def start(config: str, overrides: dict):
+def start(config: str, overrides: dict, first: bool = False):
     """What every notebook does first: mount Google Drive on Colab when a path points there,
-    build the :class:`fewshot.pipeline.Run`, and print the banner. Returns the run."""
+    open the run (:class:`fewshot.pipeline.Run`) and print the banner. Returns the run.
+
+    The first notebook (``first=True``) creates the run folder and its config.json; later ones
+    use that config.json, and stop if one of their ``overrides`` contradicts it.
+    """
+    from fewshot.config import load_config
     from fewshot.pipeline import Run
 
     if on_colab() and any(str(v).startswith("/content/drive") for v in overrides.values()):
         from google.colab import drive  # only importable on Colab
 
         drive.mount("/content/drive")
-    run = Run.from_config(config, **overrides)
+    run = Run(load_config(config, **overrides), resume=None if first else dict(overrides))
+    if first:
+        run.preflight()
     run.banner()
     return run

@@ -1,9 +1,12 @@
 """Images: decoding files to RGB, robustly, with errors that name the file.
 
-ImageNet holds grayscale, CMYK and palette JPEGs; a course drive may hold zero-byte or truncated
-files. :func:`load_rgb` converts every readable mode to RGB and raises :class:`ImageError` with
-the path for anything else. :func:`inspect_image` reports what a file is without failing, for
-``python -m fewshot check-data``.
+ImageNet holds grayscale, CMYK and palette JPEGs and a PNG saved as ``.JPEG``; a course drive may
+hold zero-byte or truncated files, 16-bit PNGs, huge images or broken links. :func:`load_rgb`
+converts every readable mode to 8-bit RGB (16-bit grey scaled, not clipped) and raises
+:class:`~fewshot.errors.ImageError` with the path for anything else, including images above
+:data:`MAX_PIXELS` (checked from the header, before decoding). :func:`inspect_image` reports what
+a file is without failing, for ``python -m fewshot check-data``. PIL's global settings are left
+as they are.
 """
 from __future__ import annotations
 
@@ -13,25 +16,51 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageFile
+from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
-           "read_bytes", "jpeg_channels", "nvjpeg_decodable", "resize_crop_batch", "decode_images",
+from fewshot.errors import ImageError
+
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
+           "read_bytes", "jpeg_header", "jpeg_channels", "nvjpeg_decodable", "resize_crop_batch", "decode_images",
            "decode_batch_gpu"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
-ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
-Image.MAX_IMAGE_PIXELS = 200_000_000  # large photos are fine; decompression bombs are not
+MAX_PIXELS = 40_000_000  # ImageNet's largest photos have ~30 M; PIL only errs above 179 M
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-class ImageError(ValueError):
-    """A file that cannot be decoded as an image."""
+def _check_size(img: Image.Image) -> None:
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ValueError(f"{w}×{h} = {w * h / 1e6:.0f} M pixels, above the limit of "
+                         f"{MAX_PIXELS / 1e6:.0f} M (fewshot.images.MAX_PIXELS); downscale or remove it")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB of a decoded image: 16/32-bit grey scaled to 0-255 (PIL's convert clips it)."""
+    if img.mode == "RGB":
+        return img.copy()
+    if img.mode in _SIXTEEN_BIT or img.mode == "I":
+        import numpy as np
+
+        a = np.asarray(img, dtype=np.int64)
+        if a.min() < 0 or a.max() > 65535:
+            raise ValueError(f"mode {img.mode} values {a.min()}..{a.max()} are not 8- or 16-bit")
+        if img.mode in _SIXTEEN_BIT or a.max() > 255:
+            a = (a * 255 + 32767) // 65535  # 16-bit -> 8-bit, rounded
+        return Image.fromarray(a.astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        raise ValueError("floating-point pixels (mode F) have no standard 8-bit scale; convert the "
+                         "file to an 8-bit format")
+    return img.convert("RGB")
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode ``path`` fully and return an RGB ``PIL.Image`` (grayscale, CMYK, palette converted).
+    """Decode ``path`` fully and return an 8-bit RGB ``PIL.Image`` (grayscale, 16-bit grey, CMYK,
+    palette and alpha converted).
 
-    Raises :class:`ImageError` naming the file when it is empty, truncated or not an image.
+    Raises :class:`ImageError` naming the file when it is empty, truncated, too large, a broken
+    link or not an image.
     """
     path = Path(path)
     try:
@@ -40,8 +69,9 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns on odd EXIF/ICC data; not our concern
             with Image.open(path) as img:
+                _check_size(img)
                 img.load()
-                return img.copy() if img.mode == "RGB" else img.convert("RGB")
+                return _to_rgb(img)
     except ImageError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
@@ -70,7 +100,9 @@ def inspect_image(path: str | os.PathLike) -> ImageInfo:
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 mode, size = img.mode, img.size
+                _check_size(img)
                 img.load()
+                _to_rgb(img)
         return ImageInfo(str(path), True, mode, size)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return ImageInfo(str(path), False, error=str(err))
@@ -113,15 +145,22 @@ def resize_crop_batch(images: list[torch.Tensor], size: int) -> torch.Tensor:
     return out
 
 
-def jpeg_channels(data: bytes) -> int:
-    """Colour components of a baseline/progressive JPEG from its SOF header (1, 3 or 4; 0 if none)."""
+def jpeg_header(data: bytes) -> tuple[int, int, int]:
+    """(colour components, height, width) from a baseline/progressive JPEG's SOF header; zeros if
+    there is none in ``data``."""
     i = 2
     while i + 9 < len(data) and data[i] == 0xFF:
         marker = data[i + 1]
         if marker in (0xC0, 0xC1, 0xC2):
-            return data[i + 9]
+            h, w = int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+            return data[i + 9], h, w
         i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
-    return 0
+    return 0, 0, 0
+
+
+def jpeg_channels(data: bytes) -> int:
+    """Colour components of a baseline/progressive JPEG from its SOF header (1, 3 or 4; 0 if none)."""
+    return jpeg_header(data)[0]
 
 
 def _decode_jpegs(datas: list[torch.Tensor], device) -> list:
@@ -141,8 +180,13 @@ def _decode_jpegs(datas: list[torch.Tensor], device) -> list:
 
 
 def nvjpeg_decodable(data: bytes) -> bool:
-    """Whether nvjpeg can decode these file bytes: a JPEG with 1 or 3 components (not CMYK)."""
-    return len(data) > 3 and data[0] == 0xFF and data[1] == 0xD8 and jpeg_channels(data[:65536]) in (1, 3)
+    """Whether nvjpeg should decode these file bytes: a JPEG with 1 or 3 components (not CMYK)
+    within :data:`MAX_PIXELS`. Anything else goes to :func:`load_rgb`, which converts or refuses
+    it by name."""
+    if not (len(data) > 3 and data[0] == 0xFF and data[1] == 0xD8):
+        return False
+    channels, h, w = jpeg_header(data[:65536])
+    return channels in (1, 3) and h * w <= MAX_PIXELS
 
 
 def decode_images(datas: list[torch.Tensor], paths: list[str], device,

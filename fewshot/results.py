@@ -4,8 +4,9 @@ A record's fields: ``method`` (zero-shot, tip-adapter, tip-adapter-f, wise-ft, w
 ``role`` ("final": the method's reported number; "sweep": a diagnostic point such as one λ of the
 WiSE-FT curve), ``backbone``, ``backbone_sha256``, ``dataset``, ``eval_set``, ``shots``, ``seed``,
 ``hyperparameters``, ``tuned_on`` ("none", "default", "loo-train", "cv-train", "test-oracle"),
-``metrics`` (``top1``/``top5`` in percent), ``extra`` (e.g. training history), and ``git_rev``,
-``device``, ``date``.
+``metrics`` (``top1``/``top5`` in percent), ``extra`` (e.g. training history), ``skipped`` (test
+images left out because they could not be decoded), and the run-wide ``config_digest`` (records of
+one experiment share it), ``git_rev``, ``device``, ``date``.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["git_revision", "make_record", "append_records", "load_records", "summarize",
-           "format_table", "records_table"]
+from fewshot.errors import MissingStepError
+
+__all__ = ["git_revision", "make_record", "dumps_records", "append_records", "load_records",
+           "summarize", "format_table", "records_table"]
 
 
 def git_revision(cwd: str | os.PathLike | None = None) -> str:
@@ -36,30 +39,49 @@ def git_revision(cwd: str | os.PathLike | None = None) -> str:
 
 def make_record(method: str, eval_set: str, metrics: dict, *, context: dict, shots=None, seed=None,
                 hyperparameters=None, tuned_on: str = "none", role: str = "final",
-                extra=None) -> dict:
-    """A result record; ``context`` holds the run-wide fields (backbone, dataset, git_rev, ...)."""
+                extra=None, skipped: int = 0) -> dict:
+    """A result record; ``context`` holds the run-wide fields (backbone, dataset, git_rev,
+    config_digest, ...)."""
     return {"method": method, "role": role, "eval_set": eval_set, "shots": shots, "seed": seed,
             "hyperparameters": hyperparameters or {}, "tuned_on": tuned_on, "metrics": metrics,
-            **context, "extra": extra or {},
+            **context, "extra": extra or {}, "skipped": skipped,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def dumps_records(records: list[dict]) -> str:
+    """Records as JSON lines (keys sorted; NaN and infinity refused)."""
+    return "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
+
+
 def append_records(path: str | os.PathLike, records: list[dict]) -> None:
-    """Append records as JSON lines (the file and its folder are created if needed)."""
+    """Append records as JSON lines to a file of one's own (the run folder replaces whole files
+    atomically instead: :meth:`fewshot.rundir.RunDir.write_records`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, sort_keys=True) + "\n")
+        f.write(dumps_records(records))
 
 
 def load_records(path: str | os.PathLike) -> list[dict]:
-    """Read a results file; a missing file is an error that says which notebook writes it."""
+    """Read a results file; a missing or damaged file is an error that names it."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run the pipeline (`python -m fewshot run`) or "
-                                f"the notebooks 01-06 first.")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        raise MissingStepError(f"{path} not found: run the pipeline (`python -m fewshot run`) or "
+                               f"the notebooks first.")
+    records = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise MissingStepError(f"{path}:{lineno} is not a complete record ({err.msg}); the file "
+                                   f"is damaged: rerun the step that writes it.") from err
+        if not isinstance(rec, dict) or not {"method", "eval_set", "metrics"} <= set(rec):
+            raise MissingStepError(f"{path}:{lineno} is not a result record; rerun the step that "
+                                   f"writes it.")
+        records.append(rec)
+    return records
 
 
 def summarize(records: list[dict], metric: str = "top1", role: str = "final") -> list[dict]:

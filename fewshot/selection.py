@@ -1,59 +1,90 @@
-"""Selection: hyperparameters chosen from the k training shots alone, never from test data.
+"""Selection: the one place where hyperparameters are chosen, and never from test data by default.
 
-- Tip-Adapter's (α, β): leave-one-out over the shots. Query i is the centre-crop feature of
-  training image i and its own cache entry is removed, so it is scored as an unseen image.
-- WiSE-FT's λ: n-fold cross-validation over shot ranks (fold = rank mod n): Tip-Adapter's cache
-  and Tip-Adapter-F are rebuilt on the other folds and the merge is scored on the held-out fold.
+Every method asks :func:`choose`, which applies the run's protocol:
 
-With fewer than 2 shots nothing can be held out; the callers fall back to published defaults.
+- ``oracle`` runs (``cfg.oracle``): tune on the test set, as the official ImageNet scripts of
+  Tip-Adapter, APE and GDA do; labelled ``test-oracle``;
+- otherwise, with at least ``min_shots`` shots: tune inside the shots, by leave-one-out
+  (``loo-train``) or cross-validation over shot ranks (``cv-train``);
+- otherwise (1 shot: nothing can be held out): the published default, labelled ``default``.
+
+Helpers: :func:`loo_alpha_beta` (Tip-Adapter's grid, each training image scored against the cache
+without its own entry), :func:`fold_masks` and :func:`cross_validate` (n folds over shot ranks,
+fold = rank mod n, so every class contributes to every fold it can).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from fewshot import tip_adapter as tip
-from fewshot.wise import interpolate
 
-__all__ = ["loo_alpha_beta", "cv_lambda"]
+__all__ = ["Choice", "choose", "loo_alpha_beta", "fold_masks", "cross_validate"]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A chosen value, how it was chosen, and the scores it was chosen from (JSON-able or None)."""
+
+    value: object
+    tuned_on: str  # "default", "loo-train", "cv-train" or "test-oracle"
+    curve: object = None
+
+
+def choose(ctx, shots: Optional[int], *, default, inside: Optional[Callable] = None,
+           inside_label: str = "cv-train", on_test: Optional[Callable] = None,
+           min_shots: int = 2) -> Choice:
+    """Apply the run's tuning protocol (module docstring).
+
+    ``inside()`` -> (value, curve) tunes on the shots; ``on_test(eval_set)`` -> (value, curve)
+    tunes on a test set and is called only in oracle runs. A method without an ``on_test`` keeps
+    its inside-the-shots choice in an oracle run too.
+    """
+    if ctx.oracle is not None and on_test is not None:
+        value, curve = on_test(ctx.oracle)
+        return Choice(value, "test-oracle", curve)
+    if inside is not None and shots is not None and shots >= min_shots:
+        value, curve = inside()
+        return Choice(value, inside_label, curve)
+    return Choice(default, "default")
 
 
 def loo_alpha_beta(center_feats, labels, text_weights, keys, values, alphas, betas,
-                   logit_scale: float = 100.0) -> tuple[float, float, torch.Tensor]:
-    """(α, β, grid [B, A]) maximising leave-one-out accuracy on the training shots.
+                   logit_scale: float = 100.0) -> tuple[tuple[float, float], torch.Tensor]:
+    """((α, β), grid [B, A]) maximising leave-one-out accuracy on the training shots.
 
     center_feats [M, D] normalised centre-crop features of the M cache images, in cache order;
-    labels [M]; keys [M, D]; values [M, C].
+    labels [M]; keys [M, D]; values [M, C]. Image i is scored against the cache without entry i.
     """
     exclude = torch.arange(center_feats.shape[0], device=center_feats.device)
     grid = tip.search(center_feats, labels, text_weights, keys, values, alphas, betas,
                       logit_scale, exclude=exclude)
     alpha, beta, _ = tip.best_point(grid, alphas, betas)
-    return alpha, beta, grid
+    return (alpha, beta), grid
 
 
-def cv_lambda(view_feats, center_feats, labels, ranks, text_weights, num_classes: int,
-              alpha: float, beta: float, lambdas, logit_scale: float = 100.0, folds: int = 4,
-              train_kwargs: dict | None = None) -> tuple[float, list[float]]:
-    """(λ, mean held-out accuracy per λ) by cross-validation over the shots.
-
-    view_feats [V, M, D] raw augmented views; center_feats [M, D] normalised; labels [M];
-    ranks [M] shot rank of each image within its class. Uses min(folds, shots) folds.
-    """
-    ranks = torch.as_tensor(ranks, device=labels.device)
-    n_folds = min(folds, int(ranks.max()) + 1)
-    if n_folds < 2:
+def fold_masks(ranks: torch.Tensor, folds: int) -> list[torch.Tensor]:
+    """Held-out masks [M] (bool) of ``min(folds, max rank + 1)`` folds: fold = rank mod n."""
+    ranks = torch.as_tensor(ranks)
+    n = min(folds, int(ranks.max()) + 1)
+    if n < 2:
         raise ValueError("cross-validation needs at least 2 shots per class")
-    acc = torch.zeros(len(lambdas), device=labels.device)
-    for fold in range(n_folds):
-        held = (ranks % n_folds) == fold
-        keys0, values = tip.build_cache(view_feats[:, ~held], labels[~held], num_classes)
-        tuned = tip.train_tip_adapter_f(view_feats[:, ~held], labels[~held], text_weights, keys0,
-                                        values, alpha, beta, logit_scale, progress=False,
-                                        **(train_kwargs or {}))
-        for i, lam in enumerate(lambdas):
-            keys = interpolate({"keys": keys0}, {"keys": tuned["keys"]}, float(lam))["keys"]
-            logits = tip.tip_logits(center_feats[held], text_weights, keys, values, alpha, beta,
-                                    logit_scale)
-            acc[i] += (logits.argmax(dim=1) == labels[held]).float().mean() / n_folds
-    best = int(torch.argmax(acc))
-    return float(lambdas[best]), acc.tolist()
+    return [(ranks % n) == f for f in range(n)]
+
+
+def cross_validate(ranks, folds: int, candidates: Sequence,
+                   score_fold: Callable[[torch.Tensor, torch.Tensor], Sequence[float]]):
+    """(best candidate, mean held-out score per candidate).
+
+    ``score_fold(train_mask, held_mask)`` fits on the training part and returns one held-out
+    score per candidate; ties go to the first candidate.
+    """
+    masks = fold_masks(ranks, folds)
+    total = torch.zeros(len(candidates), dtype=torch.float64)
+    for held in masks:
+        total += torch.as_tensor(list(score_fold(~held, held)), dtype=torch.float64)
+    mean = (total / len(masks)).tolist()
+    best = max(range(len(candidates)), key=lambda i: (mean[i], -i))
+    return candidates[best], mean

@@ -3,8 +3,10 @@
 Per class, the sorted file list is permuted by a generator seeded with ``"<seed>:<wnid>"`` and the
 first k files are taken, so the k-shot sets are nested (1 ⊂ 2 ⊂ 4 ⊂ 5 ⊂ 8 ⊂ 16) and a class's
 choice does not depend on which other classes exist. A manifest is
-``{"shots": k, "seed": s, "classes": [wnid, ...], "items": [[relative_path, label], ...]}``
-with items ordered by class, then by draw order (so the j-th item of a class is its j-th shot).
+``{"shots": k, "seed": s, "classes": [wnid, ...], "items": [[relative_path, label], ...],
+"short_classes": {wnid: n}}`` with items ordered by class, then by draw order (so the j-th item
+of a class is its j-th shot); ``short_classes`` lists the classes that hold fewer than k images
+(they contribute all n they have).
 """
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+from fewshot.atomic import atomic_write_bytes
+from fewshot.config import DEFAULT_SEEDS, DEFAULT_SHOTS
 from fewshot.datasets import Dataset
+from fewshot.errors import MissingStepError
 
-__all__ = ["DEFAULT_SHOTS", "DEFAULT_SEEDS", "make_manifest", "manifest_name", "manifest_bytes",
-           "manifest_hash", "write_manifests", "load_manifest", "shot_ranks"]
-
-DEFAULT_SHOTS = (1, 2, 4, 5, 8, 16)
-DEFAULT_SEEDS = (1, 2, 3)
+__all__ = ["make_manifest", "manifest_name", "manifest_bytes", "manifest_hash", "write_manifests",
+           "load_manifest", "shot_ranks"]
 
 
 def _draw(paths: list[str], seed: int, wnid: str) -> list[str]:
@@ -39,7 +41,9 @@ def make_manifest(dataset: Dataset, shots: int, seed: int) -> dict:
         by_class[label].append(path)
     items = [[p, label] for label, wnid in enumerate(dataset.wnids)
              for p in _draw(by_class[label], seed, wnid)[:shots]]
-    return {"shots": shots, "seed": seed, "classes": list(dataset.wnids), "items": items}
+    short = {w: len(by_class[c]) for c, w in enumerate(dataset.wnids) if len(by_class[c]) < shots}
+    return {"shots": shots, "seed": seed, "classes": list(dataset.wnids), "items": items,
+            "short_classes": short}
 
 
 def manifest_name(shots: int, seed: int) -> str:
@@ -71,19 +75,21 @@ def write_manifests(dataset: Dataset, out_dir: str | os.PathLike, shots=DEFAULT_
             path = out / manifest_name(k, seed)
             data = manifest_bytes(make_manifest(dataset, k, seed))
             if not path.exists() or path.read_bytes() != data:
-                tmp = path.with_suffix(".json.tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
+                atomic_write_bytes(path, data)
             written.append(path)
     return written
 
 
 def load_manifest(path: str | os.PathLike) -> dict:
     """Read a manifest written by :func:`write_manifests`, checking its fields."""
-    manifest = json.loads(Path(path).read_text(encoding="utf-8"))
-    missing = {"shots", "seed", "classes", "items"} - set(manifest)
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MissingStepError(f"{path} is damaged ({err}); rerun the splits step.") from err
+    missing = {"shots", "seed", "classes", "items"} - set(manifest) if isinstance(manifest, dict) else {"all"}
     if missing:
-        raise ValueError(f"{path}: not a split manifest (missing {sorted(missing)}).")
+        raise MissingStepError(f"{path}: not a split manifest (missing {sorted(missing)}); rerun "
+                               f"the splits step.")
     return manifest
 
 

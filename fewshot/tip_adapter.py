@@ -207,16 +207,28 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
 
 @torch.no_grad()
 def adapter_fisher(feats, labels, text_weights, keys, values, alpha: float, beta: float,
-                   logit_scale: float = 100.0) -> torch.Tensor:
-    """Diagonal empirical Fisher of the cache keys, ``mean_n (∂ log p(y_n|f_n) / ∂K)²``: [M, D].
+                   logit_scale: float = 100.0, kind: str = "empirical") -> torch.Tensor:
+    """Diagonal Fisher of the cache keys on the images ``feats`` [N, D]: [M, D].
 
-    For row m, the per-sample gradient is ``s_nm · f_n`` with
-    ``s_nm = αβ·A_nm·(L_m·(e_y − p_n))`` (A the affinity), so the Fisher is
-    ``(S∘S)ᵀ (F∘F) / N``: one matmul instead of N backward passes.
+    ``kind="empirical"``: ``mean_n (∂ log p(y_n|f_n) / ∂K)²`` with the true labels ``y_n``.
+    ``kind="model"``: ``mean_n E_{y~p(·|f_n)} (∂ log p(y|f_n) / ∂K)²``, labels drawn from the
+    model's own prediction, the Fisher the WiSE-FT code estimates by sampling (here the
+    expectation is exact).
+
+    For row m the per-sample gradient is ``s_nm · f_n`` with ``s_nm = αβ·A_nm·(L_m·(e_y − p_n))``
+    (A the affinity), so the Fisher is ``(S∘S)ᵀ (F∘F) / N``: one matmul instead of N backward
+    passes. Under the model, ``E_y (L_m·(e_y − p))² = p·(L_m∘L_m) − (p·L_m)²``.
     """
+    if kind not in ("empirical", "model"):
+        raise ValueError(f"kind must be 'empirical' or 'model', got {kind!r}")
     f32 = torch.float32
     feats, keys, values = feats.to(f32), keys.to(f32), values.to(keys.device, f32)
     logits = tip_logits(feats, text_weights.to(f32), keys, values, alpha, beta, logit_scale)
-    resid = F.one_hot(labels.long(), values.shape[1]).to(f32) - logits.softmax(dim=1)  # [N, C]
-    s = alpha * beta * cache_affinity(feats, keys, beta) * (resid @ values.T)  # [N, M]
-    return (s * s).T @ (feats * feats) / feats.shape[0]
+    p = logits.softmax(dim=1)  # [N, C]
+    scale = alpha * beta * cache_affinity(feats, keys, beta)  # [N, M]
+    if kind == "empirical":
+        resid = F.one_hot(labels.long(), values.shape[1]).to(f32) - p  # [N, C]
+        weight = (scale * (resid @ values.T)) ** 2
+    else:
+        weight = scale ** 2 * (p @ (values * values).T - (p @ values.T) ** 2)
+    return weight.T @ (feats * feats) / feats.shape[0]

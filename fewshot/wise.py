@@ -5,13 +5,10 @@ Tip-Adapter, λ = 1 is Tip-Adapter-F (Wortsman et al., CVPR 2022).
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
-__all__ = ["interpolate", "sweep", "DEFAULT_LAMBDAS", "DEFAULT_LAMBDA"]
+__all__ = ["interpolate", "DEFAULT_LAMBDA"]
 
-DEFAULT_LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))  # 0.0, 0.1, ..., 1.0
 DEFAULT_LAMBDA = 0.5  # the WiSE-FT paper's recommendation when nothing can be tuned
 
 
@@ -38,10 +35,3 @@ def interpolate(theta0: dict, theta1: dict, alpha: float, fishers=None,
         c1 = alpha * torch.clamp(fisher1.get(k, ones), min=fisher_floor)
         merged[k] = (c0 * theta0[k] + c1 * theta1[k]) / (c0 + c1)
     return merged
-
-
-def sweep(theta0: dict, theta1: dict, lambdas, evaluate: Callable[[dict], dict],
-          fishers=None) -> list[dict]:
-    """Evaluate the merge along ``lambdas``: ``[{"lambda": λ, **evaluate(merged)}, ...]``."""
-    return [{"lambda": float(lam), **evaluate(interpolate(theta0, theta1, float(lam), fishers))}
-            for lam in lambdas]

@@ -29,7 +29,7 @@ from IPython.display import Markdown, display
 
 from fewshot.hosted import start
 
-run = start(config, overrides)
+run = start(config, overrides, first=True)
 
 # %%
 from fewshot.results import records_table
@@ -42,6 +42,6 @@ display(Markdown(records_table(records)))
 # little help from the text head. These are the classes the few shots should rescue.
 
 # %%
-from fewshot.report import plot_class_accuracy
+from fewshot.figures import plot_class_accuracy
 
-fig = plot_class_accuracy(run.class_accuracy(), run.dataset.classnames)
+plot_class_accuracy(run.class_accuracy(), run.dataset.classnames)

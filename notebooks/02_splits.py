@@ -44,7 +44,7 @@ display(Markdown("| manifest | shots | seed | images | SHA-256 |\n|---|---|---|-
 # The sets are nested: every smaller split of a seed is contained in the larger ones.
 
 # %%
-from fewshot.report import plot_shots
+from fewshot.figures import plot_shots
 
 first = run.manifest(max(run.cfg.shots), run.cfg.seeds[0])
-fig = plot_shots(first, run.dataset.root, run.dataset.classnames)
+plot_shots(first, run.dataset.root, run.dataset.classnames)

@@ -38,6 +38,6 @@ t0 = time.time()
 shapes = run.features()
 print(f"features ready in {time.time() - t0:.1f} s (a second run reads them from {run.cfg.cache_dir}/)")
 display(Markdown("| set | features |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in shapes.items())
-                 + f"\n| training pool, centre crops | {tuple(run.train_feats['center'].shape)} |"
-                 + f"\n| training pool, augmented views | {tuple(run.train_feats['views'].shape)} |"
+                 + f"\n| training pool, centre crops | {tuple(run.pool.center.shape)} |"
+                 + f"\n| training pool, augmented views | {tuple(run.pool.views.shape)} |"
                  + f"\n| text head ({run.cfg.templates}) | {tuple(run.text_weights.shape)} |"))

@@ -32,13 +32,11 @@ from fewshot.hosted import start
 run = start(config, overrides)
 
 # %%
-records = run.tip_adapter()
+records = run.step("tip_adapter")
 display(Markdown(run.summary("val")))
 
 # %%
-import json
+from fewshot.figures import plot_grid
 
-from fewshot.report import plot_grid
-
-grids = json.loads((run.out / "grids.json").read_text())
-fig = plot_grid(max(grids, key=lambda g: g["shots"]))
+grids = run.dir.diagnostics("tip-adapter")
+plot_grid(max(grids, key=lambda g: g["shots"]))

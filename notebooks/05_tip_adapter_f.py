@@ -32,10 +32,10 @@ from fewshot.hosted import start
 run = start(config, overrides)
 
 # %%
-records = run.tip_adapter_f()
+records = run.step("tip_adapter_f")
 display(Markdown(run.summary("val")))
 
 # %%
-from fewshot.report import plot_training_curves
+from fewshot.figures import plot_training_curves
 
-fig = plot_training_curves(records)
+plot_training_curves(records)

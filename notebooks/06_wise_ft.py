@@ -32,15 +32,14 @@ from fewshot.hosted import start
 run = start(config, overrides)
 
 # %%
-records = run.wise()
-for name in run.test_sets:
+records = run.step("wise")
+for name in run.eval_sets:
     display(Markdown(f"**{name}**\n\n" + run.summary(name)))
 
 # %%
-from fewshot.report import plot_id_vs_ood, plot_wise_curve
+from fewshot.figures import plot_id_vs_ood, plot_wise_curve
 
-fig = plot_wise_curve(records)
+plot_wise_curve(records)
 
 # %%
-if len(run.test_sets) > 1:
-    fig = plot_id_vs_ood(run.records())
+plot_id_vs_ood(run.records()) if len(run.eval_sets) > 1 else None

@@ -36,7 +36,7 @@ def test_report_lists_every_problem(messy):
     assert report.converted["CMYK"] == [str(cmyk)] and report.converted["L"] == [str(gray)]
     assert report.counts == {"train": (100, 500), "val": (100, 200)}
     text = report.text()
-    assert "UNUSABLE: 2 file(s) cannot be decoded" in text and "converted to RGB" in text
+    assert "UNUSABLE: 2 file(s) cannot be used" in text and "converted to RGB" in text
 
 
 def test_cli_exit_codes(messy, small_world):
@@ -56,7 +56,7 @@ def test_extraction_names_a_bad_file_and_skips_only_when_asked(messy, tiny_clip_
     with pytest.raises(ImageError, match=cut.name):
         image_features(bb, ds.val, tmp_path / "c1", progress=False)
     out = image_features(bb, ds.val, tmp_path / "c2", progress=False, skip_bad=True)
-    assert len(out["skipped"]) == 2 and out["feats"].shape[0] == len(ds.val) - 2
-    assert str(cut.relative_to(root)) in out["skipped"]
+    assert len(out.skipped) == 2 and out.feats.shape[0] == len(ds.val) - 2 == len(out.labels)
+    assert str(cut.relative_to(root)) in out.skipped
     train = image_features(bb, ds.train, tmp_path / "c3", progress=False)  # CMYK and gray decode
-    assert train["feats"].shape[0] == len(ds.train)
+    assert train.feats.shape[0] == len(ds.train)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fewshot.features import CLIP_MEAN, CLIP_STD
+from fewshot.preprocess import CLIP_MEAN, CLIP_STD
 from fewshot.images import ImageError, decode_batch_gpu, jpeg_channels, read_bytes
 
 import clip
@@ -63,7 +63,8 @@ def _tiny_model():
 def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers):
     """The pipelined path (packed bytes from workers, decode thread, batched resize by size) gives
     each image the features of decoding, resizing and encoding it alone, in the input order."""
-    from fewshot.features import encode_images_gpu, normalize_pixels
+    from fewshot.loaders import encode_images_gpu
+    from fewshot.preprocess import normalize_pixels
     from fewshot.images import resize_crop_batch
 
     sizes = [(500, 375), (375, 500), (500, 375), (64, 80), (500, 375)]
@@ -88,7 +89,7 @@ def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers):
 
 
 def test_encode_images_gpu_names_a_bad_file(tmp_path):
-    from fewshot.features import encode_images_gpu
+    from fewshot.loaders import encode_images_gpu
 
     _photo(tmp_path / "good.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 100)
@@ -101,21 +102,21 @@ def test_encode_images_gpu_names_a_bad_file(tmp_path):
 def test_byte_batches_hold_each_files_bytes(tmp_path):
     """One loader batch: the files' bytes back to back in one tensor, their lengths, whether
     nvjpeg can decode each (not CMYK, PNG or an empty file), and their paths."""
-    from fewshot.features import _ByteBatches
+    from fewshot.loaders import ByteBatches
 
     rgb = _photo(tmp_path / "a.jpg")
     _photo(tmp_path / "c.jpg", "CMYK")
     Image.open(rgb).save(tmp_path / "p.png")
     (tmp_path / "empty.jpg").write_bytes(b"")
     names = ["a.jpg", "c.jpg", "p.png", "empty.jpg", "a.jpg"]
-    packed, lengths, decodable, files = _ByteBatches(tmp_path, names)[[0, 1, 2, 3, 4]]
+    packed, lengths, decodable, files = ByteBatches(tmp_path, names)[[0, 1, 2, 3, 4]]
     assert files == [str(tmp_path / n) for n in names]
     assert decodable == [True, False, False, False, True]
     assert [bytes(t.numpy()) for t in torch.split(packed, lengths)] == [(tmp_path / n).read_bytes() for n in names]
 
 
 def test_ahead_yields_in_order_and_raises_the_producers_error():
-    from fewshot.features import _ahead
+    from fewshot.loaders import ahead
 
     def items():
         yield from range(5)
@@ -123,7 +124,7 @@ def test_ahead_yields_in_order_and_raises_the_producers_error():
 
     got = []
     with pytest.raises(ValueError, match="x.jpg"):
-        for item in _ahead(items()):
+        for item in ahead(items()):
             got.append(item)
     assert got == [0, 1, 2, 3, 4]
 
@@ -133,7 +134,7 @@ def test_closing_a_chain_of_stages_stops_every_thread():
     closes the source, even when the source would never end."""
     import threading
 
-    from fewshot.features import _ahead
+    from fewshot.loaders import ahead
 
     closed = threading.Event()
 
@@ -150,7 +151,7 @@ def test_closing_a_chain_of_stages_stops_every_thread():
         for x in items:
             yield 2 * x
 
-    chain = _ahead(double(_ahead(endless())))
+    chain = ahead(double(ahead(endless())))
     assert [next(chain) for _ in range(3)] == [0, 2, 4]
     chain.close()
     assert closed.wait(5)

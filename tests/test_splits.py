@@ -35,7 +35,8 @@ def test_same_bytes_whatever_the_file_creation_order(small_world, tmp_path):
                                     "shots1_seed2.json", "shots4_seed2.json"]
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(pa, pb))
     m = json.loads(pa[1].read_text())
-    assert set(m) == {"shots", "seed", "classes", "items"} and m["shots"] == 4
+    assert set(m) == {"shots", "seed", "classes", "items", "short_classes"} and m["shots"] == 4
+    assert m["short_classes"] == {}  # every class of the fixture holds 5 >= 4 images
 
 
 def test_shot_ranks_count_within_class():

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 import clip
 from fewshot.backbones import build_clip, save_checkpoint
-from fewshot.features import center_pixels, normalize_pixels
+from fewshot.preprocess import center_pixels, normalize_pixels
 from fewshot.world.generate import SIZES
 from fewshot.world.render import COLORS, SHAPES, render
 
@@ -119,7 +119,7 @@ def reference_accuracy(backbone, workdir: str | os.PathLike) -> float:
                       workers=1)
     items = [(f"val/{w}/{f}", i) for i, (w, *_) in enumerate(CLASSES) for f in list_images(root / "val" / w)]
     subset = ImageSet("val-reference", root, items, list(range(len(CLASSES))))
-    feats = F.normalize(image_features(backbone, subset, Path(workdir) / "cache", progress=False)["feats"].float(), dim=-1)
+    feats = F.normalize(image_features(backbone, subset, Path(workdir) / "cache", progress=False).feats.float(), dim=-1)
     weights = build_text_classifier(backbone.model, [c[3] for c in CLASSES], "single", backbone.device, progress=False)
     logits = zeroshot_logits(feats, weights, backbone.logit_scale)
     return topk_accuracy(logits, torch.tensor(subset.labels), ks=(1,))[1]

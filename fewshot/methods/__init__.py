@@ -1,0 +1,10 @@
+"""The built-in methods, registered in dependency order (see :mod:`fewshot.protocol`).
+
+Each module registers its methods on import; :func:`list_methods` and :func:`get_method` are the
+registry's public face.
+"""
+from fewshot.protocol import get_method, list_methods, register  # noqa: F401
+
+from fewshot.methods import zeroshot, tip_adapter, wise_ft  # noqa: F401,E402  (registration)
+
+__all__ = ["get_method", "list_methods", "register"]

@@ -1,0 +1,87 @@
+"""WiSE-FT of the adapter: ``K(λ) = (1−λ)·K₀ + λ·K_ft`` between Tip-Adapter's and Tip-Adapter-F's
+keys (Wortsman et al., CVPR 2022), plain and Fisher-weighted.
+
+The path uses Tip-Adapter-F's final (α, β), so λ = 1 is exactly the Tip-Adapter-F that is
+reported; λ = 0 is the training-free cache under the same (α, β) (Tip-Adapter itself, unless an
+oracle run re-searched them). λ is chosen by cross-validation over the shots: Tip-Adapter-F is
+trained again on the other folds and every λ scored on the held-out fold; the WiSE-FT paper's
+λ = 0.5 at 1 shot; on test in an oracle run. The Fisher-weighted merges reuse that λ.
+"""
+from __future__ import annotations
+
+from fewshot import selection, tip_adapter as tip
+from fewshot.methods.tip_adapter import cache_head
+from fewshot.protocol import Head, Method, register
+from fewshot.wise import DEFAULT_LAMBDA, interpolate
+
+__all__ = ["FISHER_KINDS"]
+
+FISHER_KINDS = {"wise-ft-fisher": "empirical", "wise-ft-fisher-model": "model"}
+
+
+def _ends(shots, ctx):
+    ft = ctx.prior["tip-adapter-f"]
+    keys0, values = tip.build_cache(shots.views, shots.labels, shots.num_classes)
+    return ft, keys0, ft.state["keys"].to(keys0.device), values
+
+
+def _accuracy(logits, labels) -> float:
+    return float((logits.argmax(dim=1) == labels).float().mean())
+
+
+def fit_wise(shots, ctx) -> Head:
+    """The λ path (a sweep of heads) and the head at the chosen λ."""
+    ft, keys0, keys1, values = _ends(shots, ctx)
+    cfg, alpha, beta = ctx.cfg, ft.hyperparameters["alpha"], ft.hyperparameters["beta"]
+    lambdas = list(cfg.lambdas)
+
+    def head_at(lam):
+        return cache_head(ctx, interpolate({"k": keys0}, {"k": keys1}, lam)["k"], values, alpha, beta)
+
+    def score_fold(train, held):
+        k0, v = tip.build_cache(shots.views[:, train], shots.labels[train], shots.num_classes)
+        tuned = tip.train_tip_adapter_f(
+            shots.views[:, train], shots.labels[train], ctx.text_weights, k0, v, alpha, beta,
+            ctx.logit_scale, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.train_batch_size,
+            seed=shots.seed, progress=False)["keys"]
+        return [_accuracy(tip.tip_logits(shots.center[held], ctx.text_weights,
+                                         interpolate({"k": k0}, {"k": tuned}, lam)["k"], v, alpha,
+                                         beta, ctx.logit_scale), shots.labels[held])
+                for lam in lambdas]
+
+    def on_test(s):
+        accs = [_accuracy(head_at(lam)(s.feats), s.labels) for lam in lambdas]
+        return lambdas[max(range(len(accs)), key=lambda i: (accs[i], -i))], None
+
+    choice = selection.choose(
+        ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=on_test,
+        inside=lambda: selection.cross_validate(shots.ranks, cfg.cv_folds, lambdas, score_fold))
+    lam = choice.value
+    return Head(head_at(lam), choice.tuned_on, {"lambda": lam, "alpha": alpha, "beta": beta},
+                extra={"cv_curve": choice.curve},
+                sweep=tuple(({"lambda": x}, head_at(x)) for x in lambdas))
+
+
+def _fit_fisher(kind: str):
+    def fit(shots, ctx) -> Head:
+        ft, keys0, keys1, values = _ends(shots, ctx)
+        wise = ctx.prior["wise-ft"]
+        alpha, beta, lam = ft.hyperparameters["alpha"], ft.hyperparameters["beta"], wise.hyperparameters["lambda"]
+        fishers = tuple({"k": tip.adapter_fisher(shots.center, shots.labels, ctx.text_weights, k,
+                                                 values, alpha, beta, ctx.logit_scale, kind)}
+                        for k in (keys0, keys1))
+        keys = interpolate({"k": keys0}, {"k": keys1}, lam, fishers)["k"]
+        return Head(cache_head(ctx, keys, values, alpha, beta), wise.tuned_on,
+                    {"lambda": lam, "alpha": alpha, "beta": beta, "fisher": kind})
+    fit.__doc__ = f"Fisher-weighted merge ({kind} Fisher of the keys on the shots) at WiSE-FT's λ."
+    return fit
+
+
+register(Method("wise-ft", fit_wise, step="wise", after=("tip-adapter-f",),
+                summary="WiSE-FT: Tip-Adapter and Tip-Adapter-F keys interpolated (Wortsman et al., 2022)"))
+register(Method("wise-ft-fisher", _fit_fisher("empirical"), step="wise",
+                after=("tip-adapter-f", "wise-ft"),
+                summary="WiSE-FT, Fisher-weighted; empirical Fisher (true labels of the shots)"))
+register(Method("wise-ft-fisher-model", _fit_fisher("model"), step="wise",
+                after=("tip-adapter-f", "wise-ft"),
+                summary="WiSE-FT, Fisher-weighted; Fisher under the model's own predictions (the WiSE-FT code's)"))
