@@ -59,7 +59,7 @@ class RunConfig:
     epochs: int = 20  # Tip-Adapter-F epochs (fixed; the oracle keeps the best epoch on test)
     lr: float = 1e-3  # Tip-Adapter-F AdamW learning rate
     train_batch_size: int = 256  # Tip-Adapter-F batch size
-    tip_f_recipe: str = "fp32"  # "fp32" AdamW, or "official" (the fp16 dynamics; fewshot.recipes)
+    tip_f_recipe: str = "auto"  # Tip-Adapter-F: "fp32", "official" (fp16 state: fewshot.optim), "auto" (CV)
     lambdas: tuple = DEFAULT_LAMBDAS  # WiSE-FT mixing coefficients evaluated
     cv_folds: int = 4  # folds over the shots for choosing WiSE-FT's lambda
     oracle: bool = False  # tune on the test set, as the official scripts do (labelled test-oracle)
@@ -172,7 +172,7 @@ _CHECKS = {
     "methods": _methods, "views": _int(1), "aug_seed": _int(0), "shift_sets": _shift_sets,
     "beta_max": _float(0.1), "beta_steps": _int(1), "alpha_max": _float(0.1), "alpha_steps": _int(1),
     "epochs": _int(1), "lr": _float(0.0, 10.0), "train_batch_size": _int(1),
-    "tip_f_recipe": _str(choices=("fp32", "official")),
+    "tip_f_recipe": _str(choices=("auto", "fp32", "official")),
     "lambdas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "cv_folds": _int(2),
     "oracle": _bool, "device": _str(pattern=r"auto|cpu|mps|cuda(:\d+)?",
                                                        desc="auto, cpu, mps, cuda or cuda:N"),

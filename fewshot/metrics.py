@@ -3,18 +3,27 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["topk_accuracy", "topk_correct", "restrict_to_classes"]
+__all__ = ["label_rank", "topk_accuracy", "topk_correct", "restrict_to_classes"]
+
+
+def label_rank(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Rank of each true label among its row's logits (0 = predicted): [N].
+
+    The one tie rule of the suite: classes with a higher logit rank first, and an exact tie goes
+    to the lower class index, as ``argmax`` decides it (the grid search uses the same rule).
+    logits: [N, C]; labels: [N].
+    """
+    labels = labels.view(-1, 1).to(logits.device)
+    mine = logits.gather(1, labels)  # [N, 1]
+    lower = torch.arange(logits.shape[1], device=logits.device) < labels  # [N, C]
+    return ((logits > mine) | ((logits == mine) & lower)).sum(dim=1)
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, torch.Tensor]:
-    """Per-sample hits: {k: bool [N]} whether ``labels[n]`` is among the top-k of ``logits[n]``.
-
-    logits: [N, C]; labels: [N] class indices. k larger than C counts every sample as a hit.
-    """
-    kmax = min(max(ks), logits.shape[1])
-    top = logits.topk(kmax, dim=1).indices  # [N, kmax]
-    hits = top == labels.view(-1, 1).to(top.device)  # [N, kmax]
-    return {k: hits[:, : min(k, kmax)].any(dim=1) for k in ks}
+    """Per-sample hits: {k: bool [N]} whether ``labels[n]`` is among the top-k of ``logits[n]``
+    (ties: :func:`label_rank`). logits: [N, C]; labels: [N] class indices."""
+    rank = label_rank(logits, labels)
+    return {k: rank < k for k in ks}
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, float]:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from fewshot.zeroshot import zeroshot_logits
 
 __all__ = ["official_grid", "build_cache", "cache_affinity", "tip_logits", "search", "best_point",
-           "train_tip_adapter_f", "adapter_fisher", "DEFAULT_ALPHA", "DEFAULT_BETA"]
+           "train_tip_adapter_f", "adapter_fisher", "DEFAULT_ALPHA", "DEFAULT_BETA", "RECIPES"]
 
 DEFAULT_ALPHA, DEFAULT_BETA = 1.17, 1.0  # the official ImageNet config's initial values
 
@@ -93,10 +93,11 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     with queries and betas in chunks whose largest intermediate stays within ``budget_bytes``.
 
     No logits are formed per α. For one query and one β, with ``a_c = zs_y − zs_c`` and
-    ``b_c = cache_y − cache_c``, the true class y wins at α iff ``a_c + α·b_c ≥ 0`` for every c:
-    an interval of α, ``[max_{b_c>0} −a_c/b_c, min_{b_c<0} −a_c/b_c]`` (empty if some
-    ``b_c = 0`` has ``a_c < 0``). So each (β, query) costs O(C) whatever the number of alphas.
-    Exact ties between logits count as correct (``argmax`` would pick the lower class index).
+    ``b_c = cache_y − cache_c``, the true class y wins at α iff ``a_c + α·b_c > 0`` for every
+    c < y and ``≥ 0`` for every c > y (an exact tie goes to the lower class index, as ``argmax``
+    and :func:`fewshot.metrics.topk_correct` decide it): an interval of α between the crossing
+    points ``−a_c/b_c``, open at the ends set by a lower class. So each (β, query) costs O(C)
+    whatever the number of alphas.
     When the values are one-hot with K entries per class (every k-shot cache), a class's cache
     logit is a sum over its K affinities, computed as ``ELU(f·k − 1)`` with input scale β, that
     is ``A − 1`` in one pass over [n, M] (the −K it adds to every class leaves the margins
@@ -111,6 +112,7 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     betas = torch.as_tensor(betas, dtype=f32, device=dev)
     beta_list = betas.tolist()
     labels = labels.to(dev)
+    inf = torch.tensor(torch.inf, device=dev)
     groups = _class_groups(values)
     if groups is not None:  # keys in (rank, class) order: class c's cache logit sums column c
         order = groups.flatten()
@@ -130,6 +132,7 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
         f, y = feats[s:s + n_chunk], labels[s:s + n_chunk, None]
         zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
         a = zs.gather(1, y) - zs  # [n, C]: the true class's zero-shot margin over each class
+        lower = torch.arange(C, device=dev) < y  # [n, C]: classes that win a tie against y
         sim = (f @ keys.T - 1.0).to(mm)  # [n, M] = −(1 − f·k), cast once to the affinities' dtype
         if exclude is not None:
             ex = exclude[s:s + n_chunk].to(dev)
@@ -148,10 +151,12 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
             else:
                 cache = (aff @ values).to(f32)
             slope = cache.gather(2, y.expand(cache.shape[0], -1, 1)) - cache  # b_c: [b, n, C]
-            ratio = a / slope  # -(crossing α); ±inf or nan where the slope is 0
-            lo = -torch.where(slope > 0, ratio, torch.inf).amin(-1)  # [b, n]
-            hi = -torch.where(slope < 0, ratio, -torch.inf).amax(-1)
-            never = ((slope == 0) & (a < 0)).any(-1)
+            cross = -a / slope  # [b, n, C] the α where class c's logit meets y's; ±inf/nan at slope 0
+            # against a lower class an exact tie loses: the bound moves one float inwards
+            cross = torch.where(lower, torch.nextafter(cross, torch.where(slope > 0, inf, -inf)), cross)
+            lo = torch.where(slope > 0, cross, -inf).amax(-1)  # [b, n]
+            hi = torch.where(slope < 0, cross, inf).amin(-1)
+            never = ((slope == 0) & ((a < 0) | ((a == 0) & lower))).any(-1)
             wins = (alphas[:, None] >= lo[:, None]) & (alphas[:, None] <= hi[:, None])  # [b, A, n]
             correct[b:b + b_chunk] += (wins & ~never[:, None]).sum(-1)
     return correct.to(f32) / N
@@ -164,18 +169,38 @@ def best_point(grid: torch.Tensor, alphas, betas) -> tuple[float, float, float]:
     return float(alphas[ai]), float(betas[bi]), float(grid[bi, ai])
 
 
+RECIPES = ("fp32", "official")
+
+
 def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: float, beta: float,
                         logit_scale: float = 100.0, epochs: int = 20, lr: float = 1e-3,
-                        eps: float = 1e-4, batch_size: int = 256, seed: int = 1,
-                        device=None, progress: bool = True) -> dict:
-    """Fine-tune the cache keys (Tip-Adapter-F) on cached augmented views; never sees test data.
+                        eps: float = 1e-4, batch_size: int = 256, seed: int = 1, device=None,
+                        progress: bool = True, recipe: str = "fp32", select_epoch=None,
+                        what: str = "Tip-Adapter-F") -> dict:
+    """Fine-tune the cache keys (Tip-Adapter-F) on cached augmented views.
 
     view_feats: [V, N, D] raw features of V augmented views of the N training images (epoch e
-    uses view e mod V: one view per image per epoch); labels [N]; keys [M, D] initial keys;
-    values [M, C]. Keys become an fp32 parameter trained with AdamW (eps 1e-4, as the official
-    code, so fp16 inputs never meet an eps that rounds to zero) and a per-step cosine schedule.
-    Returns ``{"keys": [M, D] fp32, "history": [{"epoch", "loss", "train_acc"}, ...]}``.
+    uses view e mod V: one view per image per epoch, where the official script re-encodes a new
+    augmentation each epoch); labels [N]; keys [M, D] initial keys; values [M, C]. The official
+    recipe's loss, schedule and settings: cross-entropy on :func:`tip_logits` with fixed (α, β),
+    AdamW (eps 1e-4, weight decay 0.01), a per-step cosine schedule, shuffled batches.
+
+    ``recipe="fp32"``: the keys and AdamW's state in fp32. ``recipe="official"``: the keys and
+    AdamW's state at fp16 precision (:class:`fewshot.optim.AdamWFp16State`), the dynamics of the
+    official fp16 ``nn.Linear``; the forward and backward pass stay fp32 (the official code runs
+    them in fp16).
+
+    ``select_epoch(keys) -> score``, if given, is called after every epoch and the keys of the
+    best-scoring epoch are returned (the official script scores on test: oracle runs only).
+    A non-finite loss stops training with :class:`~fewshot.errors.NonFiniteError` naming
+    ``what``, the epoch and step. Returns ``{"keys": [M, D] fp32, "history": [{"epoch", "loss",
+    "train_acc"}, ...], "best_epoch": int}``.
     """
+    from fewshot.errors import NonFiniteError
+    from fewshot.optim import AdamWFp16State
+
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
     device = torch.device(device) if device is not None else keys.device
     views = F.normalize(view_feats.to(device, torch.float32), dim=-1)  # [V, N, D]
     y = labels.to(device)
@@ -183,14 +208,17 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
     K = torch.nn.Parameter(keys.detach().to(device, torch.float32).clone())
     n = views.shape[1]
     steps = math.ceil(n / batch_size)
-    opt = torch.optim.AdamW([K], lr=lr, eps=eps)
+    opt = (AdamWFp16State if recipe == "official" else torch.optim.AdamW)([K], lr=lr, eps=eps,
+                                                                          weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps)
     gen = torch.Generator().manual_seed(seed)
     stats = torch.zeros(epochs, 2, device=device)  # (summed loss, correct) per epoch
-    for epoch in tqdm(range(epochs), desc="Tip-Adapter-F", disable=not progress, leave=False):
+    step_loss = torch.zeros(steps, device=device)
+    best = (-math.inf, K.detach().clone(), epochs)
+    for epoch in tqdm(range(epochs), desc=f"{what}: training", disable=not progress, leave=False):
         x = views[epoch % views.shape[0]]
         order = torch.randperm(n, generator=gen).to(device)
-        for s in range(0, n, batch_size):
+        for i, s in enumerate(range(0, n, batch_size)):
             idx = order[s:s + batch_size]
             logits = tip_logits(x[idx], W, K, L, alpha, beta, logit_scale)
             loss = F.cross_entropy(logits, y[idx])
@@ -198,11 +226,24 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
             loss.backward()
             opt.step()
             sched.step()
-            stats[epoch, 0] += loss.detach() * idx.numel()
+            step_loss[i] = loss.detach()
             stats[epoch, 1] += (logits.argmax(dim=1) == y[idx]).sum()
+        if not bool(torch.isfinite(step_loss).all()):  # one sync per epoch
+            first = int(torch.nonzero(~torch.isfinite(step_loss))[0])
+            raise NonFiniteError(f"{what}: the training loss became {float(step_loss[first])} at "
+                                 f"epoch {epoch + 1}, step {first + 1}; lower the learning rate "
+                                 f"(lr={lr}) or check the features.")
+        stats[epoch, 0] = (step_loss[:steps] * torch.tensor(
+            [min(batch_size, n - s) for s in range(0, n, batch_size)], device=device)).sum()
+        if select_epoch is not None:
+            score = select_epoch(K.detach())
+            if score > best[0]:
+                best = (score, K.detach().clone(), epoch + 1)
     stats = (stats / n).tolist()  # one device sync, after training
     history = [{"epoch": e + 1, "loss": l, "train_acc": a} for e, (l, a) in enumerate(stats)]
-    return {"keys": K.detach(), "history": history}
+    keys_out = best[1] if select_epoch is not None else K.detach()
+    return {"keys": keys_out, "history": history,
+            "best_epoch": best[2] if select_epoch is not None else epochs}
 
 
 @torch.no_grad()

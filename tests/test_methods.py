@@ -97,18 +97,6 @@ def test_tip_adapter_f_lowers_loss_and_leaves_inputs_alone():
     assert torch.equal(again["keys"], out["keys"])  # seeded
 
 
-def test_adapter_fisher_equals_per_sample_autograd():
-    feats, labels, text, keys, values = _problem(n=10, m=12)
-    got = tip.adapter_fisher(feats, labels, text, keys, values, 1.3, 2.5, 20.0)
-    ref = torch.zeros_like(keys)
-    for i in range(10):
-        k = keys.clone().requires_grad_(True)
-        logp = tip.tip_logits(feats[i:i + 1], text, k, values, 1.3, 2.5, 20.0).log_softmax(1)
-        (g,) = torch.autograd.grad(logp[0, labels[i]], k)
-        ref += g ** 2 / 10
-    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-9)
-
-
 def test_interpolate_endpoints_and_midpoint():
     t0 = {"w": torch.tensor([0.0, 2.0]), "b": torch.tensor([4.0])}
     t1 = {"w": torch.tensor([2.0, 6.0]), "b": torch.tensor([0.0])}
@@ -135,3 +123,33 @@ def test_topk_on_a_hand_made_case():
     # top-1 hits: row0 only; top-2 hits: row0, row1 (0.3 is 2nd), not row2 (0.2 is 3rd), not row3
     assert topk_accuracy(logits, labels, ks=(1, 2)) == {1: 0.25, 2: 0.5}
     assert topk_accuracy(logits, labels, ks=(5,)) == {5: 1.0}  # k > C counts every row
+
+
+@pytest.mark.parametrize("m", [24, 25])
+def test_search_and_evaluation_break_exact_ties_alike(m):
+    """Classes 2 and 4 share their text embedding (ImageNet's two "crane"s) and their cache
+    entries, so their logits tie exactly: the lower index wins, in the grid and in evaluation."""
+    feats, labels, text, keys, values = _problem(n=30, m=m, seed=3)
+    text[4] = text[2]
+    key_labels = values.argmax(1)
+    keys[key_labels == 4] = keys[key_labels == 2]  # entry j of class 4 = entry j of class 2
+    values = F.one_hot(key_labels, 6).float()
+    if m == 24:  # equal counts per class: the strided class-sum path; ties need equal multisets
+        assert (values.sum(0) == 4).all()
+    labels[:10] = torch.tensor([2, 4] * 5)
+    alphas, betas = torch.tensor([0.0, 0.5, 2.0]), torch.tensor([1.0, 4.0])
+    grid = tip.search(feats, labels, text, keys, values, alphas, betas, 30.0)
+    for bi, b in enumerate(betas):
+        for ai, a in enumerate(alphas):
+            logits = tip.tip_logits(feats, text, keys, values, a, b, 30.0)
+            assert torch.equal(logits[:, 2], logits[:, 4])  # the ties are exact
+            ref = (logits.argmax(1) == labels).float().mean()
+            top1 = topk_accuracy(logits, labels, ks=(1,))[1]
+            assert grid[bi, ai].item() == pytest.approx(ref.item()) == pytest.approx(top1)
+    zs = zeroshot_logits(feats, text, 30.0)
+    assert not (zs[labels == 4].argmax(1) == 4).any()  # a tied class-4 image is never right
+
+
+def test_topk_counts_a_tie_against_the_higher_index():
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [3.0, 3.0, 3.0, 2.0]])
+    assert topk_accuracy(logits, torch.tensor([1, 2]), ks=(1, 2, 3)) == {1: 0.5, 2: 0.5, 3: 1.0}

@@ -4,17 +4,19 @@ Tip-Adapter (Zhang et al., ECCV 2022): a training-free cache of the shots' augme
 ``logits = s·f·Wᵀ + α·exp(−β(1 − f·Kᵀ))·L``; (α, β) by leave-one-out over the shots, the
 official initial values (α = 1.17, β = 1) at 1 shot, or, in an oracle run, the official grid
 searched on test. Tip-Adapter-F: the keys K fine-tuned with Tip-Adapter's (α, β) for a fixed
-number of epochs; in an oracle run (α, β) are searched again on test after training, as the
-official script does.
+number of epochs, with the fp32 or the official (fp16-state) AdamW recipe (:mod:`fewshot.optim`),
+chosen by cross-validation over the shots by default; in an oracle run the best epoch is kept and
+(α, β) are searched again on test after training, as the official script does.
 """
 from __future__ import annotations
 
 import torch
 
 from fewshot import selection, tip_adapter as tip
+from fewshot.metrics import topk_correct
 from fewshot.protocol import Head, Method, register
 
-__all__ = ["cache_head", "grid_of"]
+__all__ = ["cache_head", "grid_of", "train_keys"]
 
 
 def grid_of(cfg) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,23 +66,75 @@ def diagnose_tip_adapter(shots, ctx, head: Head, val) -> dict:
             "tuned_on": head.tuned_on, "test": test.tolist(), "loo": None if loo is None else loo.tolist()}
 
 
+def train_keys(shots, ctx, alpha: float, beta: float, recipe: str, mask=None, select_epoch=None,
+               what: str = "Tip-Adapter-F") -> tuple:
+    """(keys₀, values, fine-tuned result) of Tip-Adapter-F on the shots (or the ``mask`` [M]
+    subset of them, for cross-validation), with the config's epochs, lr and batch size."""
+    cfg = ctx.cfg
+    views, labels = (shots.views, shots.labels) if mask is None else (shots.views[:, mask], shots.labels[mask])
+    keys0, values = tip.build_cache(views, labels, shots.num_classes)
+    res = tip.train_tip_adapter_f(views, labels, ctx.text_weights, keys0, values, alpha, beta,
+                                  ctx.logit_scale, epochs=cfg.epochs, lr=cfg.lr,
+                                  batch_size=cfg.train_batch_size, seed=shots.seed,
+                                  device=ctx.device, progress=ctx.progress and mask is None,
+                                  recipe=recipe, select_epoch=select_epoch, what=what)
+    return keys0, values, res
+
+
+def _top1(logits, labels) -> float:
+    return float(topk_correct(logits, labels, (1,))[1].float().mean())
+
+
+def _choose_recipe(shots, ctx, alpha, beta, what):
+    """The training recipe: as configured, or with ``auto`` by cross-validation over the shots
+    (the published "official" recipe at 1 shot; on test in an oracle run)."""
+    if ctx.cfg.tip_f_recipe != "auto":
+        return selection.Choice(ctx.cfg.tip_f_recipe, "none")
+
+    def score_fold(train, held):
+        scores = []
+        for recipe in tip.RECIPES:
+            _, v, res = train_keys(shots, ctx, alpha, beta, recipe, mask=train, what=what)
+            logits = tip.tip_logits(shots.center[held], ctx.text_weights, res["keys"], v, alpha,
+                                    beta, ctx.logit_scale)
+            scores.append(_top1(logits, shots.labels[held]))
+        return scores
+
+    def on_test(s):
+        scores = [_top1(cache_head(ctx, res["keys"], v, alpha, beta)(s.feats), s.labels)
+                  for _, v, res in (train_keys(shots, ctx, alpha, beta, r, what=what) for r in tip.RECIPES)]
+        return tip.RECIPES[max(range(len(scores)), key=lambda i: (scores[i], -i))], scores
+
+    return selection.choose(ctx, shots.shots, default="official", on_test=on_test,
+                            inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds,
+                                                                    tip.RECIPES, score_fold))
+
+
 def fit_tip_adapter_f(shots, ctx) -> Head:
-    """Keys fine-tuned on the cached views with Tip-Adapter's (α, β)."""
+    """Keys fine-tuned on the cached views with Tip-Adapter's (α, β); in an oracle run the best
+    epoch is kept and (α, β) searched again, both on test, as the official script does."""
     prior, cfg = ctx.prior["tip-adapter"], ctx.cfg
     alpha, beta = prior.hyperparameters["alpha"], prior.hyperparameters["beta"]
-    keys0, values = tip.build_cache(shots.views, shots.labels, shots.num_classes)
-    res = tip.train_tip_adapter_f(
-        shots.views, shots.labels, ctx.text_weights, keys0, values, alpha, beta, ctx.logit_scale,
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.train_batch_size, seed=shots.seed,
-        device=ctx.device, progress=ctx.progress)
+    what = f"Tip-Adapter-F ({shots.shots}-shot, seed {shots.seed})"
+    recipe = _choose_recipe(shots, ctx, alpha, beta, what)
+    select = None
+    if ctx.oracle is not None:
+        def select(keys):
+            return _top1(tip.tip_logits(ctx.oracle.feats, ctx.text_weights, keys, values, alpha,
+                                        beta, ctx.logit_scale, ctx.cache_dtype), ctx.oracle.labels)
+        values = tip.build_cache(shots.views, shots.labels, shots.num_classes)[1]
+    keys0, values, res = train_keys(shots, ctx, alpha, beta, recipe.value, select_epoch=select, what=what)
     keys = res["keys"]
     choice = selection.choose(ctx, shots.shots, default=(alpha, beta),
                               on_test=lambda s: _best_on(s, ctx, keys, values))
     alpha, beta = choice.value
-    tuned_on = prior.tuned_on if choice.tuned_on == "default" else choice.tuned_on
-    return Head(cache_head(ctx, keys, values, alpha, beta), tuned_on,
-                {"alpha": alpha, "beta": beta, "epochs": cfg.epochs, "lr": cfg.lr},
-                state={"keys": keys}, extra={"history": res["history"]})
+    tuned_on = next((t for t in (choice.tuned_on, recipe.tuned_on) if t not in ("none", "default")),
+                    prior.tuned_on)
+    hp = {"alpha": alpha, "beta": beta, "epochs": cfg.epochs, "lr": cfg.lr, "recipe": recipe.value}
+    if select is not None:
+        hp["best_epoch"] = res["best_epoch"]
+    return Head(cache_head(ctx, keys, values, alpha, beta), tuned_on, hp, state={"keys": keys},
+                extra={"history": res["history"], "recipe_cv": recipe.curve})
 
 
 register(Method("tip-adapter", fit_tip_adapter, step="tip_adapter", diagnose=diagnose_tip_adapter,

@@ -10,7 +10,7 @@ trained again on the other folds and every λ scored on the held-out fold; the W
 from __future__ import annotations
 
 from fewshot import selection, tip_adapter as tip
-from fewshot.methods.tip_adapter import cache_head
+from fewshot.methods.tip_adapter import cache_head, train_keys
 from fewshot.protocol import Head, Method, register
 from fewshot.wise import DEFAULT_LAMBDA, interpolate
 
@@ -39,11 +39,9 @@ def fit_wise(shots, ctx) -> Head:
         return cache_head(ctx, interpolate({"k": keys0}, {"k": keys1}, lam)["k"], values, alpha, beta)
 
     def score_fold(train, held):
-        k0, v = tip.build_cache(shots.views[:, train], shots.labels[train], shots.num_classes)
-        tuned = tip.train_tip_adapter_f(
-            shots.views[:, train], shots.labels[train], ctx.text_weights, k0, v, alpha, beta,
-            ctx.logit_scale, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.train_batch_size,
-            seed=shots.seed, progress=False)["keys"]
+        k0, v, res = train_keys(shots, ctx, alpha, beta, ft.hyperparameters["recipe"], mask=train,
+                                what=f"WiSE-FT ({shots.shots}-shot, seed {shots.seed}), CV")
+        tuned = res["keys"]
         return [_accuracy(tip.tip_logits(shots.center[held], ctx.text_weights,
                                          interpolate({"k": k0}, {"k": tuned}, lam)["k"], v, alpha,
                                          beta, ctx.logit_scale), shots.labels[held])
