@@ -4,36 +4,51 @@ Like ImageNet, half the class names are words the pretraining corpus never uses 
 names below): zero-shot CLIP cannot read them and must be helped by the few shots. Pixels are
 rendered by :mod:`fewshot.world.render`; each image has its own seed derived from (split, class,
 index), so the tree is byte-identical on every run and independent of the number of workers.
+Files, names and metadata follow the course's ``ImageNet-1K-16shot`` exactly
+(:mod:`fewshot.world.course_format`): ``.JPEG`` names, a nested ``label2class.json``, one class
+name used twice (as ImageNet's two "crane"s: here the purple squares are called "purple
+diamond", like the purple diamonds), a PNG, CMYK and grayscale files among the JPEGs, and three
+classes with fewer than 16 training images.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import random
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from fewshot.errors import DatasetError
+from fewshot.world.course_format import encode_image, stamp, train_name, val_names, write_metadata
 from fewshot.world.render import COLORS, SHAPES, render
 
-__all__ = ["CLASSES", "OBSCURE_NAMES", "make_world", "tree_digest"]
+__all__ = ["CLASSES", "OBSCURE_NAMES", "SHORT_CLASSES", "ODD_FILES", "make_world", "tree_digest"]
 
 # Colours whose class names the corpus never uses (the corpus says "orange", the class "tenne").
 OBSCURE_NAMES = {"orange": "tenne", "cyan": "smalt", "pink": "amaranth", "brown": "umber",
                  "gray": "taupe"}
 # (wnid, shape, colour, class name), sorted by wnid = class index.
+_SAME_NAME = {("square", "purple"): "purple diamond"}  # the world's "crane": one name, two classes
 CLASSES = [(f"n{90000000 + 10 * si + ci:08d}", shape, color,
-            f"{OBSCURE_NAMES.get(color, color)} {shape}")
+            _SAME_NAME.get((shape, color), f"{OBSCURE_NAMES.get(color, color)} {shape}"))
            for si, shape in enumerate(SHAPES) for ci, color in enumerate(COLORS)]
+SHORT_CLASSES = {7: 12, 42: 14, 77: 15}  # class index -> training images ("at most 16")
+# (split, class index, image index) -> how the file is stored; image indices >= 5 in val keep
+# the checkpoint's reference subset (the first 5 val images per class) plain JPEGs.
+ODD_FILES = {("train", 3, 1): "png", ("train", 17, 2): "cmyk", ("train", 29, 3): "gray",
+             ("val", 5, 7): "png", ("val", 11, 8): "cmyk", ("val", 23, 9): "gray",
+             ("shift/sketch", 31, 6): "gray"}
+_VERSION = 2  # of the file layout; part of the marker that lets `world make` skip a current tree
 SIZES = ((96, 96), (112, 96), (96, 112), (128, 96))
 SPLITS = {"train": ("photo", 16), "val": ("photo", 50), "shift/sketch": ("sketch", 50)}
 # The benchmark's photos are harder than the pretraining corpus's (as ImageNet is harder than
 # captioned web images): colours spread into their neighbours, bigger distractors, and heavy
 # grain. The grain is what leaves learnable room above the training-free cache: with a noise
 # blend of 0.15-0.35, 16-shot Tip-Adapter already matched a linear probe trained on half of val
-# and Tip-Adapter-F gained +0.5; at 0.3-0.5 it gains about +3 (issue 5, bench/world_probe.py).
+# and Tip-Adapter-F gained +0.5; at 0.3-0.5 it gains about +3 (measured with bench/world_probe.py).
 BENCHMARK_RENDER = dict(clutter=3, jitter=40, distractor_scale=(0.12, 0.26), noise=(0.3, 0.5), blur=1.8)
 
 
@@ -42,35 +57,73 @@ def _seed(split: str, wnid: str, index: int, world_seed: int) -> int:
 
 
 def _render_file(job) -> tuple[str, bytes]:
-    relpath, shape, color, style, seed = job
+    relpath, shape, color, style, seed, kind = job
     rng = random.Random(seed)
     img = render(shape, color, style, rng, size=rng.choice(SIZES), **BENCHMARK_RENDER)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
-    return relpath, buf.getvalue()
+    return relpath, encode_image(img, kind, quality=90)
+
+
+def _file_name(split: str, c: int, i: int, count: int, val_order: list[str]) -> str:
+    wnid = CLASSES[c][0]
+    if split == "train":
+        return train_name(wnid, i)
+    if split == "val":
+        return val_order[c * count + i]
+    return f"sketch_{i}.JPEG"
+
+
+def _jobs(counts: dict, world_seed: int) -> list[tuple]:
+    val_order = val_names(len(CLASSES) * counts["val"], world_seed)
+    jobs = []
+    for split in SPLITS:
+        for c, (wnid, shape, color, _) in enumerate(CLASSES):
+            n = min(counts[split], SHORT_CLASSES.get(c, counts[split])) if split == "train" else counts[split]
+            for i in range(n):
+                name = _file_name(split, c, i, counts[split], val_order)
+                jobs.append((f"{split}/{wnid}/{name}", shape, color, SPLITS[split][0],
+                             _seed(split, wnid, i, world_seed), ODD_FILES.get((split, c, i), "jpeg")))
+    return jobs
+
+
+def _older_world(out: Path) -> bool:
+    """A mini-world written by an earlier version of this generator (no marker file)."""
+    names = out / "classnames.txt"
+    return names.is_file() and names.read_text(errors="replace").startswith(f"{CLASSES[0][0]} ")
 
 
 def make_world(out: str | os.PathLike, world_seed: int = 0, workers: int = 2,
                per_class: dict | None = None) -> Path:
     """Write the dataset under ``out``: train/, val/, shift/sketch/, classnames.txt, label2class.json.
 
-    ``per_class`` overrides images per class per split (e.g. ``{"val": 10}`` for a small fixture).
-    Existing files are overwritten with identical bytes; nothing else in ``out`` is touched.
+    ``per_class`` overrides images per class per split (e.g. ``{"val": 10}`` for a small fixture;
+    :data:`SHORT_CLASSES` still cap their training images). The tree is built beside ``out`` and
+    swapped in whole; a tree this generator already wrote with the same settings is kept as it
+    is. A folder that the generator did not write is never replaced.
     """
     out = Path(out)
     counts = {split: n for split, (_, n) in SPLITS.items()} | (per_class or {})
-    jobs = [(f"{split}/{wnid}/{wnid}_{i:04d}.jpg", shape, color, SPLITS[split][0],
-             _seed(split, wnid, i, world_seed))
-            for split in SPLITS for wnid, shape, color, _ in CLASSES for i in range(counts[split])]
+    marker = json.dumps({"version": _VERSION, "seed": world_seed, "counts": counts}, sort_keys=True)
+    jobs = _jobs(counts, world_seed)
+    if (out / ".fewshot-world").exists():
+        files = sum(1 for p in out.rglob("*") if p.is_file())
+        if (out / ".fewshot-world").read_text() == marker and files == len(jobs) + 3:
+            return out  # current and complete (the images, two metadata files, the marker)
+    elif out.exists() and any(out.iterdir()) and not _older_world(out):
+        raise DatasetError(f"{out} exists and was not written by `world make`; choose another --out.")
+    tmp = out.with_name(f".{out.name}.building")
+    shutil.rmtree(tmp, ignore_errors=True)
     for wnid, *_ in CLASSES:
         for split in SPLITS:
-            (out / split / wnid).mkdir(parents=True, exist_ok=True)
+            (tmp / split / wnid).mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for relpath, data in (pool.map(_render_file, jobs, chunksize=64) if pool else map(_render_file, jobs)):
-            (out / relpath).write_bytes(data)
-    (out / "classnames.txt").write_text("".join(f"{w} {name}\n" for w, _, _, name in CLASSES))
-    (out / "label2class.json").write_text(json.dumps({str(i): w for i, (w, *_) in enumerate(CLASSES)},
-                                                     indent=0) + "\n")
+            (tmp / relpath).write_bytes(data)
+    write_metadata(tmp, [c[0] for c in CLASSES], [c[3] for c in CLASSES])
+    (tmp / ".fewshot-world").write_text(marker)
+    stamp(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
     return out
 
 
