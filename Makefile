@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 QUIET_PIP := { grep -v '^WARNING: Location' || true; }
 NB := 01_zeroshot 02_splits 03_features 04_tip_adapter 05_tip_adapter_f 06_wise_ft 07_report
 
-.PHONY: install test demo world notebooks report clean-runs
+OLD := .venv-oldest
+OLD_STAMP := $(OLD)/.installed-$(shell cat requirements.txt pyproject.toml .ci/oldest.txt | cksum | cut -d' ' -f1)
+
+.PHONY: install test test-oldest demo world notebooks report clean-runs
 install: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +21,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: install  ## unit tests, then every notebook executed on a small mini-world
 	$(BIN)/python -m pytest
+
+$(OLD_STAMP): requirements.txt pyproject.toml .ci/oldest.txt
+	test -x $(OLD)/bin/python || $(PY) -m venv $(OLD)
+	$(OLD)/bin/python -m pip install -q -c .ci/oldest.txt -r requirements.txt pytest 2>&1 | $(QUIET_PIP)
+	$(OLD)/bin/python -m pip install -q --no-deps -e . 2>&1 | $(QUIET_PIP)
+	rm -f $(OLD)/.installed-* && touch $@
+
+test-oldest: $(OLD_STAMP)  ## the fast tests on the oldest supported torch/torchvision (.ci/oldest.txt)
+	$(OLD)/bin/python -m pytest -m "not slow" -p no:cacheprovider
 
 world: install
 	$(BIN)/python -m fewshot world make --out data/miniworld

@@ -202,8 +202,9 @@ def build_clip(embed_dim: int = 1024, image_resolution: int = 224, vision_layers
 
 @torch.no_grad()
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> str:
-    """Save a CLIP model as OpenAI does: an fp16 TorchScript archive that ``clip.load(path)``
-    accepts, with or without ``jit``. Writes atomically and returns the file's SHA-256.
+    """Save a CLIP model as OpenAI does: an fp16 TorchScript archive that ``clip.load(path,
+    jit=False)`` accepts (and, where this torch can trace fp16 on the CPU, ``jit=True`` too).
+    Writes atomically and returns the file's SHA-256.
 
     (A plain ``torch.save`` state dict does not load: ``clip.load`` retries ``torch.load`` on the
     file handle that ``torch.jit.load`` already consumed.)
@@ -211,11 +212,18 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> str:
     model = clip.model.build_model(model.state_dict()).eval()  # fp16, exactly as clip.load builds
     model.token_embedding.half()  # build_model leaves it fp32; fp16 halves the file, same values
     res, ctx = model.visual.input_resolution, model.context_length
-    image = torch.zeros(1, 3, res, res, dtype=torch.float16)
     text = torch.zeros(1, ctx, dtype=torch.long)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, not gone
-        traced = torch.jit.trace(model, (image, text), check_trace=False)
+        try:
+            traced = torch.jit.trace(model, (torch.zeros(1, 3, res, res, dtype=torch.float16), text),
+                                     check_trace=False)
+        except RuntimeError:  # torch < 2.1 has no fp16 convolution on the CPU: trace in fp32,
+            half = {k for k, v in model.state_dict().items() if v.dtype == torch.float16}
+            traced = torch.jit.trace(model.float(), (torch.zeros(1, 3, res, res), text), check_trace=False)
+            for name, p in list(traced.named_parameters()) + list(traced.named_buffers()):
+                if name in half:  # then store the weights as they were (jit=False reads only these)
+                    p.data = p.data.half()
     with atomic_path(path) as tmp:
         traced.save(str(tmp))
     return sha256_file(path)

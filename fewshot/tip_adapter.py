@@ -124,7 +124,7 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
             exclude = torch.where(exclude >= 0, where[exclude.clamp(min=0)], -1)
     values = values.to(mm)
     (N, C), A, M = (feats.shape[0], text_weights.shape[0]), alphas.numel(), keys.shape[0]
-    per_query = mm.itemsize * M + 16 * C  # bytes per (β, query): affinities, [C] temporaries
+    per_query = torch.finfo(mm).bits // 8 * M + 16 * C  # bytes per (β, query): affinities, [C] temporaries
     n_chunk = _chunks(N, 4 * M + 8 * C, budget_bytes)
     b_chunk = _chunks(betas.numel(), n_chunk * per_query, budget_bytes)
     correct = torch.zeros(betas.numel(), A, dtype=torch.long, device=dev)

@@ -20,6 +20,17 @@ def _problem(n=48, c=6, d=16, seed=0):
     return views, labels, text, keys, values
 
 
+def _torch_has_cpu_fp16_adamw() -> bool:
+    try:
+        p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float16))
+        p.grad = torch.ones(2, dtype=torch.float16)
+        torch.optim.AdamW([p], foreach=False).step()
+        return True
+    except RuntimeError:  # torch < 2.1: no fp16 addcmul on the CPU
+        return False
+
+
+@pytest.mark.skipif(not _torch_has_cpu_fp16_adamw(), reason="this torch has no fp16 AdamW on the CPU")
 def test_fp16_state_adamw_steps_exactly_as_torch_adamw_on_an_fp16_parameter():
     torch.manual_seed(0)
     p0 = torch.randn(64, 16) * 0.1
