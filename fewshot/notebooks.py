@@ -1,10 +1,14 @@
 """Notebooks: run the suite's notebooks in order with papermill, and check their jupytext pairs.
 
 ``python -m fewshot.notebooks --out DIR --config NAME [notebook ...]`` executes each
-``notebooks/NN_name.ipynb`` top to bottom (kernel ``python3``, working directory = repository
-root) with ``config``/``overrides`` injected into its ``parameters`` cell, and stops at the first
-cell that fails. ``notebooks/*.py`` (py:percent) are the sources; the ``.ipynb`` files are
-generated from them without outputs (``--sync``).
+``notebooks/NN_name.ipynb`` top to bottom (kernel ``python3``, working directory ``notebooks/``,
+as Jupyter opens them) with ``config``/``overrides`` injected into its ``parameters`` cell, and
+stops at the first cell that fails.
+
+``notebooks/NN_name.py`` (py:percent) are the sources. The header every notebook shares
+(parameters, platform setup, the start of the run) is written once, in ``notebooks/_header.py``,
+and spliced in where a source has the cell ``# fewshot: shared header``; the ``.ipynb`` files are
+generated from them without outputs (``--sync``; ``make test`` fails when they drift).
 """
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 
 
+HEADER_MARK = "# fewshot: shared header"
+
+
 def list_notebooks() -> list[str]:
     """Notebook names in run order."""
     return sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
@@ -28,6 +35,14 @@ def _to_notebook(py: Path):
     import jupytext
 
     nb = jupytext.read(py, fmt="py:percent")
+    first = py.stem == list_notebooks()[0]
+    header = jupytext.read(NOTEBOOK_DIR / "_header.py", fmt="py:percent").cells
+    for cell in header:
+        cell["source"] = cell["source"].replace("FIRST_NOTEBOOK", str(first))
+    marks = [i for i, c in enumerate(nb.cells) if c["source"].strip() == HEADER_MARK]
+    if len(marks) != 1:
+        raise ValueError(f"{py}: expected one cell '{HEADER_MARK}', found {len(marks)}")
+    nb.cells[marks[0]:marks[0] + 1] = header
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata.pop("jupytext", None)
@@ -72,8 +87,8 @@ def execute(names: list[str], out_dir: str | Path, parameters: dict) -> dict[str
     for name in names:
         t0 = time.time()
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
-                                   parameters=parameters, kernel_name="python3", cwd=str(ROOT),
-                                   progress_bar=False)
+                                   parameters=parameters, kernel_name="python3",
+                                   cwd=str(NOTEBOOK_DIR), progress_bar=False)
         times[name] = time.time() - t0
         print(f"[notebooks] {name}: {times[name]:.1f} s", flush=True)
     return times

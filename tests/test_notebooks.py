@@ -10,6 +10,10 @@ from fewshot.world.generate import make_world
 
 def test_ipynb_files_match_their_py_sources_and_hold_no_outputs():
     assert notebooks.out_of_sync() == []
+    header = (notebooks.NOTEBOOK_DIR / "_header.py").read_text()
+    assert "repo = " in header  # the shared header is written once ...
+    for name in notebooks.list_notebooks():  # ... and no source repeats it
+        assert "repo = " not in (notebooks.NOTEBOOK_DIR / f"{name}.py").read_text()
     for name in notebooks.list_notebooks():
         nb = json.loads((notebooks.NOTEBOOK_DIR / f"{name}.ipynb").read_text())
         assert nb["metadata"]["kernelspec"]["name"] == "python3"
@@ -30,3 +34,5 @@ def test_all_notebooks_execute_in_order(tmp_path):
     notebooks.execute(names, tmp_path / "executed", {"config": "miniworld-quick", "overrides": overrides})
     assert (tmp_path / "report" / "report.md").exists()
     assert sorted(os.listdir(tmp_path / "executed")) == [f"{n}.ipynb" for n in names]
+    # run from notebooks/ (as Jupyter opens them), they found data/ at the root and left no strays
+    assert not {"runs", "cache", "data", "report"} & set(os.listdir(notebooks.NOTEBOOK_DIR))
