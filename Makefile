@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 QUIET_PIP := { grep -v '^WARNING: Location' || true; }
-NB := 01_zeroshot 02_splits 03_features 04_tip_adapter 05_tip_adapter_f 06_wise_ft 07_report
+NB := $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.py)))
 
 OLD := .venv-oldest
 OLD_STAMP := $(OLD)/.installed-$(shell cat requirements.txt pyproject.toml .ci/oldest.txt | cksum | cut -d' ' -f1)
@@ -34,10 +34,10 @@ test-oldest: $(OLD_STAMP)  ## the fast tests on the oldest supported torch/torch
 world: install
 	$(BIN)/python -m fewshot world make --out data/miniworld
 
-demo: world  ## the whole suite on the mini-world: notebooks/executed/*.ipynb, runs/miniworld, report/
-	$(BIN)/python -m fewshot.notebooks --out notebooks/executed --config miniworld $(NB)
+demo: world  ## the whole suite on the mini-world: notebooks/executed/, runs/miniworld/ (report in runs/miniworld/report/)
+	$(BIN)/python -m fewshot.notebooks --fresh --out notebooks/executed --config miniworld $(NB)
 
-report: install
+report: install  ## refresh the committed report/ from the demo's run (an explicit step: make demo leaves tracked files alone)
 	$(BIN)/python -m fewshot report --run runs/miniworld --out report
 
 clean-runs:

@@ -88,7 +88,8 @@ def execute(names: list[str], out_dir: str | Path, parameters: dict) -> dict[str
         t0 = time.time()
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
                                    parameters=parameters, kernel_name="python3",
-                                   cwd=str(NOTEBOOK_DIR), progress_bar=False)
+                                   cwd=str(NOTEBOOK_DIR), progress_bar=False,
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP notice
         times[name] = time.time() - t0
         print(f"[notebooks] {name}: {times[name]:.1f} s", flush=True)
     return times
@@ -101,10 +102,18 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="miniworld")
     p.add_argument("--overrides", default="{}", help="JSON object of RunConfig overrides")
     p.add_argument("--sync", action="store_true", help="regenerate .ipynb from the .py sources")
+    p.add_argument("--fresh", action="store_true",
+                   help="if the run folder holds another config, move it aside first")
     args = p.parse_args(argv)
     if args.sync:
         print("\n".join(str(c) for c in sync()) or "notebooks already in sync")
         return 0
+    if args.fresh:
+        from fewshot.config import load_config
+        from fewshot.rundir import RunDir
+
+        cfg = load_config(args.config, **json.loads(args.overrides))
+        RunDir(cfg.out).start(cfg, fresh=True)
     execute(args.names or list_notebooks(), args.out,
             {"config": args.config, "overrides": json.loads(args.overrides)})
     return 0

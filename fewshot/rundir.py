@@ -76,9 +76,12 @@ class RunDir:
         moves the old folder aside (``<out>.replaced-<time>``) and starts anew.
         """
         if self.config_path.exists():
-            old = self.read_config()
-            diff = {k: (v, science_fields(cfg)[k]) for k, v in science_fields(old).items()
-                    if science_fields(cfg)[k] != v}
+            try:
+                old = science_fields(self.read_config())
+            except ConfigError as err:  # damaged, or written by another version of the suite
+                old = {"config.json": f"unreadable ({err})"}
+            new = science_fields(cfg)
+            diff = {k: (v, new.get(k)) for k, v in old.items() if new.get(k) != v}
             if diff and fresh:
                 aside = self.root.with_name(f"{self.root.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
                 shutil.move(str(self.root), str(aside))
