@@ -10,11 +10,12 @@
 #   ./download_data.sh weights NAME [PATH]                             CLIP weights by name (RN50, ...),
 #                                                                     or copied from PATH (e.g. from OBS)
 #
-# Downloads go to data/downloads/NAME.part and are resumed with HTTP ranges; a finished archive is
-# checked (SHA-256 when known or given, then the archive's own integrity), extracted into a temporary
-# folder, checked for the expected layout and only then renamed to data/NAME. A folder that is already
-# complete (data/NAME/.complete) is left alone. Environment: DATA_DIR (default: data), CLIP_CACHE
-# (default: ~/.cache/clip).
+# Downloads go to data/downloads/NAME.part and are resumed with HTTP ranges (a server without range
+# support restarts them); a finished archive is checked (SHA-256 pinned for the public sets or given
+# with --sha256, then the archive's own integrity), extracted into a temporary folder (every member
+# must stay inside it; archives with links are refused), checked for the expected layout and only
+# then renamed to data/NAME. A folder that is already complete (data/NAME/.complete) is left alone.
+# Environment: DATA_DIR (default: data), CLIP_CACHE (default: ~/.cache/clip).
 set -euo pipefail
 
 DATA_DIR=${DATA_DIR:-data}
@@ -26,10 +27,21 @@ declare -A URLS=(
   [imagenet-a]="https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar"
   [imagenet-r]="https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar"
 )
+# Published SHA-256 of the default archives (TensorFlow Datasets' url_checksums for ImageNet-A/-R;
+# the Hugging Face LFS pointer for ImageNet-V2). Used when the default URL is downloaded.
+declare -A SHAS=(
+  [imagenet-v2]="f0c37fdf925916b19ea1323cd9a2208cdb6959ba2c32eef2a7fc393835c9ca7c"
+  [imagenet-a]="3bb3632277e6ba6392ea64c02ddbf4dd2266c9caffd6bc09c9656d28f012589e"
+  [imagenet-r]="18c6bf493b39a0d975d48e587437f562caab9c52ae6327dcfa9dd8eb54aa1b52"
+)
 declare -A TARGETS=(
   [imagenet-16shot]="ImageNet-1K-16shot" [imagenet-v2]="imagenet-v2" [imagenet-a]="imagenet-a"
   [imagenet-r]="imagenet-r" [imagenet-sketch]="imagenet-sketch"
 )
+
+EXTRACT_TMP=""  # global, so that the EXIT trap can clean it up under `set -u`
+cleanup() { if [[ -n "${EXTRACT_TMP:-}" ]]; then rm -rf -- "$EXTRACT_TMP"; fi; }
+trap cleanup EXIT
 
 die() { echo "error: $*" >&2; exit 1; }
 say() { echo "[download_data] $*"; }
@@ -45,8 +57,16 @@ fetch() {  # fetch URL_OR_FILE DEST: resumable download, or copy of a local file
   fi
   [[ "$src" =~ ^https?:// ]] || die "$src is neither a local file nor an http(s) URL."
   say "downloading $src -> $dest (resumes if interrupted)"
-  if ! curl -fL --retry 3 --retry-delay 2 -C - -o "$dest.part" "$src"; then
-    die "download of $src stopped; run the same command again to resume ($dest.part is kept)."
+  local rc=0
+  curl -fL --retry 3 --retry-delay 2 -C - -o "$dest.part" "$src" || rc=$?
+  if [[ $rc == 33 ]]; then  # the server cannot resume: start this file over
+    say "the server does not support resuming; downloading $src from the start"
+    rm -f -- "$dest.part"
+    rc=0
+    curl -fL --retry 3 --retry-delay 2 -o "$dest.part" "$src" || rc=$?
+  fi
+  if [[ $rc != 0 ]]; then
+    die "download of $src stopped (curl error $rc); run the same command again to resume ($dest.part is kept)."
   fi
   mv -- "$dest.part" "$dest"
 }
@@ -59,11 +79,27 @@ check_archive() {  # check_archive FILE: fails if the archive is truncated or co
   esac 2>/dev/null
 }
 
-extract() {  # extract FILE DIR
-  case "$1" in
-    *.zip) python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$1" "$2" ;;
-    *) tar -xf "$1" -C "$2" ;;
-  esac
+extract() {  # extract FILE DIR: refused if a member is a link or would land outside DIR
+  python3 - "$1" "$2" <<'PY'
+import os, stat, sys, tarfile, zipfile
+src, dest = sys.argv[1], os.path.realpath(sys.argv[2])
+def outside(name):
+    return not os.path.realpath(os.path.join(dest, name)).startswith(dest + os.sep)
+if src.endswith(".zip"):
+    with zipfile.ZipFile(src) as z:
+        bad = [i.filename for i in z.infolist()
+               if outside(i.filename) or stat.S_ISLNK(i.external_attr >> 16)]
+        if bad:
+            sys.exit("the archive holds links or paths outside its folder (refused): " + ", ".join(bad[:5]))
+        z.extractall(dest)
+else:
+    with tarfile.open(src) as t:
+        members = t.getmembers()
+        bad = [m.name for m in members if outside(m.name) or not (m.isfile() or m.isdir())]
+        if bad:
+            sys.exit("the archive holds links, devices or paths outside its folder (refused): " + ", ".join(bad[:5]))
+        t.extractall(dest, members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+PY
 }
 
 check_layout() {  # check_layout NAME DIR: the folder looks like what NAME should be
@@ -82,7 +118,10 @@ get_dataset() {
   if [[ -d "$target" ]]; then
     die "$target exists but was not completed by this script. Check it with 'python -m fewshot check-data $target'; if it is good, run 'touch $target/.complete'; if not, move it away and run again."
   fi
-  [[ -n "$src" ]] || src=${URLS[$name]:-}
+  if [[ -z "$src" ]]; then
+    src=${URLS[$name]:-}
+    [[ -n "$sha" ]] || sha=${SHAS[$name]:-}  # the published checksum of the default archive
+  fi
   [[ -n "$src" ]] || die "$name needs a URL or a local archive (its host needs your login or an agreement): ./download_data.sh $name URL_OR_ARCHIVE"
   local base; base=$(basename "${src%%\?*}")
   local archive="$DL/$name--$base"
@@ -95,20 +134,23 @@ get_dataset() {
     mv -- "$archive" "$archive.bad"
     die "$archive is corrupt or truncated (moved to $archive.bad). Run the command again to download it anew; nothing in $DATA_DIR was changed."
   fi
-  local tmp; tmp=$(mktemp -d "$DATA_DIR/.extract-$name.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
+  EXTRACT_TMP=$(mktemp -d "$DATA_DIR/.extract-$name.XXXXXX")
+  local tmp=$EXTRACT_TMP
   say "extracting $archive"
-  extract "$archive" "$tmp"
-  local top="$tmp"
-  local entries; entries=$(find "$tmp" -mindepth 1 -maxdepth 1 | wc -l)
-  if [[ "$entries" == 1 ]] && [[ -d "$(find "$tmp" -mindepth 1 -maxdepth 1)" ]]; then
-    top=$(find "$tmp" -mindepth 1 -maxdepth 1)  # archives usually wrap everything in one folder
+  extract "$archive" "$tmp" || die "$archive was not extracted (see above); nothing in $DATA_DIR was changed."
+  local top="$tmp" only
+  only=$(find "$tmp" -mindepth 1 -maxdepth 1)
+  if [[ $(printf '%s\n' "$only" | wc -l) == 1 ]] && [[ -d "$only" ]] && [[ ! -L "$only" ]]; then
+    top=$only  # archives usually wrap everything in one folder
+  fi
+  if [[ -n "$(find "$tmp" -type l | head -n 1)" ]]; then
+    die "$archive holds symbolic links (refused: a dataset has none); nothing in $DATA_DIR was changed."
   fi
   check_layout "$name" "$top"
   touch "$top/.complete"
   mv -- "$top" "$target"
-  rm -rf "$tmp"
-  trap - EXIT
+  rm -rf -- "$tmp"
+  EXTRACT_TMP=""
   say "$target is ready."
 }
 
@@ -140,14 +182,20 @@ main() {
   local sha="" args=()
   while [[ $# -gt 0 ]]; do
     case "$1" in
-      --sha256) sha=$2; shift 2 ;;
+      --sha256)
+        [[ $# -ge 2 ]] || die "--sha256 needs a value: the archive's 64-hex-digit SHA-256."
+        [[ "$2" =~ ^[0-9a-fA-F]{64}$ ]] || die "--sha256 expects 64 hex digits, got '$2'."
+        sha=${2,,}; shift 2 ;;
+      -*) die "unknown option $1; the only option is --sha256 HEX." ;;
       *) args+=("$1"); shift ;;
     esac
   done
   mkdir -p "$DATA_DIR" "$DL"
   case "$what" in
     weights) get_weights "${args[0]:-RN50}" "${args[1]:-}" ;;
-    imagenet-16shot|imagenet-v2|imagenet-a|imagenet-r|imagenet-sketch) get_dataset "$what" "${args[0]:-}" "$sha" ;;
+    imagenet-16shot|imagenet-v2|imagenet-a|imagenet-r|imagenet-sketch)
+      [[ ${#args[@]} -le 1 ]] || die "$what takes one URL or archive, got: ${args[*]}"
+      get_dataset "$what" "${args[0]:-}" "$sha" ;;
     *) die "unknown item $what; use imagenet-16shot, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch or weights" ;;
   esac
 }

@@ -22,7 +22,7 @@ def _tar(root: Path, top: str) -> bytes:
 
 class _Server:
     def __init__(self):
-        self.files, self.cut_once, self.requests = {}, set(), []
+        self.files, self.cut_once, self.requests, self.ranges = {}, set(), [], True
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,7 +35,8 @@ class _Server:
                 if data is None:
                     self.send_error(404)
                     return
-                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) \
+                    if self.headers.get("Range") and outer.ranges else 0
                 self.send_response(206 if start else 200)
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -112,3 +113,70 @@ def test_existing_unmarked_folder_is_never_overwritten(tmp_path, server):
     res = _run(tmp_path, "imagenet-r", server.url + "/r.tar.gz")
     assert res.returncode != 0 and "check-data" in res.stderr
     assert (tmp_path / "data" / "imagenet-r" / "mine.txt").read_text() == "user data"
+
+
+def _hostile_tar(entries) -> bytes:
+    """A tar.gz from (name, kind, payload): kind "file" (bytes), "dir", or "symlink" (target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, kind, payload in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entries", [
+    [("ImageNet-1K-16shot", "symlink", "/tmp")],  # the whole dataset a link out of data/
+    [("d/train/n1/x.JPEG", "symlink", "/etc/passwd"), ("d/val/n1/y.JPEG", "file", b"x"),
+     ("d/classnames.txt", "file", b"n1 one\n")],  # an image linked to a system file
+    [("d/x.JPEG", "symlink", "/")],
+    [("../escaped.txt", "file", b"x"), ("d/classnames.txt", "file", b"n1 one\n")],  # path traversal
+], ids=["top-level-link", "image-to-etc-passwd", "link-to-root", "dot-dot"])
+def test_hostile_archives_leave_nothing_outside_or_inside(tmp_path, server, entries):
+    server.files["/evil.tar.gz"] = _hostile_tar(entries)
+    res = _run(tmp_path, "imagenet-16shot", server.url + "/evil.tar.gz")
+    assert res.returncode != 0 and "refused" in res.stderr, res.stderr
+    assert "unbound variable" not in res.stderr
+    data = tmp_path / "data"
+    assert not (data / "ImageNet-1K-16shot").exists() and not (data / "ImageNet-1K-16shot").is_symlink()
+    assert not list(data.glob(".extract-*")) and not (tmp_path / "escaped.txt").exists()
+
+
+def test_a_server_without_ranges_restarts_the_download(tmp_path, server, small_world):
+    server.files["/a.tar.gz"] = _tar(small_world / "val", "imagenet-a")
+    server.cut_once.add("/a.tar.gz")
+    server.ranges = False  # ignores Range headers: answers 200 with the whole file
+    assert _run(tmp_path, "imagenet-a", server.url + "/a.tar.gz").returncode != 0
+    res = _run(tmp_path, "imagenet-a", server.url + "/a.tar.gz")
+    assert res.returncode == 0, res.stderr
+    assert "does not support resuming" in res.stdout and (tmp_path / "data" / "imagenet-a" / ".complete").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["imagenet-a", "--sha256"], "--sha256 needs a value"),
+    (["imagenet-a", "--sha256", "abc"], "expects 64 hex digits"),
+    (["imagenet-a", "--bogus"], "unknown option --bogus"),
+    (["imagenet-a", "u1", "u2"], "takes one URL"),
+    (["nonsense"], "unknown item nonsense"),
+])
+def test_option_errors_are_one_clean_line(tmp_path, args, message):
+    res = _run(tmp_path, *args)
+    assert res.returncode != 0 and res.stderr.startswith("error: ") and message in res.stderr
+    assert res.stderr.count("\n") == 1 and "unbound" not in res.stderr
+
+
+def test_a_pinned_checksum_rejects_a_wrong_default_archive(tmp_path, server, small_world):
+    script = SCRIPT.read_text()
+    assert "3bb3632277e6ba6392ea64c02ddbf4dd2266c9caffd6bc09c9656d28f012589e" in script  # ImageNet-A
+    server.files["/a.tar.gz"] = _tar(small_world / "val", "imagenet-a")
+    sha = "0" * 64
+    res = _run(tmp_path, "imagenet-a", server.url + "/a.tar.gz", "--sha256", sha)
+    assert res.returncode != 0 and f"does not have SHA-256 {sha}" in res.stderr
