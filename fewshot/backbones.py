@@ -20,7 +20,7 @@ import torch
 
 import clip  # importable because `import fewshot` installed the pkg_resources shim
 from fewshot.atomic import atomic_path
-from fewshot.errors import BackboneError
+from fewshot.errors import BackboneError, FewshotWarning
 from fewshot.fusion import fuse_image_tower
 
 __all__ = ["Backbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
@@ -179,7 +179,7 @@ def _check_known(path: Path, actual: str) -> None:
             f"{_expected_sha(claimed[path.name])}: the file is incomplete or corrupt. Download it "
             f"again (./download_data.sh weights {claimed[path.name]}).")
     warnings.warn(f"{path}: SHA-256 {actual[:16]}... matches no known CLIP checkpoint; using it as "
-                  f"given (its checksum is recorded with every result).", stacklevel=3)
+                  f"given (its checksum is recorded with every result).", FewshotWarning, stacklevel=3)
 
 
 def build_clip(embed_dim: int = 1024, image_resolution: int = 224, vision_layers=(3, 4, 6, 3),

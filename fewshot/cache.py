@@ -32,6 +32,7 @@ from typing import Callable, Optional
 import torch
 
 from fewshot.atomic import atomic_torch_save
+from fewshot.errors import FewshotWarning
 
 __all__ = ["CacheKey", "cached", "cache_path", "files_fingerprint", "tensors_digest"]
 
@@ -127,7 +128,7 @@ def cached(key: CacheKey, cache_dir: str | os.PathLike, stem: str, compute: Call
             aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(path, aside)
             warnings.warn(f"feature cache {path} failed verification ({why}); moved to {aside} "
-                          f"and recomputing.", stacklevel=2)
+                          f"and recomputing.", FewshotWarning, stacklevel=2)
     data = compute()
     problem = expect(data) if expect else None
     if problem:

@@ -5,6 +5,7 @@ import argparse
 import ast
 import json
 import sys
+import warnings
 
 __all__ = ["main"]
 
@@ -131,9 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    from fewshot.errors import FewshotWarning
+
+    if issubclass(category, FewshotWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv=None) -> int:
+    """The CLI. Problems with input, data or settings end in one ``error:`` line (exit code 2);
+    the suite's own warnings are printed as one ``warning:`` line each."""
     from fewshot.errors import FewshotError
 
+    warnings.showwarning = _show_warning
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -5,8 +5,13 @@ what to do. Anything else that escapes is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
-__all__ = ["FewshotError", "ConfigError", "DatasetError", "ImageError", "BackboneError",
+__all__ = ["FewshotWarning", "FewshotError", "ConfigError", "DatasetError", "ImageError", "BackboneError",
            "CacheError", "MissingStepError", "RunLockedError", "NonFiniteError"]
+
+
+class FewshotWarning(UserWarning):
+    """Something the user should know that does not stop the run (a recomputed cache, an unknown
+    checkpoint); the CLI prints it as one ``warning:`` line."""
 
 
 class FewshotError(Exception):

@@ -298,8 +298,9 @@ def run_all(cfg: RunConfig, steps=None, stream=None, fresh: bool = False) -> Run
     unknown = [s for s in steps if s not in list_steps()]
     if unknown:
         raise ConfigError(f"unknown steps {', '.join(unknown)}; steps are {', '.join(list_steps())}")
+    for warning in check_shots(load_dataset(cfg.data), cfg.shots):  # before anything is written
+        print(f"warning: {warning}", file=sys.stderr)
     run = Run(cfg, fresh=fresh)
-    run.preflight()
     for step in list_steps():
         if step in steps:
             print(f"[fewshot] {step} ...", file=stream, flush=True)
