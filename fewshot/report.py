@@ -71,8 +71,19 @@ def _provenance(records, config) -> str:
             ("tuned_on", ", ".join(tuned)), ("git revision", first["git_rev"]),
             ("device", first["device"]), ("feature decode path", first.get("decode", "pil")),
             ("image tower", first.get("image_tower", "clip")),
+            ("config digest", first.get("config_digest", "")),
+            ("test images left out (undecodable)", _skipped(records)),
             ("date", max(r["date"] for r in records))]
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _skipped(records) -> str:
+    per_set = {}
+    for r in records:
+        per_set[r["eval_set"]] = max(per_set.get(r["eval_set"], 0), r.get("skipped", 0))
+    if not any(per_set.values()):
+        return "none"
+    return ", ".join(f"{n} in {s}" for s, n in sorted(per_set.items()) if n) + " (skip_bad_images)"
 
 
 def _reference_section(records) -> str:

@@ -73,3 +73,21 @@ def test_registered_name_with_corrupt_cached_file_fails_on_checksum(tmp_path):
 def test_registry_lists_openai_and_shipped_names():
     names = backbones.list_backbones()
     assert "RN50" in names and "miniclip-rn" in names
+
+
+def test_weights_given_by_path_are_checked_against_every_known_checksum(tiny_clip_path, tmp_path, recwarn):
+    import shutil
+    import warnings
+
+    from fewshot.backbones import shipped_path
+    from fewshot.errors import FewshotWarning
+
+    fake = tmp_path / "RN50.pt"  # named like OpenAI's RN50, but other bytes
+    shutil.copyfile(tiny_clip_path, fake)
+    with pytest.raises(BackboneError, match=r"named like CLIP RN50 but its SHA-256 .* \(./download_data.sh weights RN50\)"):
+        load_backbone(str(fake))
+    with pytest.warns(FewshotWarning, match="matches no known CLIP checkpoint"):
+        load_backbone(str(tiny_clip_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewshotWarning)  # a known checkpoint by path: no warning
+        assert load_backbone(str(shipped_path("miniclip-rn"))).name == "miniclip-rn.pt"
