@@ -53,8 +53,10 @@ def test_a_step_without_its_inputs_names_the_step_to_run(small_world, tiny_clip_
 
 def test_shipped_configs_load():
     assert load_config("imagenet-rn50").backbone == "RN50"
+    course = load_config("coursework")  # the coursework notebook's protocol
+    assert (course.oracle, course.templates, course.seeds, course.tip_f_recipe) == (True, "single", (31,), "official")
     assert load_config("miniworld", seeds=[1]).seeds == (1,)
-    with pytest.raises(ConfigError, match="shipped: imagenet-rn50"):
+    with pytest.raises(ConfigError, match="shipped: coursework, imagenet-rn50"):
         load_config("nope")
     with pytest.raises(ConfigError, match=r"overrides: unknown config field\(s\) shot;"):
         load_config("miniworld", shot=[1])
