@@ -12,6 +12,8 @@ installed and (b) the importer is ``clip.clip``. Every other importer still gets
 The hook is installed by ``import fewshot`` and, for a bare ``import clip`` in any interpreter of
 the environment, by the one-line ``fewshot_clip_compat.pth`` that ``pip install`` places in
 site-packages. It is stdlib-only and costs nothing until something imports ``pkg_resources``.
+After ``fewshot`` imports ``clip`` it removes the stand-in from ``sys.modules`` (:func:`forget`);
+after a bare ``import clip`` the stand-in stays there.
 """
 from __future__ import annotations
 
@@ -57,6 +59,16 @@ class _Finder(importlib.abc.MetaPathFinder):
             if finder.find_spec(fullname, path, target) is not None:
                 return None
         return importlib.machinery.ModuleSpec(fullname, _Loader(), origin="fewshot._clip_compat")
+
+
+def forget() -> None:
+    """Drop the stand-in from ``sys.modules`` once ``clip`` has been imported, so that later
+    importers of ``pkg_resources`` (pytest, for one) see no module rather than the stand-in.
+    ``fewshot`` calls this right after ``import clip``."""
+    mod = sys.modules.get("pkg_resources")
+    if mod is not None and getattr(mod, "__spec__", None) is not None and \
+            mod.__spec__.origin == "fewshot._clip_compat":
+        del sys.modules["pkg_resources"]
 
 
 def install() -> None:

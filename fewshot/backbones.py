@@ -19,9 +19,12 @@ from typing import Callable
 import torch
 
 import clip  # importable because `import fewshot` installed the pkg_resources shim
+from fewshot import _clip_compat
 from fewshot.atomic import atomic_path
 from fewshot.errors import BackboneError, FewshotWarning
 from fewshot.fusion import fuse_image_tower
+
+_clip_compat.forget()  # the pkg_resources stand-in is needed only while clip imports
 
 __all__ = ["Backbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
            "known_checksums", "build_clip", "save_checkpoint", "shipped_path"]

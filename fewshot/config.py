@@ -26,8 +26,6 @@ _CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_SHOTS = (1, 2, 4, 5, 8, 16)
 DEFAULT_SEEDS = (1, 2, 3)
 DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-DEFAULT_METHODS = ("zero-shot", "tip-adapter", "tip-adapter-f", "wise-ft", "wise-ft-fisher",
-                   "wise-ft-fisher-model")
 
 # Fields that change how a run executes or where it writes, never its numbers. They may differ
 # between the notebooks of one run; every other field is fixed once the run folder exists.
@@ -48,7 +46,7 @@ class RunConfig:
     templates: str = "clip80"  # prompt set: fewshot.templates.list_templates()
     shots: tuple = DEFAULT_SHOTS  # k-shot settings to run
     seeds: tuple = DEFAULT_SEEDS  # split seeds; results are mean ± std over these
-    methods: tuple = DEFAULT_METHODS  # methods to evaluate: fewshot.methods.list_methods()
+    methods: tuple = ()  # methods to evaluate (fewshot.methods.list_methods()); () = all registered
     views: int = 10  # augmented views per training image for the cache (Tip-Adapter: 10)
     aug_seed: int = 1  # seed of the augmented views
     shift_sets: dict = field(default_factory=dict)  # name -> [path, kind]; {} = found beside data
@@ -162,6 +160,8 @@ def _templates():
 def _methods(name, v):
     from fewshot.methods import list_methods
 
+    if isinstance(v, (list, tuple)) and not v:
+        return ()  # every registered method
     return _list(_str(choices=list_methods), "method names")(name, v)
 
 

@@ -17,17 +17,34 @@ from matplotlib.figure import Figure
 
 from fewshot.results import summarize
 
-__all__ = ["METHOD_ORDER", "method_color", "plot_accuracy_vs_shots", "plot_grid",
+__all__ = ["method_order", "method_style", "plot_accuracy_vs_shots", "plot_grid",
            "plot_training_curves", "plot_wise_curve", "plot_id_vs_ood", "plot_examples",
            "plot_class_changes", "plot_class_accuracy", "plot_shots", "eval_sets_of"]
 
-METHOD_ORDER = ["zero-shot", "tip-adapter", "tip-adapter-f", "wise-ft", "wise-ft-fisher"]
-_PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("colorblind", len(METHOD_ORDER))))
+_COLORS = sns.color_palette("colorblind", 10)
+_LINES = ("-", "--", ":", "-.")
 
 
-def method_color(method: str):
-    """The method's colour, the same in every figure."""
-    return _PALETTE[method]
+def method_order(methods) -> list[str]:
+    """``methods`` in registry order (zero-shot first; dependencies before what builds on them),
+    then any unregistered names alphabetically."""
+    from fewshot.protocol import list_methods
+
+    known = [m for m in list_methods() if m in set(methods)]
+    return known + sorted(set(methods) - set(known))
+
+
+def method_style(method: str) -> dict:
+    """Colour, line style and marker of a method, the same in every figure: the colour-blind
+    palette in registry order (line styles tell apart methods ten places apart)."""
+    i = method_order([method] + _all_methods()).index(method)
+    return {"color": _COLORS[i % 10], "ls": _LINES[(i // 10) % 4], "marker": "osD^v<>ph*"[i % 10]}
+
+
+def _all_methods() -> list[str]:
+    from fewshot.protocol import list_methods
+
+    return list_methods()
 
 
 def _subplots(nrows=1, ncols=1, figsize=None, squeeze=True):
@@ -51,16 +68,17 @@ def plot_accuracy_vs_shots(records: list[dict]):
     sets = _eval_sets(records)
     fig, axes = _subplots(1, len(sets), figsize=(5.2 * len(sets), 4), squeeze=False)
     for ax, s in zip(axes[0], sets):
-        for m in METHOD_ORDER:
+        for m in method_order({r["method"] for r in rows}):
             pts = sorted((r["shots"], r["mean"], r["std"]) for r in rows
                          if r["method"] == m and r["eval_set"] == s)
             if not pts:
                 continue
-            if pts[0][0] == 0:  # zero-shot: one number, drawn as a reference line
-                ax.axhline(pts[0][1], color=_PALETTE[m], ls="--", label=m)
+            style = method_style(m)
+            if pts[0][0] == 0:  # a shot-free method: one number, drawn as a reference line
+                ax.axhline(pts[0][1], color=style["color"], ls="--", label=m)
                 continue
             k, mean, std = map(np.array, zip(*pts))
-            ax.errorbar(k, mean, yerr=std, marker="o", capsize=3, color=_PALETTE[m], label=m)
+            ax.errorbar(k, mean, yerr=std, capsize=3, label=m, **style)
         ax.set_xscale("log", base=2)
         shots = sorted({r["shots"] for r in rows if r["shots"]})
         ax.set_xticks(shots, [str(k) for k in shots])
@@ -170,7 +188,7 @@ def plot_id_vs_ood(records: list[dict], shots: int | None = None):
         inside = ax.get_xlim()[0] <= zx <= ax.get_xlim()[1] and ax.get_ylim()[0] <= zy <= ax.get_ylim()[1]
         label = "zero-shot" if inside else f"zero-shot: ({zx:.1f}, {zy:.1f}), off these axes"
         ax.scatter([zx] if inside else [], [zy] if inside else [], marker="*", s=200,
-                   color=_PALETTE["zero-shot"], label=label, zorder=4)
+                   color=method_style("zero-shot")["color"], label=label, zorder=4)
         ax.legend(fontsize=8, loc="lower right")
     ax.annotate("λ=0", (x[0], y[0]), textcoords="offset points", xytext=(6, -10), fontsize=8)
     ax.annotate("λ=1", (x[-1], y[-1]), textcoords="offset points", xytext=(6, 4), fontsize=8)
@@ -181,11 +199,20 @@ def plot_id_vs_ood(records: list[dict], shots: int | None = None):
     return fig
 
 
-def plot_examples(pred: dict, adapted: str = "tip-adapter-f", n: int = 12, seed: int = 0):
+def _best_adapted(pred: dict) -> str:
+    labels = np.array(pred["labels"])
+    scores = {m: float((np.array(p) == labels).mean()) for m, p in pred["predictions"].items()
+              if m != "zero-shot"}
+    return max(method_order(scores), key=lambda m: scores[m])
+
+
+def plot_examples(pred: dict, adapted: str | None = None, n: int = 12, seed: int = 0):
     """Val images with zero-shot and adapted predictions (green: right, red: wrong); images where
-    the two disagree are shown first."""
+    the two disagree are shown first. ``adapted``: a method with predictions (default: the most
+    accurate one)."""
     from PIL import Image
 
+    adapted = adapted or _best_adapted(pred)
     labels, names = pred["labels"], pred["classnames"]
     zs, ad = pred["predictions"]["zero-shot"], pred["predictions"][adapted]
     rng = np.random.default_rng(seed)
@@ -207,8 +234,10 @@ def plot_examples(pred: dict, adapted: str = "tip-adapter-f", n: int = 12, seed:
     return fig
 
 
-def plot_class_changes(pred: dict, adapted: str = "tip-adapter-f", top: int = 10):
-    """Per-class accuracy change (adapted − zero-shot): the classes that gained and lost most."""
+def plot_class_changes(pred: dict, adapted: str | None = None, top: int = 10):
+    """Per-class accuracy change (adapted − zero-shot): the classes that gained and lost most
+    (``adapted`` as in :func:`plot_examples`)."""
+    adapted = adapted or _best_adapted(pred)
     labels = np.array(pred["labels"])
     zs = np.array(pred["predictions"]["zero-shot"]) == labels
     ad = np.array(pred["predictions"][adapted]) == labels

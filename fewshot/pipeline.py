@@ -70,8 +70,9 @@ class Run:
             self.dir.start(cfg, fresh)
         self.cfg, self.out, self.device = cfg, self.dir.root, resolve_device(cfg.device)
         self.digest = config_digest(cfg)
-        for name in cfg.methods:
-            missing = [d for d in get_method(name).after if d not in cfg.methods]
+        self.methods = list(cfg.methods) or list_methods()
+        for name in self.methods:
+            missing = [d for d in get_method(name).after if d not in self.methods]
             if missing:
                 raise ConfigError(f"method {name} builds on {', '.join(missing)}: add "
                                   f"{'it' if len(missing) == 1 else 'them'} to `methods`.")
@@ -218,13 +219,13 @@ class Run:
         """Fit ``name`` on every (shots, seed), evaluate it on every test set, write its records
         (``results/<name>.jsonl``), fitted state, diagnostics and predictions."""
         m = get_method(name)
-        grid = [(None, None)] if m.shot_free else [(k, s) for s in self.cfg.seeds for k in self.cfg.shots]
+        grid = [(0, None)] if m.shot_free else [(k, s) for s in self.cfg.seeds for k in self.cfg.shots]
         records, diagnostics = [], []
         with self.dir.lock(name):
             bar = tqdm(grid, desc=name, disable=not self.cfg.progress or len(grid) == 1)
             for k, seed in bar:
-                bar.set_postfix_str("" if k is None else f"{k}-shot, seed {seed}")
-                what = name if k is None else f"{name} ({k}-shot, seed {seed})"
+                bar.set_postfix_str("" if m.shot_free else f"{k}-shot, seed {seed}")
+                what = name if m.shot_free else f"{name} ({k}-shot, seed {seed})"
                 shots = None if m.shot_free else self.shots_data(k, seed)
                 ctx = self._context(m, k, seed)
                 head = m.fit(shots, ctx)
@@ -269,7 +270,7 @@ class Run:
             raise ConfigError(f"unknown step {step!r}; steps are {', '.join(list_steps())}")
         if step in ("splits", "features"):
             return getattr(self, step)()
-        return [r for name in list_methods() if name in self.cfg.methods
+        return [r for name in list_methods() if name in self.methods
                 and get_method(name).step == step for r in self.run_method(name)]
 
     def zeroshot(self) -> list[dict]:
@@ -278,7 +279,7 @@ class Run:
 
     def class_accuracy(self, name: str = "zero-shot", eval_set: str = "val") -> list[float]:
         """Per-class top-1 (%) of a shot-free method (default: zero-shot) on ``eval_set``: [C]."""
-        head = get_method(name).fit(None, self._context(get_method(name), None, None))
+        head = get_method(name).fit(None, self._context(get_method(name), 0, None))
         return class_accuracy(head.logits, self.eval_sets[eval_set], self.dataset.num_classes)
 
     def records(self) -> list[dict]:

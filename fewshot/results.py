@@ -80,6 +80,7 @@ def load_records(path: str | os.PathLike) -> list[dict]:
         if not isinstance(rec, dict) or not {"method", "eval_set", "metrics"} <= set(rec):
             raise MissingStepError(f"{path}:{lineno} is not a result record; rerun the step that "
                                    f"writes it.")
+        rec["shots"] = rec.get("shots") or 0  # shot-free methods: 0 (older files wrote null)
         records.append(rec)
     return records
 
@@ -88,14 +89,14 @@ def summarize(records: list[dict], metric: str = "top1", role: str = "final") ->
     """Mean and sample std over seeds per (method, eval_set, shots).
 
     Returns rows ``{"method", "eval_set", "shots", "mean", "std", "n", "tuned_on"}`` sorted by
-    method, eval set and shots; zero-shot (no seed) has n = 1 and std 0.
+    method, eval set and shots; a shot-free method (zero-shot) has shots 0, n = 1 and std 0.
     """
     groups = defaultdict(list)
     tuned = {}
     for r in records:
         if r.get("role", "final") != role:
             continue
-        key = (r["method"], r["eval_set"], r["shots"] or 0)
+        key = (r["method"], r["eval_set"], r["shots"])
         groups[key].append(r["metrics"][metric])
         tuned.setdefault(key, set()).add(r["tuned_on"])
     rows = []
@@ -108,21 +109,28 @@ def summarize(records: list[dict], metric: str = "top1", role: str = "final") ->
     return rows
 
 
+def _cell(row: dict) -> str:
+    return f"{row['mean']:.2f}" + (f" ± {row['std']:.2f}" if row["n"] > 1 else "")
+
+
 def format_table(rows: list[dict], eval_set: str = "val") -> str:
-    """Markdown table: one row per method, one column per shot count, ``mean ± std``."""
+    """Markdown table: one row per method (registry order: zero-shot first), one column per shot
+    count, ``mean ± std`` over seeds (the mean alone for a single seed)."""
+    from fewshot.protocol import list_methods
+
     rows = [r for r in rows if r["eval_set"] == eval_set]
     shots = sorted({r["shots"] for r in rows if r["shots"]}) or [0]
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    present = {r["method"] for r in rows}
+    methods = [m for m in list_methods() if m in present] + sorted(present - set(list_methods()))
     cell = {(r["method"], r["shots"]): r for r in rows}
     lines = ["| method | " + " | ".join(f"{k}-shot" if k else "top-1" for k in shots) + " | tuned on |",
              "|---|" + "---|" * (len(shots) + 1)]
     for m in methods:
-        if (m, 0) in cell:  # shot-independent (zero-shot)
+        if (m, 0) in cell:  # shot-free (zero-shot): the same number in every column
             vals = [f"{cell[(m, 0)]['mean']:.2f}"] * len(shots)
             tuned = cell[(m, 0)]["tuned_on"]
         else:
-            vals = [f"{cell[(m, k)]['mean']:.2f} ± {cell[(m, k)]['std']:.2f}" if (m, k) in cell
-                    else "" for k in shots]
+            vals = [_cell(cell[(m, k)]) if (m, k) in cell else "" for k in shots]
             tuned = "/".join(sorted({cell[(m, k)]["tuned_on"] for k in shots if (m, k) in cell}))
         lines.append(f"| {m} | " + " | ".join(vals) + f" | {tuned} |")
     return "\n".join(lines)

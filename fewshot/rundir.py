@@ -58,7 +58,7 @@ class RunDir:
         return self.root / "results" / f"{method}.jsonl"
 
     def fitted_path(self, method: str, shots: Optional[int], seed: Optional[int]) -> Path:
-        name = "shot-free" if shots is None else f"shots{shots}_seed{seed}"
+        name = "shot-free" if not shots else f"shots{shots}_seed{seed}"
         return self.root / "fitted" / method / f"{name}.pt"
 
     def diagnostics_path(self, method: str) -> Path:

@@ -6,7 +6,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import clip
+from fewshot import _clip_compat
 from fewshot.templates import get_templates
+
+_clip_compat.forget()  # the pkg_resources stand-in is needed only while clip imports
 
 __all__ = ["build_text_classifier", "zeroshot_logits"]
 

@@ -21,7 +21,7 @@ def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_pa
     recs = run.records()
     finals = [r for r in recs if r["role"] == "final"]
     tuned = {(r["method"], r["shots"]): r["tuned_on"] for r in finals}
-    assert tuned[("zero-shot", None)] == "none"
+    assert tuned[("zero-shot", 0)] == "none"
     assert tuned[("tip-adapter", 1)] == "default" and tuned[("tip-adapter", 2)] == "loo-train"
     assert tuned[("wise-ft", 1)] == "default" and tuned[("wise-ft", 2)] == "cv-train"
     assert {r["eval_set"] for r in recs} == {"val", "sketch"}

@@ -11,7 +11,7 @@ def _rec(method, shots, seed, top1, tuned_on, role="final", eval_set="val"):
 
 
 def test_summary_mean_std_and_tuning_labels(tmp_path):
-    recs = [_rec("zero-shot", None, None, 50.0, "none"),
+    recs = [_rec("zero-shot", 0, None, 50.0, "none"),
             _rec("tip", 1, 1, 60.0, "default"), _rec("tip", 1, 2, 62.0, "default"),
             _rec("tip", 4, 1, 70.0, "loo-train"), _rec("tip", 4, 2, 74.0, "loo-train"),
             _rec("tip", 4, 3, 72.0, "loo-train"), _rec("wise", 4, 1, 99.0, "none", role="sweep")]
@@ -28,3 +28,6 @@ def test_summary_mean_std_and_tuning_labels(tmp_path):
     table = format_table(summarize(back))
     assert "| tip | 61.00 ± 1.41 | 72.00 ± 2.00 | default/loo-train |" in table
     assert "| zero-shot | 50.00 | 50.00 | none |" in table
+    assert table.splitlines()[2].startswith("| zero-shot |")  # registered methods first, zero-shot on top
+    single = format_table(summarize([_rec("tip", 1, 1, 60.0, "default")]))
+    assert "| tip | 60.00 | default |" in single  # one seed: no "± 0.00"
