@@ -84,12 +84,15 @@ def _class_groups(values: torch.Tensor) -> torch.Tensor | None:
 @torch.no_grad()
 def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale: float = 100.0,
            exclude: torch.Tensor | None = None, budget_bytes: int = 1 << 30,
-           precision: str = "auto", progress: bool = False) -> torch.Tensor:
+           precision: str = "auto", progress: bool = False,
+           cache_feats: torch.Tensor | None = None) -> torch.Tensor:
     """Top-1 accuracy of :func:`tip_logits` on a whole (β, α) grid: returns [len(betas), len(alphas)].
 
     feats [N, D], labels [N], text_weights [C, D], keys [M, D], values [M, C]. ``exclude`` [N]
     optionally names, per query, one cache entry to leave out (leave-one-out on the training
-    shots; -1 leaves nothing out). Runs on the device of ``feats`` as batched tensor operations,
+    shots; -1 leaves nothing out). ``cache_feats`` [N, D'] optionally gives the features the cache
+    term compares with the keys [M, D'] (APE: selected channels); by default ``feats``. Runs on
+    the device of ``feats`` as batched tensor operations,
     with queries and betas in chunks whose largest intermediate stays within ``budget_bytes``.
 
     No logits are formed per α. For one query and one β, with ``a_c = zs_y − zs_c`` and
@@ -107,6 +110,7 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     dev, f32 = feats.device, torch.float32
     mm = torch.float16 if precision == "auto" and dev.type == "cuda" else f32
     feats, keys = feats.to(f32), keys.to(dev, f32)
+    cache_feats = feats if cache_feats is None else cache_feats.to(dev, f32)
     text_weights, values = text_weights.to(dev, f32), values.to(dev, f32)
     alphas = torch.as_tensor(alphas, dtype=f32, device=dev)
     betas = torch.as_tensor(betas, dtype=f32, device=dev)
@@ -133,7 +137,7 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
         zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
         a = zs.gather(1, y) - zs  # [n, C]: the true class's zero-shot margin over each class
         lower = torch.arange(C, device=dev) < y  # [n, C]: classes that win a tie against y
-        sim = (f @ keys.T - 1.0).to(mm)  # [n, M] = −(1 − f·k), cast once to the affinities' dtype
+        sim = (cache_feats[s:s + n_chunk] @ keys.T - 1.0).to(mm)  # [n, M] = −(1 − f·k), cast once
         if exclude is not None:
             ex = exclude[s:s + n_chunk].to(dev)
             rows = torch.nonzero(ex >= 0).squeeze(1)
@@ -196,54 +200,25 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
     ``what``, the epoch and step. Returns ``{"keys": [M, D] fp32, "history": [{"epoch", "loss",
     "train_acc"}, ...], "best_epoch": int}``.
     """
-    from fewshot.errors import NonFiniteError
     from fewshot.optim import AdamWFp16State
+    from fewshot.training import cosine_per_step, train_head
 
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
     device = torch.device(device) if device is not None else keys.device
     views = F.normalize(view_feats.to(device, torch.float32), dim=-1)  # [V, N, D]
-    y = labels.to(device)
     W, L = text_weights.to(device, torch.float32), values.to(device, torch.float32)
     K = torch.nn.Parameter(keys.detach().to(device, torch.float32).clone())
-    n = views.shape[1]
-    steps = math.ceil(n / batch_size)
     opt = (AdamWFp16State if recipe == "official" else torch.optim.AdamW)([K], lr=lr, eps=eps,
                                                                           weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps)
-    gen = torch.Generator().manual_seed(seed)
-    stats = torch.zeros(epochs, 2, device=device)  # (summed loss, correct) per epoch
-    step_loss = torch.zeros(steps, device=device)
-    best = (-math.inf, K.detach().clone(), epochs)
-    for epoch in tqdm(range(epochs), desc=f"{what}: training", disable=not progress, leave=False):
-        x = views[epoch % views.shape[0]]
-        order = torch.randperm(n, generator=gen).to(device)
-        for i, s in enumerate(range(0, n, batch_size)):
-            idx = order[s:s + batch_size]
-            logits = tip_logits(x[idx], W, K, L, alpha, beta, logit_scale)
-            loss = F.cross_entropy(logits, y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step_loss[i] = loss.detach()
-            stats[epoch, 1] += (logits.argmax(dim=1) == y[idx]).sum()
-        if not bool(torch.isfinite(step_loss).all()):  # one sync per epoch
-            first = int(torch.nonzero(~torch.isfinite(step_loss))[0])
-            raise NonFiniteError(f"{what}: the training loss became {float(step_loss[first])} at "
-                                 f"epoch {epoch + 1}, step {first + 1}; lower the learning rate "
-                                 f"(lr={lr}) or check the features.")
-        stats[epoch, 0] = (step_loss[:steps] * torch.tensor(
-            [min(batch_size, n - s) for s in range(0, n, batch_size)], device=device)).sum()
-        if select_epoch is not None:
-            score = select_epoch(K.detach())
-            if score > best[0]:
-                best = (score, K.detach().clone(), epoch + 1)
-    stats = (stats / n).tolist()  # one device sync, after training
-    history = [{"epoch": e + 1, "loss": l, "train_acc": a} for e, (l, a) in enumerate(stats)]
-    keys_out = best[1] if select_epoch is not None else K.detach()
-    return {"keys": keys_out, "history": history,
-            "best_epoch": best[2] if select_epoch is not None else epochs}
+    steps = math.ceil(views.shape[1] / batch_size)
+    out = train_head([K], lambda x: tip_logits(x, W, K, L, alpha, beta, logit_scale),
+                     views, labels.to(device), optimizer=opt,
+                     schedule=cosine_per_step(epochs * steps), epochs=epochs,
+                     batch_size=batch_size, seed=seed, progress=progress,
+                     what=what, hint=f"lower the learning rate (lr={lr}) or check the features",
+                     select_epoch=None if select_epoch is None else lambda: select_epoch(K.detach()))
+    return {"keys": K.detach(), **out}
 
 
 @torch.no_grad()

@@ -1,0 +1,168 @@
+"""APE and APE-T (Zhu et al., ICCV 2023, "Not All Features Matter"): a Tip-Adapter cache on the
+feature channels that separate the classes best.
+
+Channel selection, over the text head W [C, D] and the cache keys F (class c's K_c keys):
+
+    S_d = mean over pairs of vectors of different classes (text and keys) of their product in d
+    V_d = variance of W[:, d] over the classes
+    J_d = −λ·S_d + (1 − λ)·V_d ;  keep the Q channels with the largest J
+          (λ = 0.7 for APE, 0.2 for APE-T; Q = 500 of RN50's 1024, the same share otherwise)
+
+APE (training-free), with f', F', W' the selected channels renormalised:
+
+    R   = exp(γ · KL_m),  KL_m = log₂((1 + 1e-6) / (softmax(F'W'ᵀ)_{m,y_m} + 1e-6))  per cache entry
+    logits = s·f·Wᵀ + α · exp(−β(1 − f'·F'ᵀ)) · (L ⊙ R)
+
+(the softmax has no logit scale, as in the official code). (β, α, γ) by leave-one-out over the
+shots on the official grid (β ∈ [0.1, 7) in 200 steps, α ∈ [0.1, 7) in 20, γ ∈ {0, …, 0.4});
+the official initial values (β 1, α 2, γ 0.1) at 1 shot; on test in an oracle run (as published).
+
+APE-T trains a residual ``res`` [C, Q] (added to the selected channels of both the text head and
+each class's keys, not renormalised) and a weight per cache entry:
+
+    logits = s·f·(W + res)ᵀ + α · exp(−β(1 − f·(F + res[y])ᵀ)) · (L ⊙ w)
+
+AdamW (lr 1e-4, eps 1e-3, weight decay 0.1), batch 256, 20 epochs, cosine per step, with
+(β, α) = (1, 2), the official training values; they are kept afterwards (``tuned_on: default``);
+an oracle run keeps the best epoch and searches (β, α) on test, as the official code does.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fewshot import selection, tip_adapter as tip
+from fewshot.protocol import Head, Method, register
+from fewshot.training import cosine_per_step, train_head
+
+__all__ = ["channel_scores", "select_channels", "ape_values", "ape_logits", "ape_t_logits"]
+
+LAMBDA_APE, LAMBDA_APE_T, Q_SHARE = 0.7, 0.2, 500 / 1024
+GAMMAS = (0.0, 0.1, 0.2, 0.3, 0.4)
+DEFAULT = {"beta": 1.0, "alpha": 2.0, "gamma": 0.1}
+T_EPOCHS, T_LR, T_EPS, T_WD, T_BATCH = 20, 1e-4, 1e-3, 0.1, 256
+
+
+def channel_scores(text_weights, keys, key_labels, lam: float) -> torch.Tensor:
+    """J [D] = −λ·S + (1 − λ)·V (module docstring); classes may hold different numbers of keys.
+
+    S_d sums f_d·g_d over all pairs of vectors of different classes: with s_c the sum of class c's
+    vectors (its text embedding and keys), Σ_{i≠j} s_i·s_j = (Σ s)² − Σ s², divided by the number
+    of such pairs."""
+    C = text_weights.shape[0]
+    sums = text_weights.float().clone().index_add_(0, key_labels, keys.float())  # [C, D]
+    n = 1 + torch.bincount(key_labels, minlength=C).float()  # vectors per class
+    pairs = n.sum() ** 2 - (n ** 2).sum()
+    similarity = (sums.sum(0) ** 2 - (sums ** 2).sum(0)) / pairs
+    variance = text_weights.float().var(dim=0)
+    return -lam * similarity + (1 - lam) * variance
+
+
+def select_channels(text_weights, keys, key_labels, lam: float) -> torch.Tensor:
+    """Indices of the Q best channels (sorted), Q = round(D · 500/1024)."""
+    D = text_weights.shape[1]
+    q = max(1, round(D * Q_SHARE))
+    return channel_scores(text_weights, keys, key_labels, lam).topk(q).indices.sort().values
+
+
+def ape_values(keys_sel, text_sel, values, gamma: float) -> torch.Tensor:
+    """Cache values weighted by APE's prior: L ⊙ exp(γ·KL) [M, C] (keys_sel, text_sel normalised)."""
+    p = (keys_sel @ text_sel.T).softmax(dim=1)  # no logit scale, as the official code
+    p_true = (p * values).sum(1)
+    kl = torch.log2((1 + 1e-6) / (p_true + 1e-6))
+    return values * torch.exp(gamma * kl)[:, None]
+
+
+def ape_logits(feats, text_weights, keys_sel, values_w, idx, alpha, beta, logit_scale=100.0):
+    """feats [N, D] -> [N, C]: zero-shot on all channels, the cache on the selected ones."""
+    feats = feats.float()
+    f_sel = F.normalize(feats[:, idx], dim=-1)
+    cache = tip.cache_affinity(f_sel, keys_sel, beta) @ values_w
+    return logit_scale * feats @ text_weights.float().T + alpha * cache
+
+
+def _selected(shots, ctx, lam):
+    keys, values = tip.build_cache(shots.views, shots.labels, shots.num_classes)
+    idx = select_channels(ctx.text_weights, keys, shots.labels, lam)
+    return keys, values, idx, F.normalize(keys[:, idx], dim=-1), F.normalize(ctx.text_weights.float()[:, idx], dim=-1)
+
+
+def fit_ape(shots, ctx) -> Head:
+    """Training-free APE; (β, α, γ) by :func:`fewshot.selection.choose`."""
+    keys, values, idx, keys_sel, text_sel = _selected(shots, ctx, LAMBDA_APE)
+    alphas, betas = tip.official_grid(7.0, 200, 7.0, 20)  # the official APE grid
+    W, scale = ctx.text_weights, ctx.logit_scale
+
+    def grid_search(feats, labels, exclude=None):
+        best = None
+        for gamma in GAMMAS:
+            grid = tip.search(feats, labels, W, keys_sel, ape_values(keys_sel, text_sel, values, gamma),
+                              alphas, betas, scale, exclude=exclude,
+                              cache_feats=F.normalize(feats[:, idx], dim=-1))
+            a, b, acc = tip.best_point(grid, alphas, betas)
+            if best is None or acc > best[0]:
+                best = (acc, {"beta": b, "alpha": a, "gamma": gamma})
+        return best[1], None
+
+    exclude = torch.arange(len(shots.labels), device=shots.labels.device)
+    choice = selection.choose(ctx, shots.shots, default=dict(DEFAULT), inside_label="loo-train",
+                              inside=lambda: grid_search(shots.center, shots.labels, exclude),
+                              on_test=lambda s: grid_search(s.feats, s.labels))
+    hp = choice.value
+    vw = ape_values(keys_sel, text_sel, values, hp["gamma"])
+    return Head(lambda f: ape_logits(f, W, keys_sel, vw, idx, hp["alpha"], hp["beta"], scale),
+                choice.tuned_on, {**hp, "channels": len(idx)}, state={"channels": idx})
+
+
+def ape_t_logits(feats, text_weights, keys, values, key_labels, res, weights, idx, alpha, beta,
+                 logit_scale=100.0):
+    """APE-T logits [N, C] for feats [N, D]: res [C, Q] added to the selected channels ``idx`` of
+    the text head and of each key (by its class), weights [M] on the cache entries."""
+    feats = feats.float()
+    text = text_weights.float().index_add(1, idx, res)
+    k = keys.float().index_add(1, idx, res[key_labels])
+    cache = tip.cache_affinity(feats, k, beta) @ (values * weights[:, None])
+    return logit_scale * feats @ text.T + alpha * cache
+
+
+def fit_ape_t(shots, ctx) -> Head:
+    """Train the residual and the entry weights on the shots' cached views."""
+    keys, values, idx, _, _ = _selected(shots, ctx, LAMBDA_APE_T)
+    W, scale, labels = ctx.text_weights, ctx.logit_scale, shots.labels
+    res = torch.nn.Parameter(torch.zeros(shots.num_classes, len(idx), device=keys.device))
+    weights = torch.nn.Parameter(torch.ones(len(labels), device=keys.device))
+    alpha, beta = DEFAULT["alpha"], DEFAULT["beta"]
+    views = F.normalize(shots.views.float(), dim=-1)
+    opt = torch.optim.AdamW([res, weights], lr=T_LR, eps=T_EPS, weight_decay=T_WD)
+    steps = -(-labels.numel() // T_BATCH)
+
+    def logits(f, a=alpha, b=beta):
+        return ape_t_logits(f, W, keys, values, labels, res, weights, idx, a, b, scale)
+
+    select = None
+    if ctx.oracle is not None:
+        def select():
+            with torch.no_grad():
+                return float((logits(ctx.oracle.feats).argmax(1) == ctx.oracle.labels).float().mean())
+    out = train_head([res, weights], logits, views, labels, optimizer=opt,
+                     schedule=cosine_per_step(T_EPOCHS * steps), epochs=T_EPOCHS, batch_size=T_BATCH,
+                     seed=shots.seed, progress=ctx.progress, select_epoch=select,
+                     what=f"APE-T ({shots.shots}-shot, seed {shots.seed})")
+    res, weights = res.detach(), weights.detach()
+    tuned_on, hp = "default", {"alpha": alpha, "beta": beta}
+    if ctx.oracle is not None:  # as the official code: (β, α) searched on test after training
+        k = keys.index_add(1, idx, res[labels])
+        alphas, betas = tip.official_grid(7.0, 200, 7.0, 20)
+        grid = tip.search(ctx.oracle.feats, ctx.oracle.labels, W.float().index_add(1, idx, res), k,
+                          values * weights[:, None], alphas, betas, scale)
+        alpha, beta, _ = tip.best_point(grid, alphas, betas)
+        tuned_on, hp = "test-oracle", {"alpha": alpha, "beta": beta, "best_epoch": out["best_epoch"]}
+    return Head(lambda f: ape_t_logits(f, W, keys, values, labels, res, weights, idx, alpha, beta, scale),
+                tuned_on, {**hp, "epochs": T_EPOCHS, "lr": T_LR, "channels": len(idx)},
+                state={"res": res, "weights": weights, "channels": idx}, extra={"history": out["history"]})
+
+
+register(Method("ape", fit_ape, step="peers",
+                summary="training-free cache on the most discriminative channels (Zhu et al., 2023)"))
+register(Method("ape-t", fit_ape_t, step="peers",
+                summary="APE with a trained class residual and entry weights (Zhu et al., 2023)"))

@@ -1,0 +1,138 @@
+"""Linear probes on cached features, and WiSE-FT of heads (Wortsman et al., CVPR 2022, the
+linear-classifier case).
+
+A probe is multinomial logistic regression ``logits = f·Wᵀ + b`` fitted on every cached view of
+the shots (normalised), minimising
+
+    mean cross-entropy + λ·‖W − W₀‖²
+
+by full-batch L-BFGS (a convex problem: a deterministic, precise solution):
+
+- ``linear-probe``: from scratch, W₀ = 0 (CLIP's linear-probe evaluation);
+- ``linear-probe-zs``: initialised at and pulled towards the zero-shot head, W₀ = s·W_text.
+
+λ by cross-validation over the shots on {1e-6, …, 1e-1}; at 1 shot 1e-3 (the grid's middle); an
+oracle run picks it on test. ``wise-linear`` interpolates the zero-shot head and the zero-shot-
+initialised probe, θ(α) = (1−α)·(s·W_text, 0) + α·(W, b), with α by cross-validation (the probe
+refitted on the other folds, every α scored on the held-out one); 0.5 at 1 shot.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fewshot import selection
+from fewshot.evaluation import check_finite
+from fewshot.metrics import topk_correct
+from fewshot.protocol import Head, Method, register
+from fewshot.wise import DEFAULT_LAMBDA, interpolate
+
+__all__ = ["fit_logistic", "probe_data", "LAMBDAS", "DEFAULT_REG"]
+
+LAMBDAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+DEFAULT_REG = 1e-3
+MIX = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def probe_data(shots, mask=None):
+    """Training rows of a probe: every view of every (masked) shot, normalised: ([V·M, D], [V·M])."""
+    views, labels = (shots.views, shots.labels) if mask is None else (shots.views[:, mask], shots.labels[mask])
+    x = F.normalize(views.float(), dim=-1).reshape(-1, views.shape[-1])
+    return x, labels.repeat(views.shape[0])
+
+
+def fit_logistic(x, y, num_classes: int, reg: float, w0=None, start=None, max_iter: int = 100,
+                 what: str = "probe"):
+    """(W [C, D], b [C]) minimising ``mean CE(x·Wᵀ + b, y) + reg·‖W − W₀‖²`` by L-BFGS, started
+    at ``start`` (a (W, b) pair, e.g. the solution for a neighbouring ``reg``) or at (W₀, 0);
+    W₀ is zeros by default."""
+    w0 = torch.zeros(num_classes, x.shape[1], device=x.device) if w0 is None else w0.float()
+    w = (w0 if start is None else start[0]).clone().requires_grad_(True)
+    b = (torch.zeros(num_classes, device=x.device) if start is None else start[1]).clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=1e-6,
+                            tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(x @ w.T + b, y) + reg * ((w - w0) ** 2).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    check_finite(loss.detach(), f"{what}: training loss", "check the features")
+    return w.detach(), b.detach()
+
+
+def _accuracy(logits, labels) -> float:
+    return float(topk_correct(logits, labels, (1,))[1].float().mean())
+
+
+def fit_path(x, y, num_classes: int, regs, w0=None, what: str = "probe") -> list:
+    """Solutions for every ``reg`` (in the given order), each L-BFGS run warm-started at the
+    solution for the next stronger one: [(W, b), ...]."""
+    order = sorted(range(len(regs)), key=lambda i: -regs[i])
+    fits, start = [None] * len(regs), None
+    for i in order:
+        fits[i] = start = fit_logistic(x, y, num_classes, regs[i], w0, start, what=what)
+    return fits
+
+
+def _fit_probe(zero_shot_init: bool):
+    def fit(shots, ctx) -> Head:
+        C, what = shots.num_classes, f"linear probe ({shots.shots}-shot, seed {shots.seed})"
+        w0 = ctx.logit_scale * ctx.text_weights.float() if zero_shot_init else None
+        x, y = probe_data(shots)
+
+        def score_fold(train, held):
+            fits = fit_path(*probe_data(shots, train), C, LAMBDAS, w0, what)
+            return [_accuracy(shots.center[held] @ w.T + b, shots.labels[held]) for w, b in fits]
+
+        def on_test(s):
+            fits = fit_path(x, y, C, LAMBDAS, w0, what)
+            scores = [_accuracy(s.feats @ w.T + b, s.labels) for w, b in fits]
+            return LAMBDAS[max(range(len(scores)), key=lambda i: (scores[i], -i))], scores
+
+        choice = selection.choose(ctx, shots.shots, default=DEFAULT_REG, on_test=on_test,
+                                  inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds,
+                                                                          LAMBDAS, score_fold))
+        w, b = fit_logistic(x, y, C, choice.value, w0, what=what)
+        return Head(lambda f: f.float() @ w.T + b, choice.tuned_on, {"l2": choice.value},
+                    state={"weight": w, "bias": b}, extra={"cv_curve": choice.curve})
+    fit.__doc__ = f"Logistic regression, {'zero-shot' if zero_shot_init else 'zero'}-initialised."
+    return fit
+
+
+def fit_wise_linear(shots, ctx) -> Head:
+    """WiSE-FT between the zero-shot head and the zero-shot-initialised probe."""
+    probe = ctx.prior["linear-probe-zs"]
+    C, scale = shots.num_classes, ctx.logit_scale
+    theta0 = {"weight": scale * ctx.text_weights.float(), "bias": torch.zeros(C, device=shots.labels.device)}
+    theta1 = {k: v.to(shots.labels.device) for k, v in probe.state.items()}
+    reg = probe.hyperparameters["l2"]
+
+    def head_at(lam, t0=theta0, t1=theta1):
+        m = interpolate(t0, t1, lam)
+        return lambda f: f.float() @ m["weight"].T + m["bias"]
+
+    def score_fold(train, held):
+        w, b = fit_logistic(*probe_data(shots, train), C, reg, theta0["weight"], what="wise-linear, CV")
+        fold = {"weight": w, "bias": b}
+        return [_accuracy(head_at(lam, theta0, fold)(shots.center[held]), shots.labels[held]) for lam in MIX]
+
+    def on_test(s):
+        scores = [_accuracy(head_at(lam)(s.feats), s.labels) for lam in MIX]
+        return MIX[max(range(len(MIX)), key=lambda i: (scores[i], -i))], scores
+
+    choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=on_test,
+                              inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds, MIX, score_fold))
+    lam = choice.value
+    return Head(head_at(lam), choice.tuned_on, {"lambda": lam, "l2": reg},
+                extra={"cv_curve": choice.curve}, sweep=tuple(({"lambda": x}, head_at(x)) for x in MIX))
+
+
+register(Method("linear-probe", _fit_probe(False), step="linear_probe",
+                summary="logistic regression on the shots' features, from scratch (Radford et al., 2021)"))
+register(Method("linear-probe-zs", _fit_probe(True), step="linear_probe",
+                summary="logistic regression initialised at, and pulled towards, the zero-shot head"))
+register(Method("wise-linear", fit_wise_linear, step="linear_probe", after=("linear-probe-zs",),
+                summary="WiSE-FT of heads: zero-shot head and probe interpolated (Wortsman et al., 2022)"))

@@ -1,0 +1,93 @@
+"""Training: the one loop that fits small heads on cached features (Tip-Adapter-F, CLIP-Adapter,
+APE-T, ...), and the learning-rate schedules the papers use.
+
+The loop follows the official Tip-Adapter-F one: epoch e trains on augmented view e mod V of every
+shot (the official scripts re-encode a fresh augmentation each epoch; this suite caches V views),
+shuffled by a seeded CPU generator, cross-entropy, one optimiser and scheduler step per batch.
+Losses are checked once per epoch (one device sync): a non-finite loss stops training with
+:class:`~fewshot.errors.NonFiniteError` naming the run, epoch and step.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fewshot.errors import NonFiniteError
+
+__all__ = ["train_head", "cosine_per_step", "warmup_cosine_per_epoch"]
+
+
+def cosine_per_step(total_steps: int) -> Callable[[int], float]:
+    """Cosine decay over all steps, no warm-up (Tip-Adapter-F, APE-T): lr factor at step t."""
+    return lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps))
+
+
+def warmup_cosine_per_epoch(epochs: int, steps_per_epoch: int, base_lr: float,
+                            warmup_lr: float = 1e-5) -> Callable[[int], float]:
+    """Dassl's schedule (CoOp, CLIP-Adapter, TaskRes): one epoch at a constant ``warmup_lr``,
+    then cosine decay per epoch over the remaining ones. Returns the lr factor at step t."""
+    def factor(t: int) -> float:
+        epoch = t // steps_per_epoch
+        if epoch == 0:
+            return warmup_lr / base_lr
+        return 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(1, epochs - 1)))
+    return factor
+
+
+def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: torch.Tensor, *,
+               optimizer: torch.optim.Optimizer, schedule: Callable[[int], float], epochs: int,
+               batch_size: int, seed: int, progress: bool = True, what: str = "training",
+               hint: str = "lower the learning rate", drop_last: bool = False,
+               select_epoch: Optional[Callable[[], float]] = None) -> dict:
+    """Fit ``params`` by minimising cross-entropy of ``logits_fn(x [b, D]) -> [b, C]``.
+
+    views: [V, N, D] normalised features of V augmented views of the N training images; labels
+    [N]. ``schedule(step)`` multiplies the optimiser's lr. ``select_epoch()``, if given, scores the
+    current parameters after each epoch; the best epoch's parameters are restored at the end.
+    Returns ``{"history": [{"epoch", "loss", "train_acc"}], "best_epoch": int}``.
+    """
+    device = views.device
+    n = views.shape[1]
+    sizes = [min(batch_size, n - s) for s in range(0, n, batch_size)]
+    if drop_last and len(sizes) > 1 and sizes[-1] < batch_size:
+        sizes = sizes[:-1]
+    steps = len(sizes)
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    gen = torch.Generator().manual_seed(seed)
+    stats = torch.zeros(epochs, 2, device=device)  # (summed loss, correct) per epoch
+    step_loss = torch.zeros(steps, device=device)
+    weights = torch.tensor(sizes, device=device, dtype=torch.float32)
+    best = (-math.inf, None, epochs)
+    for epoch in tqdm(range(epochs), desc=what, disable=not progress, leave=False):
+        x = views[epoch % views.shape[0]]
+        order = torch.randperm(n, generator=gen).to(device)
+        for i, s in enumerate(range(0, sum(sizes), batch_size)):
+            idx = order[s:s + sizes[i]]
+            logits = logits_fn(x[idx])
+            loss = F.cross_entropy(logits, labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sched.step()
+            step_loss[i] = loss.detach()
+            stats[epoch, 1] += (logits.argmax(dim=1) == labels[idx]).sum()
+        if not bool(torch.isfinite(step_loss).all()):  # one sync per epoch
+            first = int(torch.nonzero(~torch.isfinite(step_loss))[0])
+            raise NonFiniteError(f"{what}: the training loss became {float(step_loss[first])} at "
+                                 f"epoch {epoch + 1}, step {first + 1}; {hint}.")
+        stats[epoch, 0] = (step_loss * weights).sum()
+        if select_epoch is not None:
+            score = select_epoch()
+            if score > best[0]:
+                best = (score, [p.detach().clone() for p in params], epoch + 1)
+    if select_epoch is not None:
+        with torch.no_grad():
+            for p, kept in zip(params, best[1]):
+                p.copy_(kept)
+    stats = (stats / sum(sizes)).tolist()  # one device sync, after training
+    history = [{"epoch": e + 1, "loss": l, "train_acc": a} for e, (l, a) in enumerate(stats)]
+    return {"history": history, "best_epoch": best[2]}
