@@ -20,7 +20,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fold_batchnorm", "fuse_image_tower", "fused_forward"]
+__all__ = ["fold_batchnorm", "fuse_image_tower", "fused_forward", "unfuse"]
 
 
 def fold_batchnorm(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,3 +128,12 @@ def fuse_image_tower(visual: torch.nn.Module, check: bool = True) -> bool:
             return False
     visual.forward = types.MethodType(fused_forward, visual)
     return True
+
+
+def unfuse(visual: torch.nn.Module) -> torch.nn.Module:
+    """Undo :func:`fuse_image_tower` (for a copy that will be trained): CLIP's own forward again,
+    no folded snapshot. Returns ``visual``; a tower that was never fused is returned as it is."""
+    visual.__dict__.pop("forward", None)
+    if hasattr(visual, "fused_params"):
+        del visual.fused_params
+    return visual

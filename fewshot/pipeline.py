@@ -9,23 +9,20 @@ notebook can run one step after a restart.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from functools import cached_property
+import dataclasses
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fewshot.backbones import load_backbone
 from fewshot.config import RunConfig, config_digest, load_config
-from fewshot.datasets import ImageSet, check_shots, find_shift_sets, load_dataset, load_shift_set
+from fewshot.datasets import check_shots, load_dataset
 from fewshot.errors import ConfigError
 from fewshot.evaluation import class_accuracy, evaluate, predict
-from fewshot.features import image_features, text_classifier
-from fewshot.protocol import Context, EvalSet, Fitted, Shots, get_method, list_methods
+from fewshot.protocol import Context, Fitted, Shots, get_method, list_methods
+from fewshot.resources import Resources, TrainPool
 from fewshot.results import format_table, git_revision, make_record, summarize
 from fewshot.rundir import RunDir
-from fewshot.splits import load_manifest, shot_ranks, write_manifests
+from fewshot.splits import write_manifests
 
 __all__ = ["Run", "TrainPool", "run_all", "resolve_device", "list_steps"]
 
@@ -46,16 +43,6 @@ def list_steps() -> list[str]:
     return steps
 
 
-@dataclass(frozen=True)
-class TrainPool:
-    """Cached features of every training image any manifest of the run uses."""
-
-    rows: dict  # relative path -> row
-    center: torch.Tensor  # [P, D] raw centre-crop features, fp16
-    views: torch.Tensor  # [V, P, D] raw augmented views, fp16
-    labels: torch.Tensor  # [P]
-
-
 class Run:
     """One run folder's resources (loaded lazily, once) and the steps that fill it."""
 
@@ -70,6 +57,7 @@ class Run:
             self.dir.start(cfg, fresh)
         self.cfg, self.out, self.device = cfg, self.dir.root, resolve_device(cfg.device)
         self.digest = config_digest(cfg)
+        self.res = Resources(cfg, self.device, self.dir, self.digest)
         self.methods = list(cfg.methods) or list_methods()
         for name in self.methods:
             missing = [d for d in get_method(name).after if d not in self.methods]
@@ -88,8 +76,8 @@ class Run:
         """A run over features already in memory (benchmarks, tests): no backbone and no
         feature cache are touched; records name the backbone "in-memory"."""
         run = cls(cfg)
-        run.__dict__.update(dataset=dataset, text_weights=text_weights, logit_scale=logit_scale,
-                            eval_sets=eval_sets, pool=pool, context={
+        run.res.__dict__.update(dataset=dataset, text_weights=text_weights, logit_scale=logit_scale,
+                                eval_sets=eval_sets, pool=pool, context={
                                 "backbone": "in-memory", "backbone_sha256": "", "dataset": "in-memory",
                                 "templates": cfg.templates, "views": cfg.views, "git_rev": git_revision(),
                                 "device": str(run.device), "decode": "none", "image_tower": "none",
@@ -112,100 +100,30 @@ class Run:
         print(text)
         return text
 
-    # ------------------------------------------------------------------ resources, loaded once
-    @cached_property
-    def backbone(self):
-        return load_backbone(self.cfg.backbone, self.device, self.cfg.download_root or None)
-
-    @cached_property
-    def dataset(self):
-        return load_dataset(self.cfg.data)
-
-    @cached_property
-    def context(self) -> dict:
-        """Run-wide fields of every record."""
-        dev = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return {"backbone": self.backbone.name, "backbone_sha256": self.backbone.sha256,
-                "dataset": self.dataset.root.name, "templates": self.cfg.templates,
-                "views": self.cfg.views, "git_rev": git_revision(), "device": dev,
-                "decode": self.decode, "image_tower": self.backbone.image_tower,
-                "config_digest": self.digest}
-
-    @cached_property
-    def text_weights(self) -> torch.Tensor:  # [C, D] fp32
-        return text_classifier(self.backbone, self.dataset.classnames, self.cfg.templates,
-                               self.cfg.cache_dir, self.device, self.cfg.progress)
-
-    @cached_property
-    def logit_scale(self) -> float:
-        return self.backbone.logit_scale
-
-    @property
-    def decode(self) -> str:
-        """"gpu" (nvjpeg) when asked for or, with "auto", when the device is CUDA; else "pil"."""
-        if self.cfg.decode == "auto":
-            return "gpu" if self.device.type == "cuda" else "pil"
-        return self.cfg.decode
-
-    def _features(self, image_set: ImageSet, views: int = 0):
-        c = self.cfg
-        return image_features(self.backbone, image_set, c.cache_dir, views, c.aug_seed,
-                              c.batch_size, c.num_workers, self.device, c.progress, self.decode,
-                              c.skip_bad_images)
-
-    @cached_property
-    def eval_sets(self) -> dict[str, EvalSet]:
-        """The val set and every shifted test set, as normalised cached features."""
-        shifts = self.cfg.shift_sets or find_shift_sets(self.cfg.data)
-        sets = {"val": self.dataset.val}
-        for name, (path, kind) in sorted(shifts.items()):
-            sets[name] = load_shift_set(path, kind, self.dataset.wnids, name)
-        out = {}
-        for name, s in sets.items():
-            f = self._features(s)
-            out[name] = EvalSet(name, F.normalize(f.feats.float(), dim=-1), f.labels,
-                                tuple(s.class_indices), tuple(f.paths), len(f.skipped))
-        return out
+    # ------------------------------------------------------------------ resources (fewshot.resources)
+    backbone = property(lambda self: self.res.backbone)
+    dataset = property(lambda self: self.res.dataset)
+    text_weights = property(lambda self: self.res.text_weights)
+    logit_scale = property(lambda self: self.res.logit_scale)
+    eval_sets = property(lambda self: self.res.eval_sets)
+    pool = property(lambda self: self.res.pool)
+    context = property(lambda self: self.res.context)
 
     def manifest(self, shots: int, seed: int) -> dict:
         """The (shots, seed) split manifest written by the splits step."""
-        path = self.dir.manifest_path(shots, seed)
-        if not path.exists():
-            from fewshot.errors import MissingStepError
-
-            raise MissingStepError(f"{path} is missing: run the splits step first "
-                                   f"(notebook 02, or `python -m fewshot run --steps splits`).")
-        return load_manifest(path)
-
-    @cached_property
-    def pool(self) -> TrainPool:
-        """Features of every image in any of the run's manifests: centre crops and views."""
-        paths = sorted({p for seed in self.cfg.seeds
-                        for p, _ in self.manifest(max(self.cfg.shots), seed)["items"]})
-        label_of = dict(self.dataset.train.items)
-        pool = ImageSet("train-pool", self.dataset.root, [(p, label_of[p]) for p in paths],
-                        self.dataset.train.class_indices)
-        center, views = self._features(pool), self._features(pool, self.cfg.views)
-        if center.paths != views.paths:
-            raise RuntimeError("centre-crop and augmented passes kept different files")
-        return TrainPool({p: i for i, p in enumerate(center.paths)}, center.feats, views.feats,
-                         center.labels)
+        return self.res.manifest(shots, seed)
 
     def shots_data(self, shots: int, seed: int) -> Shots:
-        """The cached tensors of one manifest (minus skipped files)."""
-        pool = self.pool
-        items = [it for it in self.manifest(shots, seed)["items"] if it[0] in pool.rows]
-        rows = torch.tensor([pool.rows[p] for p, _ in items], device=pool.center.device)
-        return Shots(shots, seed, F.normalize(pool.center[rows].float(), dim=-1),
-                     pool.views[:, rows], pool.labels[rows],
-                     torch.tensor(shot_ranks(items), device=rows.device), self.dataset.num_classes)
+        """The cached tensors of one (shots, seed) manifest."""
+        return self.res.shots(shots, seed)
 
     # ------------------------------------------------------------------ methods
     def _context(self, method, shots, seed) -> Context:
         prior = {d: self.dir.load_fitted(d, shots, seed, self.digest, get_method(d).step, self.device)
                  for d in method.after}
         return Context(self.text_weights, self.logit_scale, self.cfg, self.device, prior,
-                       self.eval_sets["val"] if self.cfg.oracle else None, self.cfg.progress)
+                       self.eval_sets["val"] if self.cfg.oracle else None, self.cfg.progress,
+                       self.res.encoder if method.needs_encoder else None)
 
     def _records(self, method, scores, head, shots, seed, role="final", hp=None):
         return [make_record(method, name, m, context=self.context, shots=shots, seed=seed,
@@ -215,11 +133,33 @@ class Run:
                             skipped=self.eval_sets[name].skipped)
                 for name, m in scores.items()]
 
+    def _score(self, name: str, head, k, seed, what: str) -> list[dict]:
+        """Records of a head, its sweep and its companions. Entries with their own encoder are
+        scored on the features it computes for each test set, once per encoder."""
+        entries = []
+        for rec_name, h in [(name, head), *head.companions.items()]:
+            entries.append((rec_name, "final", None, h, h.logits, h.encoder))
+            entries += [(rec_name, "sweep", hp, h, fn, enc[0] if enc else None) for hp, fn, *enc in h.sweep]
+        encoders = list(dict.fromkeys(e[5] for e in entries))  # None (the cached features) first
+        records = []
+        for enc in encoders:
+            sets = self.eval_sets if enc is None else \
+                {n: dataclasses.replace(s, feats=enc(n)) for n, s in self.eval_sets.items()}
+            for rec_name, role, hp, h, fn, e in entries:
+                if e is enc:
+                    records += self._records(rec_name, evaluate(fn, sets, what), h, k, seed, role, hp)
+        return records
+
+    def shots_of(self, method) -> list[int]:
+        """The shot counts ``method`` runs at: its config field (``shots_field``), else cfg.shots."""
+        chosen = getattr(self.cfg, method.shots_field, ()) if method.shots_field else ()
+        return [k for k in self.cfg.shots if k in chosen] if chosen else list(self.cfg.shots)
+
     def run_method(self, name: str) -> list[dict]:
         """Fit ``name`` on every (shots, seed), evaluate it on every test set, write its records
         (``results/<name>.jsonl``), fitted state, diagnostics and predictions."""
         m = get_method(name)
-        grid = [(0, None)] if m.shot_free else [(k, s) for s in self.cfg.seeds for k in self.cfg.shots]
+        grid = [(0, None)] if m.shot_free else [(k, s) for s in self.cfg.seeds for k in self.shots_of(m)]
         records, diagnostics = [], []
         with self.dir.lock(name):
             bar = tqdm(grid, desc=name, disable=not self.cfg.progress or len(grid) == 1)
@@ -229,16 +169,13 @@ class Run:
                 shots = None if m.shot_free else self.shots_data(k, seed)
                 ctx = self._context(m, k, seed)
                 head = m.fit(shots, ctx)
-                records += self._records(name, evaluate(head.logits, self.eval_sets, what), head, k, seed)
-                for hp, fn in head.sweep:
-                    records += self._records(name, evaluate(fn, self.eval_sets, what), head, k,
-                                             seed, role="sweep", hp=hp)
+                records += self._score(name, head, k, seed, what)
                 self.dir.save_fitted(Fitted(name, k, seed, head.hyperparameters, head.tuned_on,
                                             head.state), self.digest)
                 first = m.shot_free or (seed == self.cfg.seeds[0])
                 if m.diagnose and first:
                     diagnostics.append(m.diagnose(shots, ctx, head, self.eval_sets["val"]))
-                if first and (m.shot_free or k == max(self.cfg.shots)):
+                if first and (m.shot_free or k == max(self.shots_of(m))):
                     self._save_predictions(name, head, k, seed)
             self.dir.write_records(name, records)
             if m.diagnose:
@@ -251,7 +188,8 @@ class Run:
             "shots": max(self.cfg.shots), "seed": self.cfg.seeds[0],
             "dataset_root": str(self.dataset.root), "paths": list(val.paths),
             "labels": val.labels.tolist(), "classnames": self.dataset.classnames})
-        self.dir.write_json(self.dir.predictions_path(name), predict(head.logits, val.feats, name).tolist())
+        feats = val.feats if head.encoder is None else head.encoder("val")
+        self.dir.write_json(self.dir.predictions_path(name), predict(head.logits, feats, name).tolist())
 
     # ------------------------------------------------------------------ steps
     def splits(self) -> list:

@@ -22,8 +22,8 @@ from typing import Callable, Mapping, Optional
 
 import torch
 
-__all__ = ["Method", "Head", "Fitted", "Shots", "EvalSet", "Context", "register", "get_method",
-           "list_methods", "TUNED_ON"]
+__all__ = ["Method", "Head", "Fitted", "Shots", "EvalSet", "Context", "EncoderAccess", "register",
+           "get_method", "list_methods", "list_record_names", "TUNED_ON"]
 
 # How a hyperparameter was chosen; every record carries one of these.
 TUNED_ON = ("none", "default", "loo-train", "cv-train", "test-oracle")
@@ -52,6 +52,18 @@ class Shots:
     labels: torch.Tensor  # [M]
     ranks: torch.Tensor  # [M] rank of each image among its class's shots (0 = first drawn)
     num_classes: int  # C
+    paths: tuple = ()  # [M] relative paths of the shots (for methods that read pixels)
+
+
+@dataclass(frozen=True)
+class EncoderAccess:
+    """What methods that run the image or text encoder get (``Method.needs_encoder``)."""
+
+    model: object  # the loaded CLIP model (frozen; fine-tuning works on copies)
+    pool: object  # fewshot.pixels.PixelSet: the training pool's stored crops (train_size)
+    pool_rows: dict  # relative path -> row of ``pool``
+    eval_pixels: Callable  # set name -> PixelSet of its centre crops at the input resolution
+    classnames: tuple  # [C]
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ class Context:
     prior: Mapping[str, Fitted] = field(default_factory=dict)  # the methods in ``after``
     oracle: Optional[EvalSet] = None  # set only when cfg.oracle: the test set to tune on
     progress: bool = True
+    encoder: Optional[EncoderAccess] = None  # only for methods with ``needs_encoder``
 
     @property
     def cache_dtype(self):
@@ -93,8 +106,11 @@ class Head:
     hyperparameters: dict = field(default_factory=dict)  # JSON-able, recorded with every result
     state: dict = field(default_factory=dict)  # tensors dependents need (e.g. fine-tuned keys)
     extra: dict = field(default_factory=dict)  # JSON-able diagnostics: history, CV curves
-    sweep: tuple = ()  # ((hyperparameters, logits_fn), ...): diagnostic heads, role "sweep"
+    sweep: tuple = ()  # ((hyperparameters, logits_fn[, encoder]), ...): diagnostic heads, role "sweep"
     notes: dict = field(default_factory=dict)  # neither saved nor recorded: for ``diagnose``
+    encoder: Optional[Callable] = None  # set name -> its features [N, D], when the head needs
+    #                                     its own (a fine-tuned encoder); None: the cached ones
+    companions: dict = field(default_factory=dict)  # other record names -> Head, reported too
 
     def __post_init__(self):
         if self.tuned_on not in TUNED_ON:
@@ -112,6 +128,9 @@ class Method:
     after: tuple = ()  # methods whose Fitted state ``fit`` reads from ``ctx.prior``
     shot_free: bool = False  # fit once, without shots (zero-shot)
     diagnose: Optional[Callable] = None  # (Shots, Context, Head, EvalSet) -> JSON for figures
+    needs_encoder: bool = False  # fit gets ``ctx.encoder`` (pixels and the CLIP model)
+    shots_field: str = ""  # a config field listing the shots it runs at (empty: cfg.shots)
+    companions: tuple = ()  # names its Head's companions are recorded under
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -136,6 +155,11 @@ def list_methods() -> list[str]:
     """Registered method names, in registration order (dependencies first)."""
     _load_builtin()
     return list(_REGISTRY)
+
+
+def list_record_names() -> list[str]:
+    """Every name records can carry: each method, followed by its companions."""
+    return [n for m in list_methods() for n in (m, *get_method(m).companions)]
 
 
 def get_method(name: str) -> Method:

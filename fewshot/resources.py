@@ -1,0 +1,155 @@
+"""Resources: what a run's methods work on, loaded lazily and once: the backbone, the dataset, the
+zero-shot head, the test sets' and the training pool's cached features, each (shots, seed)'s
+:class:`~fewshot.protocol.Shots`, and, for methods that run the encoder, the pixel caches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+
+from fewshot.backbones import load_backbone
+from fewshot.datasets import ImageSet, find_shift_sets, load_dataset, load_shift_set
+from fewshot.errors import MissingStepError
+from fewshot.features import image_features, text_classifier
+from fewshot.protocol import EncoderAccess, EvalSet, Shots
+from fewshot.results import git_revision
+from fewshot.splits import load_manifest, shot_ranks
+
+__all__ = ["Resources", "TrainPool"]
+
+
+@dataclass(frozen=True)
+class TrainPool:
+    """Cached features of every training image any manifest of the run uses."""
+
+    rows: dict  # relative path -> row
+    center: torch.Tensor  # [P, D] raw centre-crop features, fp16
+    views: torch.Tensor  # [V, P, D] raw augmented views, fp16
+    labels: torch.Tensor  # [P]
+
+
+class Resources:
+    """The loaded inputs of one run (``cfg``) on ``device``; ``dir`` gives the manifests."""
+
+    def __init__(self, cfg, device: torch.device, rundir, digest: str):
+        self.cfg, self.device, self.dir, self.digest = cfg, device, rundir, digest
+
+    @cached_property
+    def backbone(self):
+        return load_backbone(self.cfg.backbone, self.device, self.cfg.download_root or None)
+
+    @cached_property
+    def dataset(self):
+        return load_dataset(self.cfg.data)
+
+    @property
+    def decode(self) -> str:
+        """"gpu" (nvjpeg) when asked for or, with "auto", when the device is CUDA; else "pil"."""
+        if self.cfg.decode == "auto":
+            return "gpu" if self.device.type == "cuda" else "pil"
+        return self.cfg.decode
+
+    @cached_property
+    def context(self) -> dict:
+        """Run-wide fields of every record."""
+        dev = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        return {"backbone": self.backbone.name, "backbone_sha256": self.backbone.sha256,
+                "dataset": self.dataset.root.name, "templates": self.cfg.templates,
+                "views": self.cfg.views, "git_rev": git_revision(), "device": dev,
+                "decode": self.decode, "image_tower": self.backbone.image_tower,
+                "config_digest": self.digest}
+
+    @cached_property
+    def text_weights(self) -> torch.Tensor:  # [C, D] fp32
+        return text_classifier(self.backbone, self.dataset.classnames, self.cfg.templates,
+                               self.cfg.cache_dir, self.device, self.cfg.progress)
+
+    @cached_property
+    def logit_scale(self) -> float:
+        return self.backbone.logit_scale
+
+    def _features(self, image_set: ImageSet, views: int = 0):
+        c = self.cfg
+        return image_features(self.backbone, image_set, c.cache_dir, views, c.aug_seed,
+                              c.batch_size, c.num_workers, self.device, c.progress, self.decode,
+                              c.skip_bad_images)
+
+    @cached_property
+    def image_sets(self) -> dict[str, ImageSet]:
+        """The val set and every shifted test set, as image lists."""
+        shifts = self.cfg.shift_sets or find_shift_sets(self.cfg.data)
+        sets = {"val": self.dataset.val}
+        for name, (path, kind) in sorted(shifts.items()):
+            sets[name] = load_shift_set(path, kind, self.dataset.wnids, name)
+        return sets
+
+    @cached_property
+    def eval_sets(self) -> dict[str, EvalSet]:
+        """The val set and every shifted test set, as normalised cached features."""
+        out = {}
+        for name, s in self.image_sets.items():
+            f = self._features(s)
+            out[name] = EvalSet(name, F.normalize(f.feats.float(), dim=-1), f.labels,
+                                tuple(s.class_indices), tuple(f.paths), len(f.skipped))
+        return out
+
+    def manifest(self, shots: int, seed: int) -> dict:
+        """The (shots, seed) split manifest written by the splits step."""
+        path = self.dir.manifest_path(shots, seed)
+        if not path.exists():
+            raise MissingStepError(f"{path} is missing: run the splits step first "
+                                   f"(notebook 02, or `python -m fewshot run --steps splits`).")
+        return load_manifest(path)
+
+    @cached_property
+    def pool_set(self) -> ImageSet:
+        """Every training image of any of the run's manifests."""
+        paths = sorted({p for seed in self.cfg.seeds
+                        for p, _ in self.manifest(max(self.cfg.shots), seed)["items"]})
+        label_of = dict(self.dataset.train.items)
+        return ImageSet("train-pool", self.dataset.root, [(p, label_of[p]) for p in paths],
+                        self.dataset.train.class_indices)
+
+    @cached_property
+    def pool(self) -> TrainPool:
+        """Features of the training pool: centre crops and augmented views."""
+        center, views = self._features(self.pool_set), self._features(self.pool_set, self.cfg.views)
+        if center.paths != views.paths:
+            raise RuntimeError("centre-crop and augmented passes kept different files")
+        return TrainPool({p: i for i, p in enumerate(center.paths)}, center.feats, views.feats,
+                         center.labels)
+
+    def shots(self, shots: int, seed: int) -> Shots:
+        """The cached tensors of one manifest (minus skipped files)."""
+        pool = self.pool
+        items = [it for it in self.manifest(shots, seed)["items"] if it[0] in pool.rows]
+        rows = torch.tensor([pool.rows[p] for p, _ in items], device=pool.center.device)
+        return Shots(shots, seed, F.normalize(pool.center[rows].float(), dim=-1),
+                     pool.views[:, rows], pool.labels[rows],
+                     torch.tensor(shot_ranks(items), device=rows.device), self.dataset.num_classes,
+                     tuple(p for p, _ in items))
+
+    @cached_property
+    def encoder(self) -> EncoderAccess:
+        """Pixel caches and the model, for methods that run the encoder."""
+        from fewshot.pixels import pixel_cache, train_size
+
+        res, c = self.backbone.input_resolution, self.cfg
+        kept = [(p, y) for p, y in self.pool_set.items if p in self.pool.rows]
+        pool = pixel_cache(ImageSet("train-pool", self.pool_set.root, kept, self.pool_set.class_indices),
+                           train_size(res), c.cache_dir, c.num_workers, c.progress)
+        loaded = {}
+
+        def eval_pixels(name: str):
+            if name not in loaded:
+                s, kept_paths = self.image_sets[name], set(self.eval_sets[name].paths)
+                items = [it for it in s.items if it[0] in kept_paths]
+                loaded[name] = pixel_cache(ImageSet(name, s.root, items, s.class_indices), res,
+                                           c.cache_dir, c.num_workers, c.progress)
+            return loaded[name]
+
+        return EncoderAccess(self.backbone.model, pool, {p: i for i, (p, _) in enumerate(kept)},
+                             eval_pixels, tuple(self.dataset.classnames))
