@@ -30,7 +30,7 @@ DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Fields that change how a run executes or where it writes, never its numbers. They may differ
 # between the notebooks of one run; every other field is fixed once the run folder exists.
 RUNTIME_FIELDS = frozenset({"out", "report_dir", "cache_dir", "download_root", "device", "decode",
-                            "batch_size", "num_workers", "progress", "methods"})
+                            "batch_size", "num_workers", "progress", "methods", "grad_checkpointing"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ class RunConfig:
     tip_f_recipe: str = "auto"  # Tip-Adapter-F: "fp32", "official" (fp16 state: fewshot.optim), "auto" (CV)
     lambdas: tuple = DEFAULT_LAMBDAS  # WiSE-FT mixing coefficients evaluated
     cv_folds: int = 4  # folds over the shots for choosing WiSE-FT's lambda
+    ft_shots: tuple = ()  # shots at which the image encoder is fine-tuned (fewshot.finetune); () = all
+    ft_epochs: int = 10  # encoder fine-tuning epochs
+    ft_lr: float = 3e-5  # encoder fine-tuning AdamW rate (WiSE-FT's); LoRA trains at 10x
+    ft_batch_size: int = 256  # encoder fine-tuning batch size (split across GPUs under torchrun)
+    ft_alphas: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # WiSE-FT path of fine-tuned encoders
+    grad_checkpointing: bool = False  # recompute activations in backward (less GPU memory)
     oracle: bool = False  # tune on the test set, as the official scripts do (labelled test-oracle)
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     decode: str = "auto"  # test-image decoding: "pil", "gpu" (nvjpeg) or "auto" (gpu on CUDA)
@@ -174,6 +180,9 @@ _CHECKS = {
     "epochs": _int(1), "lr": _float(0.0, 10.0), "train_batch_size": _int(1),
     "tip_f_recipe": _str(choices=("auto", "fp32", "official")),
     "lambdas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "cv_folds": _int(2),
+    "ft_shots": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(1), "integers >= 1")(n, v),
+    "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
+    "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool,
     "oracle": _bool, "device": _str(pattern=r"auto|cpu|mps|cuda(:\d+)?",
                                                        desc="auto, cpu, mps, cuda or cuda:N"),
     "decode": _str(choices=("auto", "pil", "gpu")), "skip_bad_images": _bool,

@@ -237,12 +237,16 @@ def load_state(clf: ClipClassifier, state: dict) -> None:
             params[name].copy_(value)
 
 
+FISHER_IMAGES = 1024  # at most this many shots (an even sample over classes) estimate a Fisher
+
+
 def diagonal_fisher(clf: ClipClassifier, pool_center, labels: torch.Tensor, device, kind: str = "model",
-                    chunk: int = 16, seed: int = 0) -> dict:
+                    chunk: int = 16, seed: int = 0, max_images: int = FISHER_IMAGES) -> dict:
     """Diagonal Fisher of every trainable tensor on the shots' centre crops ``pool_center``
     (uint8 [M, 3, R, R]): ``mean_n (∂ log p(y_n|x_n)/∂θ)²`` with y_n drawn from the model's own
     prediction (``model``: the WiSE-FT code's estimator, one draw per image, seeded) or the true
-    label (``empirical``). Per-sample gradients with ``torch.func`` (vmap of grad)."""
+    label (``empirical``), over at most ``max_images`` of them (every n-th, so classes stay
+    balanced). Per-sample gradients with ``torch.func`` (vmap of grad)."""
     from torch.func import functional_call, grad, vmap
 
     params = {n: p.detach() for n, p in clf.named_parameters() if p.requires_grad}
@@ -252,12 +256,13 @@ def diagonal_fisher(clf: ClipClassifier, pool_center, labels: torch.Tensor, devi
 
     def logp(p, x, y):
         out = functional_call(clf, {**p, **frozen, **buffers}, (x[None],))
-        return out.log_softmax(-1)[0, y]
+        return out.log_softmax(-1)[0].gather(0, y.view(1)).squeeze(0)
 
     g = vmap(grad(logp), in_dims=(None, 0, 0))
     gen = torch.Generator().manual_seed(seed)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    x_all = pool_center.to(device)
+    keep = torch.arange(0, len(labels), max(1, -(-len(labels) // max_images)))
+    x_all, labels = pool_center[keep].to(device), labels[keep.to(labels.device)]
     for s in range(0, len(labels), chunk):
         x = normalize_pixels(x_all[s:s + chunk])
         if kind == "empirical":

@@ -128,5 +128,5 @@ def augment(pixels: torch.Tensor, out_size: int, gen: torch.Generator, scale=(0.
     flip = torch.rand(B, generator=gen) < 0.5
     boxes = torch.stack([torch.arange(B, dtype=torch.float32), x0, y0, x0 + w, y0 + h], 1)
     crops = roi_align(pixels.float(), boxes.to(pixels.device), out_size, spatial_scale=1.0,
-                      sampling_ratio=2, aligned=True)
+                      sampling_ratio=1, aligned=True)  # bilinear, one sample per output pixel
     return torch.where(flip.to(pixels.device)[:, None, None, None], crops.flip(-1), crops)

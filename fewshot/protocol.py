@@ -60,8 +60,7 @@ class EncoderAccess:
     """What methods that run the image or text encoder get (``Method.needs_encoder``)."""
 
     model: object  # the loaded CLIP model (frozen; fine-tuning works on copies)
-    pool: object  # fewshot.pixels.PixelSet: the training pool's stored crops (train_size)
-    pool_rows: dict  # relative path -> row of ``pool``
+    pool: Callable  # () -> (PixelSet of the training pool's stored crops, {path: row}), decoded once
     eval_pixels: Callable  # set name -> PixelSet of its centre crops at the input resolution
     classnames: tuple  # [C]
 

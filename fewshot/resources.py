@@ -138,10 +138,15 @@ class Resources:
         from fewshot.pixels import pixel_cache, train_size
 
         res, c = self.backbone.input_resolution, self.cfg
-        kept = [(p, y) for p, y in self.pool_set.items if p in self.pool.rows]
-        pool = pixel_cache(ImageSet("train-pool", self.pool_set.root, kept, self.pool_set.class_indices),
-                           train_size(res), c.cache_dir, c.num_workers, c.progress)
         loaded = {}
+
+        def pool():
+            if "pool" not in loaded:
+                kept = [(p, y) for p, y in self.pool_set.items if p in self.pool.rows]
+                pixels = pixel_cache(ImageSet("train-pool", self.pool_set.root, kept, self.pool_set.class_indices),
+                                     train_size(res), c.cache_dir, c.num_workers, c.progress)
+                loaded["pool"] = (pixels, {p: i for i, (p, _) in enumerate(kept)})
+            return loaded["pool"]
 
         def eval_pixels(name: str):
             if name not in loaded:
@@ -151,5 +156,4 @@ class Resources:
                                            c.cache_dir, c.num_workers, c.progress)
             return loaded[name]
 
-        return EncoderAccess(self.backbone.model, pool, {p: i for i, (p, _) in enumerate(kept)},
-                             eval_pixels, tuple(self.dataset.classnames))
+        return EncoderAccess(self.backbone.model, pool, eval_pixels, tuple(self.dataset.classnames))

@@ -1,0 +1,126 @@
+"""CoOp (Zhou et al., IJCV 2022): the prompt's context words become learned vectors.
+
+    prompt_c = [SOS, v₁ … v_M, the tokens of "<class name>.", EOS]     v: M = 4 learned vectors,
+                                                                       initialised from "a photo of a"
+    t_c = CLIP's text encoder on prompt_c (read at EOS), logits = s · f · normalise(t)ᵀ
+
+The text encoder is frozen (an fp32 copy); the image features come from the cache, one augmented
+view per epoch. Recipe: CoOp's ImageNet ``rn50_ep50_ctxv1`` (SGD, lr 0.002, momentum 0.9, weight
+decay 5e-4, batch 32, 50 epochs, one warm-up epoch at 1e-5, then cosine per epoch); the last epoch
+is kept, as CoOp does (``tuned_on: none``). The text encoder runs for every class at every step,
+which is what makes CoOp slow at 1,000 classes.
+
+Its companion ``wise-coop`` interpolates the context vectors between their initialisation (the
+hand-written prompt "a photo of a <class>.") and the learned ones, α chosen on held-out shots as
+for the encoders (CoOp retrained without fold 0), 0.5 at 1 shot.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+import clip
+from fewshot import _clip_compat, selection
+from fewshot.metrics import topk_correct
+from fewshot.protocol import Head, Method, register
+from fewshot.training import train_head, warmup_cosine_per_epoch
+from fewshot.wise import DEFAULT_LAMBDA
+
+_clip_compat.forget()
+
+__all__ = ["PromptParts", "prompt_parts", "encode_prompts", "INIT"]
+
+INIT = "a photo of a"
+EPOCHS, LR, BATCH_SIZE, MOMENTUM, WEIGHT_DECAY = 50, 2e-3, 32, 0.9, 5e-4
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+class PromptParts:
+    """The fixed parts of every class's prompt and the initial context: ``prefix`` [C, 1, W]
+    (SOS), ``ctx`` [M, W], ``suffix`` [C, L−1−M, W] (class tokens, ".", EOS, padding), ``eot``
+    [C] (the EOS position, where the text feature is read), and the text tower (fp32 copy)."""
+
+    def __init__(self, model, classnames, init: str = INIT, device=None):
+        device = device or model.token_embedding.weight.device
+        n_ctx = len(clip.tokenize(init)[0].nonzero()) - 2  # minus SOS and EOS
+        tokens = clip.tokenize([f"{init} {name}." for name in classnames],
+                               context_length=model.context_length, truncate=True).to(device)
+        tower = {n: copy.deepcopy(getattr(model, n)).float().to(device).requires_grad_(False)
+                 for n in ("transformer", "ln_final", "token_embedding")}
+        self.transformer, self.ln_final = tower["transformer"], tower["ln_final"]
+        self.positional = model.positional_embedding.detach().float().to(device)
+        self.projection = model.text_projection.detach().float().to(device)
+        with torch.no_grad():
+            emb = tower["token_embedding"](tokens)
+        self.prefix, self.suffix = emb[:, :1], emb[:, 1 + n_ctx:]
+        self.ctx = emb[0, 1:1 + n_ctx].clone()
+        self.eot = tokens.argmax(dim=-1)  # EOS has the largest token id
+
+
+def prompt_parts(model, classnames, init: str = INIT, device=None) -> PromptParts:
+    """:class:`PromptParts` of ``classnames``."""
+    return PromptParts(model, classnames, init, device)
+
+
+def encode_prompts(parts: PromptParts, ctx: torch.Tensor) -> torch.Tensor:
+    """Normalised text features [C, D] of the prompts with context ``ctx`` [M, W]: CLIP's
+    ``encode_text`` with the context embeddings in place of the words'."""
+    C = parts.prefix.shape[0]
+    x = torch.cat([parts.prefix, ctx[None].expand(C, -1, -1), parts.suffix], dim=1) + parts.positional
+    x = parts.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+    x = parts.ln_final(x)
+    return F.normalize(x[torch.arange(C, device=x.device), parts.eot] @ parts.projection, dim=-1)
+
+
+def _train(parts, views, labels, scale, seed, progress, what):
+    ctx = torch.nn.Parameter(parts.ctx.clone())
+    n = labels.numel()
+    steps = max(1, n // BATCH_SIZE) if n >= BATCH_SIZE else 1
+    opt = torch.optim.SGD([ctx], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    out = train_head([ctx], lambda x: scale * x @ encode_prompts(parts, ctx).T, views, labels,
+                     optimizer=opt, schedule=warmup_cosine_per_epoch(EPOCHS, steps, LR), epochs=EPOCHS,
+                     batch_size=BATCH_SIZE, seed=seed, progress=progress, what=what,
+                     drop_last=n >= BATCH_SIZE)
+    return ctx.detach(), out["history"]
+
+
+def _top1(logits, labels) -> float:
+    return float(topk_correct(logits, labels, (1,))[1].float().mean())
+
+
+def fit(shots, ctx) -> Head:
+    """Learn the context on the shots' cached views; WiSE-FT of the context as the companion."""
+    parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
+    views = F.normalize(shots.views.float(), dim=-1)
+    scale, what = ctx.logit_scale, f"CoOp ({shots.shots}-shot, seed {shots.seed})"
+    learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what)
+
+    def text_at(a: float, c1=learned) -> torch.Tensor:
+        with torch.no_grad():
+            return encode_prompts(parts, (1 - a) * parts.ctx + a * c1)
+
+    def inside():
+        held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]
+        c1, _ = _train(parts, views[:, ~held], shots.labels[~held], scale, shots.seed, False, what)
+        scores = [_top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
+        return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
+
+    def on_test(s):
+        scores = [_top1(scale * s.feats @ text_at(a).T, s.labels) for a in ALPHAS]
+        return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
+
+    choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)
+    texts = {a: text_at(a) for a in ALPHAS + (choice.value,)}
+    wise = Head(lambda f, t=texts[choice.value]: scale * f.float() @ t.T, choice.tuned_on,
+                {"alpha": choice.value}, extra={"alpha_scores": choice.curve},
+                sweep=tuple(({"alpha": a}, lambda f, t=texts[a]: scale * f.float() @ t.T) for a in ALPHAS))
+    final = texts[1.0]
+    return Head(lambda f: scale * f.float() @ final.T, "none",
+                {"context": len(parts.ctx), "init": INIT, "epochs": EPOCHS, "lr": LR},
+                state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise})
+
+
+register(Method("coop", fit, step="prompt", needs_encoder=True, companions=("wise-coop",),
+                summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))

@@ -1,0 +1,144 @@
+"""Encoder fine-tuning (``ft-partial``, ``ft-full``, ``ft-lora``) and WiSE-FT of each.
+
+Each method fine-tunes CLIP's image encoder with a zero-shot-initialised head
+(:mod:`fewshot.finetune`) and reports the fine-tuned model; its companions report WiSE-FT,
+``θ(α) = (1−α)·θ_zero-shot + α·θ_fine-tuned`` at the α chosen without test data
+(``wise-<method>``; for LoRA α scales the low-rank update), and Fisher-weighted at that α
+(``wise-<method>-fisher``, partial and full: the diagonal Fisher of both models on the k shots,
+labels drawn from each model's prediction as the WiSE-FT code does). The α path
+(``cfg.ft_alphas``) is recorded on every test set; α = 0 is zero-shot CLIP, scored on the cached
+features.
+
+α is chosen on held-out shots: the encoder is fine-tuned once more without fold 0 of the shots
+(fold = shot rank mod ``cv_folds``) and every α scored on that fold; 0.5 at 1 shot (the WiSE-FT
+paper's recommendation); on test in an oracle run.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from fewshot import selection
+from fewshot.finetune import (Recipe, build_classifier, diagonal_fisher, encode, load_state,
+                              mix_lora, train, trainable_state)
+from fewshot.metrics import topk_correct
+from fewshot.preprocess import normalize_pixels
+from fewshot.protocol import Head, Method, register
+from fewshot.wise import DEFAULT_LAMBDA, interpolate
+
+__all__ = ["centre_pixels_of", "set_alpha"]
+
+
+def centre_pixels_of(pool, rows, size: int, device) -> torch.Tensor:
+    """The pool's stored crops of ``rows`` resized to the input resolution (CLIP's test-time
+    view of them): float 0–255 [B, 3, size, size] on ``device``."""
+    x = pool.batch(rows).to(device).float()
+    return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True,
+                         align_corners=False).round().clamp(0, 255)
+
+
+def set_alpha(clf, strategy: str, theta0: dict, theta1: dict, alpha: float, fishers=None) -> None:
+    """Put ``clf`` at WiSE-FT's point α between its zero-shot and fine-tuned tensors."""
+    if strategy == "lora":
+        load_state(clf, {**theta1, "head": interpolate({"h": theta0["head"]}, {"h": theta1["head"]}, alpha)["h"]})
+        mix_lora(clf, alpha)
+    else:
+        load_state(clf, interpolate(theta0, theta1, alpha, fishers))
+
+
+def _top1(feats, head, labels) -> float:
+    return float(topk_correct(feats @ head.T, labels, (1,))[1].float().mean())
+
+
+def _fit(strategy: str):
+    def fit(shots, ctx) -> Head:
+        enc, cfg, dev = ctx.encoder, ctx.cfg, ctx.device
+        recipe = Recipe(cfg.ft_epochs, cfg.ft_lr, cfg.ft_batch_size, cfg.grad_checkpointing)
+        pool, pool_rows = enc.pool()
+        rows = torch.tensor([pool_rows[p] for p in shots.paths])
+        res = enc.model.visual.input_resolution
+        label = f"ft-{strategy} ({shots.shots}-shot, seed {shots.seed})"
+        alphas = list(cfg.ft_alphas)
+
+        def fresh():
+            return build_classifier(enc.model, ctx.text_weights, ctx.logit_scale, strategy, dev, recipe, shots.seed)
+
+        def inside():
+            held = selection.fold_masks(shots.ranks, cfg.cv_folds)[0].cpu()
+            clf, groups = fresh()
+            t0 = trainable_state(clf)
+            train(clf, groups, pool, rows[~held], shots.labels.cpu()[~held], recipe, dev, shots.seed,
+                  ctx.progress, f"{label}, held-out fold")
+            t1 = trainable_state(clf)
+            x = centre_pixels_of(pool, rows[held].tolist(), res, dev)
+            scores = []
+            for a in alphas:
+                set_alpha(clf, strategy, t0, t1, a)
+                with torch.no_grad():
+                    scores.append(_top1(clf.features(normalize_pixels(x)), clf.head, shots.labels[held].to(dev)))
+            return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
+
+        clf, groups = fresh()
+        theta0 = trainable_state(clf)
+        start = time.perf_counter()
+        history = train(clf, groups, pool, rows, shots.labels.cpu(), recipe, dev, shots.seed, ctx.progress, label)
+        seconds = time.perf_counter() - start
+        theta1 = trainable_state(clf)
+        fishers = None
+        if strategy != "lora":
+            centre = centre_pixels_of(pool, rows.tolist(), res, dev)
+            fishers = []
+            for theta in (theta0, theta1):
+                load_state(clf, theta)
+                fishers.append(diagonal_fisher(clf, centre, shots.labels, dev, "model", seed=shots.seed))
+            load_state(clf, theta1)
+        encoders = {}
+
+        def encoder_at(a: float, fisher: bool = False):
+            if a == 0.0 and not fisher:
+                return None  # zero-shot CLIP: the cached features
+            if (a, fisher) not in encoders:
+                def features(name, a=a, fisher=fisher):
+                    set_alpha(clf, strategy, theta0, theta1, a, fishers if fisher else None)
+                    return encode(clf, enc.eval_pixels(name), dev, recipe.batch_size,
+                                  ctx.progress, f"{label}: α={a} on {name}")
+                encoders[(a, fisher)] = features
+            return encoders[(a, fisher)]
+
+        def head_at(a: float, fisher: bool = False):
+            h = interpolate(theta0, theta1, a, fishers if fisher else None)["head"]
+            return lambda f: f.float() @ h.T
+
+        def on_test(s):
+            scores = []
+            for a in alphas:
+                feats = s.feats if encoder_at(a) is None else encoder_at(a)(s.name)
+                scores.append(_top1(feats, interpolate(theta0, theta1, a)["head"], s.labels))
+            return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
+
+        choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)
+        a = choice.value
+        n_trained = sum(v.numel() for v in theta1.values())
+        wise = Head(head_at(a), choice.tuned_on, {"alpha": a, "strategy": strategy},
+                    extra={"alpha_scores": choice.curve}, encoder=encoder_at(a),
+                    sweep=tuple(({"alpha": x}, head_at(x), encoder_at(x)) for x in alphas))
+        companions = {f"wise-ft-{strategy}": wise}
+        if fishers is not None:
+            companions[f"wise-ft-{strategy}-fisher"] = Head(
+                head_at(a, True), choice.tuned_on, {"alpha": a, "strategy": strategy, "fisher": "model"},
+                encoder=encoder_at(a, True))
+        return Head(head_at(1.0), "none", {"epochs": recipe.epochs, "lr": recipe.lr, "batch_size": recipe.batch_size},
+                    state=theta1, encoder=encoder_at(1.0), companions=companions,
+                    extra={"history": history, "trainable_params": n_trained, "train_seconds": seconds})
+    fit.__doc__ = f"Fine-tune CLIP's image encoder ({strategy}) and WiSE-FT it."
+    return fit
+
+
+for _strategy, _summary in (("partial", "the last stage of the image encoder and the head"),
+                            ("full", "the whole image encoder and the head (Wortsman et al., 2022)"),
+                            ("lora", "low-rank updates of the encoder's attention, and the head (Hu et al., 2022)")):
+    register(Method(f"ft-{_strategy}", _fit(_strategy), step="finetune", needs_encoder=True,
+                    shots_field="ft_shots", summary=f"fine-tunes {_summary}",
+                    companions=(f"wise-ft-{_strategy}",) + (() if _strategy == "lora" else (f"wise-ft-{_strategy}-fisher",))))
