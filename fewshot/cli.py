@@ -72,7 +72,7 @@ def _run_epilog() -> str:
 def _cmd_report(args) -> int:
     from fewshot.report import build_report
 
-    path = build_report(args.run, args.out)
+    path = build_report(args.run, args.out, args.oracle_run)
     print(f"report written to {path}")
     return 0
 
@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="build report/ (Markdown, PNG, PDF) from a run's results")
     rep.add_argument("--run", default="runs/miniworld", help="the run's output folder")
     rep.add_argument("--out", default="report", help="where to write the report")
+    rep.add_argument("--oracle-run", help="an oracle run of the same setting: its numbers beside ours")
     rep.set_defaults(func=_cmd_report)
 
     c = sub.add_parser("check-data", help="validate a dataset folder; non-zero exit if unusable")

@@ -18,19 +18,19 @@ from matplotlib.figure import Figure
 from fewshot.results import summarize
 
 __all__ = ["method_order", "method_style", "plot_accuracy_vs_shots", "plot_grid",
-           "plot_training_curves", "plot_wise_curve", "plot_id_vs_ood", "plot_examples",
-           "plot_class_changes", "plot_class_accuracy", "plot_shots", "eval_sets_of"]
+           "plot_training_curves", "plot_examples", "plot_class_changes", "plot_class_accuracy",
+           "plot_shots", "eval_sets_of", "subplots"]
 
 _COLORS = sns.color_palette("colorblind", 10)
 _LINES = ("-", "--", ":", "-.")
 
 
 def method_order(methods) -> list[str]:
-    """``methods`` in registry order (zero-shot first; dependencies before what builds on them),
-    then any unregistered names alphabetically."""
-    from fewshot.protocol import list_methods
+    """``methods`` in registry order (zero-shot first; dependencies before what builds on them;
+    companions after their method), then any unregistered names alphabetically."""
+    from fewshot.protocol import list_record_names
 
-    known = [m for m in list_methods() if m in set(methods)]
+    known = [m for m in list_record_names() if m in set(methods)]
     return known + sorted(set(methods) - set(known))
 
 
@@ -42,12 +42,13 @@ def method_style(method: str) -> dict:
 
 
 def _all_methods() -> list[str]:
-    from fewshot.protocol import list_methods
+    from fewshot.protocol import list_record_names
 
-    return list_methods()
+    return list_record_names()
 
 
-def _subplots(nrows=1, ncols=1, figsize=None, squeeze=True):
+def subplots(nrows=1, ncols=1, figsize=None, squeeze=True):
+    """A pyplot-free ``Figure`` and its axes."""
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
@@ -62,11 +63,12 @@ def _eval_sets(records) -> list[str]:
     return ["val"] + [s for s in sets if s != "val"] if "val" in sets else sets
 
 
-def plot_accuracy_vs_shots(records: list[dict]):
-    """Top-1 against shots, mean ± std over seeds, one panel per test set."""
-    rows = summarize(records)
+def plot_accuracy_vs_shots(records: list[dict], methods=None, title: str = ""):
+    """Top-1 against shots, mean ± std over seeds, one panel per test set (``methods``: a subset
+    to draw; zero-shot is always drawn as the reference line)."""
+    rows = [r for r in summarize(records) if methods is None or r["method"] in set(methods) | {"zero-shot"}]
     sets = _eval_sets(records)
-    fig, axes = _subplots(1, len(sets), figsize=(5.2 * len(sets), 4), squeeze=False)
+    fig, axes = subplots(1, len(sets), figsize=(5.2 * len(sets), 4), squeeze=False)
     for ax, s in zip(axes[0], sets):
         for m in method_order({r["method"] for r in rows}):
             pts = sorted((r["shots"], r["mean"], r["std"]) for r in rows
@@ -84,7 +86,9 @@ def plot_accuracy_vs_shots(records: list[dict]):
         ax.set_xticks(shots, [str(k) for k in shots])
         ax.set(title=f"{s}", xlabel="shots per class", ylabel="top-1 accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7, ncol=2 if len({r["method"] for r in rows}) > 6 else 1)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -96,7 +100,7 @@ def plot_grid(grid: dict):
     if grid.get("loo"):
         panels.insert(0, ("loo", "leave-one-out accuracy on the shots (used to choose)"))
     alphas, betas = np.array(grid["alphas"]), np.array(grid["betas"])
-    fig, axes = _subplots(1, len(panels), figsize=(6 * len(panels), 4.4), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(6 * len(panels), 4.4), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
         acc = 100 * np.array(grid[key])
         im = ax.imshow(acc, aspect="auto", origin="lower", cmap="viridis",
@@ -120,7 +124,7 @@ def plot_training_curves(records: list[dict]):
     if not runs:
         raise ValueError("no Tip-Adapter-F records: run the tip_adapter_f step (notebook 05)")
     seed = min(r["seed"] for r in runs)
-    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = subplots(1, 2, figsize=(10, 3.8))
     colors = sns.color_palette("colorblind", len(runs))
     for c, r in zip(colors, sorted((r for r in runs if r["seed"] == seed), key=lambda r: r["shots"])):
         h = r["extra"]["history"]
@@ -133,68 +137,6 @@ def plot_training_curves(records: list[dict]):
         ax.grid(alpha=0.3)
     a.legend(fontsize=8)
     fig.suptitle(f"Tip-Adapter-F, seed {seed}")
-    fig.tight_layout()
-    return fig
-
-
-def _wise_curves(records, shots):
-    curves = defaultdict(lambda: defaultdict(list))  # eval_set -> lambda -> [acc per seed]
-    for r in records:
-        if r["method"] == "wise-ft" and r["role"] == "sweep" and r["shots"] == shots:
-            curves[r["eval_set"]][r["hyperparameters"]["lambda"]].append(r["metrics"]["top1"])
-    return {s: {lam: float(np.mean(v)) for lam, v in sorted(c.items())} for s, c in curves.items()}
-
-
-def plot_wise_curve(records: list[dict], shots: int | None = None):
-    """WiSE-FT: top-1 against λ (0 = Tip-Adapter, 1 = Tip-Adapter-F) on every test set."""
-    shots = shots or max(r["shots"] for r in records if r["method"] == "wise-ft")
-    curves = _wise_curves(records, shots)
-    fig, ax = _subplots(figsize=(6, 4))
-    for (s, c), color in zip(sorted(curves.items()), sns.color_palette("colorblind", len(curves))):
-        ax.plot(list(c), list(c.values()), marker="o", color=color, label=s)
-    chosen = [r["hyperparameters"]["lambda"] for r in records if r["method"] == "wise-ft"
-              and r["role"] == "final" and r["shots"] == shots and r["eval_set"] == "val"]
-    for lam in sorted(set(chosen)):
-        ax.axvline(lam, color="grey", ls=":", lw=1)
-    ax.set(xlabel="λ (0: Tip-Adapter keys, 1: Tip-Adapter-F keys)", ylabel="top-1 accuracy (%)",
-           title=f"WiSE-FT of the cache keys, {shots}-shot\n(dotted: λ chosen by CV per seed)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_id_vs_ood(records: list[dict], shots: int | None = None):
-    """The WiSE-FT paper's view: val (in-distribution) against the mean of the shifted sets."""
-    shots = shots or max(r["shots"] for r in records if r["method"] == "wise-ft")
-    curves = _wise_curves(records, shots)
-    shifted = [s for s in curves if s != "val"]
-    if not shifted:
-        raise ValueError("no shifted test set in this run: the ID-vs-OOD plot needs one")
-    lams = list(curves["val"])
-    x = [curves["val"][l] for l in lams]
-    y = [np.mean([curves[s][l] for s in shifted]) for l in lams]
-    fig, ax = _subplots(figsize=(6, 4.5))
-    ax.plot(x, y, "-", color="grey", lw=1)
-    sc = ax.scatter(x, y, c=lams, cmap="viridis", zorder=3, s=40)
-    fig.colorbar(sc, ax=ax, label="λ (0: Tip-Adapter, 1: Tip-Adapter-F)")
-    pad_x, pad_y = max(0.5, 0.3 * np.ptp(x)), max(0.5, 0.3 * np.ptp(y))
-    ax.set_xlim(min(x) - pad_x, max(x) + pad_x)
-    ax.set_ylim(min(y) - pad_y, max(y) + pad_y)
-    zs = [r for r in records if r["method"] == "zero-shot"]
-    if zs:  # the WiSE-FT paper's anchor; named in the legend when it lies off these axes
-        zx = next(r["metrics"]["top1"] for r in zs if r["eval_set"] == "val")
-        zy = float(np.mean([r["metrics"]["top1"] for r in zs if r["eval_set"] in shifted]))
-        inside = ax.get_xlim()[0] <= zx <= ax.get_xlim()[1] and ax.get_ylim()[0] <= zy <= ax.get_ylim()[1]
-        label = "zero-shot" if inside else f"zero-shot: ({zx:.1f}, {zy:.1f}), off these axes"
-        ax.scatter([zx] if inside else [], [zy] if inside else [], marker="*", s=200,
-                   color=method_style("zero-shot")["color"], label=label, zorder=4)
-        ax.legend(fontsize=8, loc="lower right")
-    ax.annotate("λ=0", (x[0], y[0]), textcoords="offset points", xytext=(6, -10), fontsize=8)
-    ax.annotate("λ=1", (x[-1], y[-1]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set(xlabel="val top-1 (%)", ylabel=f"mean top-1 on {', '.join(shifted)} (%)",
-           title=f"in- vs out-of-distribution along the WiSE-FT path, {shots}-shot")
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
@@ -220,7 +162,7 @@ def plot_examples(pred: dict, adapted: str | None = None, n: int = 12, seed: int
     picked = [i for i in order if zs[i] != ad[i]][: n * 2 // 3]
     picked += [i for i in order if i not in picked][: n - len(picked)]
     cols = 6
-    fig, axes = _subplots((len(picked) + cols - 1) // cols, cols, figsize=(2.3 * cols, 3.3 * ((len(picked) + cols - 1) // cols)), squeeze=False)
+    fig, axes = subplots((len(picked) + cols - 1) // cols, cols, figsize=(2.3 * cols, 3.3 * ((len(picked) + cols - 1) // cols)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, picked):
@@ -245,7 +187,7 @@ def plot_class_changes(pred: dict, adapted: str | None = None, top: int = 10):
     delta = np.array([100 * (ad[labels == c].mean() - zs[labels == c].mean()) for c in classes])
     order = np.argsort(delta)
     idx = np.concatenate([order[:top], order[-top:]])
-    fig, ax = _subplots(figsize=(7, 0.28 * len(idx) + 1))
+    fig, ax = subplots(figsize=(7, 0.28 * len(idx) + 1))
     colors = [sns.color_palette("colorblind")[2] if d > 0 else sns.color_palette("colorblind")[3]
               for d in delta[idx]]
     ax.barh([pred["classnames"][classes[i]] for i in idx], delta[idx], color=colors)
@@ -260,7 +202,7 @@ def plot_class_accuracy(acc, classnames: list[str], title: str = "zero-shot accu
     """Per-class top-1 (%), sorted: acc is a sequence [C] in [0, 100]."""
     acc = np.asarray(acc, dtype=float)
     order = np.argsort(acc)
-    fig, ax = _subplots(figsize=(9, 3.2))
+    fig, ax = subplots(figsize=(9, 3.2))
     ax.bar(range(len(acc)), acc[order], color=sns.color_palette("colorblind")[0], width=1.0)
     for i in list(order[:3]) + list(order[-3:]):
         pos = int(np.where(order == i)[0][0])
@@ -280,7 +222,7 @@ def plot_shots(manifest: dict, root: str | os.PathLike, classnames: list[str], c
         by_class[label].append(path)
     labels = sorted(by_class)[:classes]
     cols = min(max_shots, max(len(by_class[c]) for c in labels))
-    fig, axes = _subplots(len(labels), cols, figsize=(1.6 * cols, 1.7 * len(labels)), squeeze=False)
+    fig, axes = subplots(len(labels), cols, figsize=(1.6 * cols, 1.7 * len(labels)), squeeze=False)
     for row, c in zip(axes, labels):
         for j, ax in enumerate(row):
             ax.axis("off")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -258,7 +259,7 @@ def diagonal_fisher(clf: ClipClassifier, pool_center, labels: torch.Tensor, devi
         out = functional_call(clf, {**p, **frozen, **buffers}, (x[None],))
         return out.log_softmax(-1)[0].gather(0, y.view(1)).squeeze(0)
 
-    g = vmap(grad(logp), in_dims=(None, 0, 0))
+    g = vmap(grad(logp), in_dims=(None, 0, 0))  # (attention's backward runs unbatched on some CPUs)
     gen = torch.Generator().manual_seed(seed)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     keep = torch.arange(0, len(labels), max(1, -(-len(labels) // max_images)))
@@ -271,7 +272,9 @@ def diagonal_fisher(clf: ClipClassifier, pool_center, labels: torch.Tensor, devi
             with torch.no_grad():
                 probs = clf(x).softmax(-1).float().cpu()
             y = torch.multinomial(probs, 1, generator=gen).squeeze(1).to(device)
-        grads = g(params, x, y)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            grads = g(params, x, y)
         for n in total:
             total[n] += (grads[n] ** 2).sum(0)
     return {n: t / len(labels) for n, t in total.items()}

@@ -1,9 +1,12 @@
-"""Report: a Markdown report with PNG and PDF figures, built from a run folder's files alone.
+"""Report: a Markdown report with PNG and PDF figures, and the same as one self-contained HTML
+file to hand in, built from a run folder's files alone.
 
 :func:`load_run` reads the records, diagnostics, predictions and config through
 :class:`fewshot.rundir.RunDir` and refuses records made under different configs (a half-finished
-rerun never mixes with an older run's numbers). :func:`build_report` writes ``report.md`` with each
-figure of :mod:`fewshot.figures` as PNG (for reading) and PDF (for print).
+rerun never mixes with an older run's numbers). :func:`build_report` writes ``report.md`` and
+``report.html``: a summary computed from the results (:mod:`fewshot.narrative`), the setup, the
+leaderboard with the published (test-tuned) figures beside it where comparable, a table per test
+set, and every figure of :mod:`fewshot.figures` and :mod:`fewshot.robustness` as PNG and PDF.
 """
 from __future__ import annotations
 
@@ -13,13 +16,16 @@ from pathlib import Path
 
 from fewshot.atomic import atomic_path, atomic_write_text
 from fewshot.errors import MissingStepError
-from fewshot.figures import (eval_sets_of, plot_accuracy_vs_shots, plot_class_changes,
-                             plot_examples, plot_grid, plot_id_vs_ood, plot_training_curves,
-                             plot_wise_curve)
+from fewshot.figures import (eval_sets_of, method_order, plot_accuracy_vs_shots, plot_class_changes,
+                             plot_examples, plot_grid, plot_training_curves)
+from fewshot.markdown import to_html
+from fewshot.narrative import summary_sentences
+from fewshot.protocol import get_method, list_methods
 from fewshot.results import format_table, summarize
+from fewshot.robustness import mixing_paths, plot_id_vs_ood, plot_strategies, plot_wise_curve
 from fewshot.rundir import RunDir
 
-__all__ = ["load_run", "build_report"]
+__all__ = ["load_run", "build_report", "leaderboard"]
 
 _REFERENCE_PATH = Path(__file__).resolve().parent / "reference.json"
 
@@ -67,7 +73,8 @@ def _provenance(records, config) -> str:
     rows = [("dataset", first["dataset"]), ("backbone", f"{first['backbone']} (sha256 {first['backbone_sha256'][:12]}…)"),
             ("templates", first.get("templates", "")), ("seeds", ", ".join(map(str, seeds))),
             ("protocol", "oracle: tuned on test" if config and config.get("oracle") else
-             "no tuning on test (α, β by leave-one-out, λ by cross-validation on the shots)"),
+             "no tuning on test (from the shots: leave-one-out, cross-validation or held-out "
+             "shots; published defaults where the shots cannot tell)"),
             ("tuned_on", ", ".join(tuned)), ("git revision", first["git_rev"]),
             ("device", first["device"]), ("feature decode path", first.get("decode", "pil")),
             ("image tower", first.get("image_tower", "clip")),
@@ -86,12 +93,19 @@ def _skipped(records) -> str:
     return ", ".join(f"{n} in {s}" for s, n in sorted(per_set.items()) if n) + " (skip_bad_images)"
 
 
-def _reference_section(records) -> str:
+def _published(records):
+    """{method: [top-1 per shot of reference.json] } when the run is ImageNet with RN50, else None."""
     first = records[0]
     if first["backbone"] not in ("RN50", "RN50.pt") or "imagenet" not in first["dataset"].lower():
+        return None
+    return json.loads(_REFERENCE_PATH.read_text())
+
+
+def _reference_section(records) -> str:
+    ref = _published(records)
+    if ref is None:
         return ("Published ImageNet/RN50 numbers are shown only for runs on ImageNet with CLIP "
                 "RN50; this run used other data or another model, so they would not be comparable.")
-    ref = json.loads(_REFERENCE_PATH.read_text())
     lines = ["| source (protocol) | method | " + " | ".join(f"{k}-shot" for k in ref["shots"]) + " |",
              "|---|---|" + "---|" * len(ref["shots"])]
     for row in ref["rows"]:
@@ -100,37 +114,104 @@ def _reference_section(records) -> str:
     return "\n".join(lines)
 
 
-def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report") -> Path:
-    """Write ``out/report.md`` plus PNG/PDF figures from the run in ``run_dir``; returns the .md path."""
+def leaderboard(records, oracle_records=None) -> str:
+    """Every method × shots on val (mean ± std), with the best published (test-tuned) figure and,
+    given an oracle run, its number beside ours."""
+    rows = {(r["method"], r["shots"]): r for r in summarize(records) if r["eval_set"] == "val"}
+    oracle = {(r["method"], r["shots"]): r for r in summarize(oracle_records) if r["eval_set"] == "val"} if oracle_records else {}
+    ref = _published(records)
+    best_ref = {}
+    if ref:
+        for row in ref["rows"]:
+            for k, v in zip(ref["shots"], row["top1"]):
+                if v is not None:
+                    best_ref[(row["method"], k)] = max(v, best_ref.get((row["method"], k), 0))
+    shots = sorted({k for _, k in rows if k > 0})
+    lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " | tuned on |", "|---|" + "---|" * (len(shots) + 1)]
+    for m in method_order({m for m, _ in rows}):
+        cells = []
+        for k in shots:
+            r = rows.get((m, k)) or rows.get((m, 0))
+            if r is None:
+                cells.append("")
+                continue
+            cell = f"{r['mean']:.2f}" + (f" ± {r['std']:.2f}" if r["n"] > 1 else "")
+            if (m, k) in oracle:
+                cell += f" (oracle {oracle[(m, k)]['mean']:.2f})"
+            if (m, k) in best_ref:
+                cell += f" [pub. {best_ref[(m, k)]:.2f}]"
+            cells.append(cell)
+        tuned = "/".join(sorted({t for (mm, k), r in rows.items() if mm == m for t in r["tuned_on"].split("/")}))
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {tuned} |")
+    note = ("Mean ± std over seeds, top-1 (%) on val; zero-shot, which uses no shot, is repeated in "
+            "every column.")
+    if best_ref:
+        note += " [pub.] is the published figure (ImageNet, RN50; tuned on test: see the last section)."
+    if oracle:
+        note += " (oracle) is the same method with its hyperparameters tuned on test."
+    return note + "\n\n" + "\n".join(lines)
+
+
+def _groups(records) -> tuple[list, list]:
+    """(cached-feature methods, fine-tuning methods and their companions) present in records."""
+    present = {r["method"] for r in records}
+    tuned = {n for m in list_methods() if get_method(m).needs_encoder for n in (m, *get_method(m).companions)}
+    return sorted(present - tuned), sorted(present & tuned)
+
+
+def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
+                 oracle_run: str | os.PathLike | None = None) -> Path:
+    """Write ``out/report.md``, ``out/report.html`` (self-contained) and the figures (PNG, PDF)
+    from the run in ``run_dir``; ``oracle_run``: an oracle run of the same setting, whose numbers
+    are set beside the honest ones. Returns the .md path."""
     run = load_run(run_dir)
+    oracle_records = load_run(oracle_run)["records"] if oracle_run else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     recs, sections = run["records"], []
     oracle = bool(run["config"] and run["config"].get("oracle"))
     rows = summarize(recs)
-    sections.append("## Results\n\n" + _provenance(recs, run["config"]))
+    sentences = summary_sentences(recs, oracle_records, oracle)
+    sections.append("## Summary\n\n" + "\n".join(f"- {s}" for s in sentences))
+    sections.append("## Setup\n\n" + _provenance(recs, run["config"]))
+    sections.append("## Leaderboard\n\n" + leaderboard(recs, oracle_records))
     for s in eval_sets_of(recs):
         sections.append(f"### Top-1 (%) on {s}, mean ± std over seeds\n\n{format_table(rows, s)}")
-    sections.append("## Accuracy against shots\n\n" + _save(plot_accuracy_vs_shots(recs), out, "accuracy_vs_shots"))
+    cached, tuned = _groups(recs)
+    text = "## Accuracy against shots\n\n" + _save(plot_accuracy_vs_shots(recs, cached, "methods on cached features"), out, "accuracy_vs_shots")
+    if tuned:
+        text += "\n\n" + _save(plot_accuracy_vs_shots(recs, tuned, "fine-tuning the encoders and prompts"), out, "accuracy_vs_shots_finetuning")
+    sections.append(text)
+    if len(eval_sets_of(recs)) > 1 and mixing_paths(recs):
+        sections.append("## Robustness: in- vs out-of-distribution\n\nEach line is a WiSE-FT path from "
+                        "its starting model (0) to the fine-tuned one (1); points are the other "
+                        "methods; the star is zero-shot CLIP.\n\n" + _save(plot_id_vs_ood(recs), out, "id_vs_ood"))
     if run["grids"]:
         g = max(run["grids"], key=lambda g: g["shots"])
         how = ("on the test set itself (oracle run: the coursework's protocol)" if oracle else
                "without test data" if g["tuned_on"] != "default" else "from the published defaults")
+        edge = [name for name, v, grid in (("β", g["chosen"][1], g["betas"]), ("α", g["chosen"][0], g["alphas"]))
+                if v in (grid[0], grid[-1])]
+        note = f" The chosen {' and '.join(edge)} sit{'s' if len(edge) == 1 else ''} on the edge of the published range." if edge else ""
         sections.append(f"## Tip-Adapter hyperparameters\n\nThe red × is the point chosen {how}; "
-                        "the circle is where the test optimum lies.\n\n"
+                        f"the circle is where the test optimum lies.{note}\n\n"
                         + _save(plot_grid(g), out, "tip_adapter_grid"))
     if any(r["method"] == "tip-adapter-f" for r in recs):
         sections.append("## Tip-Adapter-F training\n\n" + _save(plot_training_curves(recs), out, "tip_adapter_f_training"))
-    if any(r["method"] == "wise-ft" for r in recs):
-        text = "## WiSE-FT of the adapter\n\n" + _save(plot_wise_curve(recs), out, "wise_curve")
-        if len(eval_sets_of(recs)) > 1:
-            text += "\n\n" + _save(plot_id_vs_ood(recs), out, "wise_id_vs_ood")
-        sections.append(text)
-    if run["predictions"]:
+    paths = [m for m in method_order(mixing_paths(recs))]
+    if paths:
+        sections.append("## WiSE-FT paths\n\n" + "\n\n".join(
+            _save(plot_wise_curve(recs, m), out, f"wise_{m.replace('-', '_').replace('+', 'p')}") for m in paths))
+    if any("trainable_params" in (r.get("extra") or {}) for r in recs):
+        sections.append("## What fine-tuning costs\n\n" + _save(plot_strategies(recs), out, "finetuning_costs"))
+    if run["predictions"] and len(run["predictions"]["predictions"]) > 1:
         sections.append("## Qualitative examples\n\n" + _save(plot_examples(run["predictions"]), out, "examples")
                         + "\n\n" + _save(plot_class_changes(run["predictions"]), out, "class_changes"))
     sections.append("## Published numbers (for comparison)\n\n" + _reference_section(recs))
     md = out / "report.md"
-    atomic_write_text(md, "# Few-shot CLIP report\n\nBuilt by `python -m fewshot report` from "
-                      f"`{run['dir']}` alone.\n\n" + "\n\n".join(sections) + "\n")
+    text = ("# Few-shot CLIP report\n\nBuilt by `python -m fewshot report` from "
+            f"`{run['dir']}` alone; the same report as one file to hand in: "
+            "[report.html](report.html).\n\n" + "\n\n".join(sections) + "\n")
+    atomic_write_text(md, text)
+    atomic_write_text(out / "report.html", to_html(text, out, "Few-shot CLIP report"))
     return md

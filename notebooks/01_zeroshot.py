@@ -1,10 +1,46 @@
 # %% [markdown]
-# # 01 · Zero-shot CLIP baseline
+# # 01 · Zero-shot CLIP
 #
-# CLIP classifies by comparing an image embedding with the embeddings of prompts such as *a photo of a tench.* Here we build that text head from the configured templates (`single`, `tip7` or CLIP's 80-template ensemble `clip80`) and measure top-1/top-5 on the val set and every shifted test set that is present. No training image is used.
+# CLIP scores an image against *prompts*. For class $c$ and templates $t_1 \dots t_T$ ("a photo of
+# a {}.", ...), the text encoder $g$ gives one embedding per prompt; normalised and averaged, they
+# form the class's row of the **zero-shot head** $W \in \mathbb{R}^{C \times D}$:
+#
+# $$W_c = \operatorname{normalise}\Big(\tfrac{1}{T}\textstyle\sum_{j} \operatorname{normalise}\big(g(t_j(\text{name}_c))\big)\Big), \qquad
+# \text{logits}(f) = s \cdot f\,W^\top \in \mathbb{R}^{C}$$
+#
+# where $f \in \mathbb{R}^{D}$ is the normalised image embedding and $s$ CLIP's logit scale (100
+# for OpenAI's checkpoints). No training image is used. This notebook starts the run: it fixes
+# the run's settings (`config.json`) for every later notebook.
 
 # %%
 # fewshot: shared header
+
+# %% [markdown]
+# ## The formula on real tensors
+# Three classes, three templates: the prompts, their embeddings, the head's rows.
+
+# %%
+import torch
+
+from fewshot.templates import get_templates
+from fewshot.zeroshot import build_text_classifier, zeroshot_logits
+
+names = run.dataset.classnames[:3]
+templates = get_templates(run.cfg.templates)[:3]
+print("prompts of the first class:", [t.format(names[0]) for t in templates])
+W3 = build_text_classifier(run.backbone.model, names, templates, run.device, progress=False)
+print("head rows W:", tuple(W3.shape), "norms:", W3.norm(dim=1).tolist())
+
+val = run.eval_sets["val"]
+f = val.feats[:5]  # five normalised val image embeddings [5, D]
+logits = zeroshot_logits(f, run.text_weights, run.logit_scale)  # [5, C] with the full head
+top = logits.softmax(1).topk(3, dim=1)
+for i in range(5):
+    guesses = ", ".join(f"{run.dataset.classnames[c]} {p:.2f}" for p, c in zip(top.values[i].tolist(), top.indices[i].tolist()))
+    print(f"image {i} ({run.dataset.classnames[val.labels[i]]}): {guesses}")
+
+# %% [markdown]
+# ## The full run: every test set
 
 # %%
 from fewshot.results import records_table
@@ -19,4 +55,8 @@ display(Markdown(records_table(records)))
 # %%
 from fewshot.figures import plot_class_accuracy
 
-plot_class_accuracy(run.class_accuracy(), run.dataset.classnames)
+acc = run.class_accuracy()
+weakest = sorted(range(len(acc)), key=acc.__getitem__)[:5]
+display(Markdown("**What you should see.** " + f"Zero-shot top-1 on val is {records[0]['metrics']['top1']:.2f} %. "
+                 "The weakest classes: " + ", ".join(f"{run.dataset.classnames[c]} ({acc[c]:.0f} %)" for c in weakest) + "."))
+plot_class_accuracy(acc, run.dataset.classnames)

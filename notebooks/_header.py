@@ -1,5 +1,5 @@
 # %% [markdown]
-# Part of the few-shot CLIP suite: run the notebooks in order (01 → 07). Each one reads what the
+# Part of the few-shot CLIP suite: run the notebooks in order (01 → 12). Each one reads what the
 # previous ones wrote (split manifests, feature caches, results) and can be restarted on its own.
 # Settings are fixed once per run, by notebook 01: later notebooks read the run folder's
 # `config.json` and stop if their own `overrides` contradict it.

@@ -29,8 +29,8 @@ def test_all_notebooks_execute_in_order(tmp_path):
     overrides = {"out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
                  "report_dir": str(tmp_path / "report")}
     names = notebooks.list_notebooks()
-    assert names == ["01_zeroshot", "02_splits", "03_features", "04_tip_adapter",
-                     "05_tip_adapter_f", "06_wise_ft", "07_report"]
+    assert names[:6] == ["01_zeroshot", "02_splits", "03_features", "04_tip_adapter",
+                         "05_tip_adapter_f", "06_wise_ft"] and names[-1] == "12_report"
     notebooks.execute(names, tmp_path / "executed", {"config": "miniworld-quick", "overrides": overrides})
     assert (tmp_path / "report" / "report.md").exists()
     assert sorted(os.listdir(tmp_path / "executed")) == [f"{n}.ipynb" for n in names]

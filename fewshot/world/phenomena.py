@@ -38,7 +38,7 @@ def check_phenomena(records: list[dict], shift: str = "sketch") -> list[dict]:
     curve = {lam: mean(v) for lam, v in sorted(curve.items())}
     ends = max(curve[min(curve)], curve[max(curve)])
     inner = max((v, lam) for lam, v in curve.items() if 0 < lam < 1)
-    return [
+    rows = [
         {"check": "zero-shot top-1 on val", "value": f"{zs:.2f}", "target": "30-70", "ok": 30 <= zs <= 70},
         {"check": f"{hi}-shot Tip-Adapter − zero-shot (val)", "value": f"{tip_hi - zs:+.2f}", "target": ">= +5", "ok": tip_hi - zs >= 5},
         {"check": f"{hi}-shot Tip-Adapter-F − Tip-Adapter (val)", "value": f"{tipf_hi - tip_hi:+.2f}", "target": ">= +1", "ok": tipf_hi - tip_hi >= 1},
@@ -46,6 +46,33 @@ def check_phenomena(records: list[dict], shift: str = "sketch") -> list[dict]:
         {"check": f"Tip-Adapter-F − zero-shot: {shift} minus val", "value": f"{gap_shift - gap_val:+.2f}", "target": "< 0", "ok": gap_shift < gap_val},
         {"check": f"best inner λ vs best endpoint, mean(val, {shift})", "value": f"λ={inner[1]}: {inner[0] - ends:+.2f}", "target": ">= 0", "ok": inner[0] >= ends},
     ]
+    return rows + _finetuning_checks(records, shift, zs, zs_shift, lo)
+
+
+def _finetuning_checks(records, shift, zs, zs_shift, lo) -> list[dict]:
+    """The fine-tuning issue's targets, where the run has those methods."""
+    rows = []
+    methods = {r["method"] for r in records}
+    if "ft-full" in methods:
+        k = max(r["shots"] for r in records if r["method"] == "ft-full")
+        val, sk = _mean_top1(records, "ft-full", "val", k) - zs, _mean_top1(records, "ft-full", shift, k) - zs_shift
+        rows.append({"check": f"{k}-shot full fine-tuning − zero-shot: val; {shift}", "value": f"{val:+.2f}; {sk:+.2f}",
+                     "target": "> 0; < 0", "ok": val > 0 and sk < 0})
+        curve = defaultdict(list)
+        for r in records:
+            if r["method"] == "wise-ft-full" and r["role"] == "sweep" and r["shots"] == k and r["eval_set"] in ("val", shift):
+                curve[r["hyperparameters"]["alpha"]].append(r["metrics"]["top1"])
+        curve = {a: mean(v) for a, v in sorted(curve.items())}
+        if curve:
+            ends = max(curve[min(curve)], curve[max(curve)])
+            inner = max((v, a) for a, v in curve.items() if 0 < a < 1)
+            rows.append({"check": f"WiSE-FT of full fine-tuning: best inner α vs best end, mean(val, {shift})",
+                         "value": f"α={inner[1]}: {inner[0] - ends:+.2f}", "target": ">= 0", "ok": inner[0] >= ends})
+    if {"linear-probe", "linear-probe-zs"} <= methods:
+        gap = _mean_top1(records, "linear-probe-zs", "val", lo) - _mean_top1(records, "linear-probe", "val", lo)
+        rows.append({"check": f"{lo}-shot linear probe: zero-shot-initialised − from scratch (val)",
+                     "value": f"{gap:+.2f}", "target": "> 0", "ok": gap > 0})
+    return rows
 
 
 def format_checks(rows: list[dict]) -> str:

@@ -1,0 +1,50 @@
+# %% [markdown]
+# # 09 · Prompt tuning (CoOp)
+#
+# CoOp (Zhou et al., IJCV 2022) keeps both encoders frozen and learns the *words* of the prompt:
+# the context "a photo of a" becomes $M$ vectors $v_1 \dots v_M$ in the token-embedding space,
+#
+# $$t_c = g\big([\text{SOS}, v_1, \dots, v_M, \text{tokens}(\text{name}_c\,.), \text{EOS}]\big), \qquad
+# \text{logits}(f) = s\, f\,\operatorname{normalise}(t)^\top$$
+#
+# trained with cross-entropy on the cached image features (SGD, CoOp's ImageNet recipe). The text
+# encoder $g$ runs for every class at every step. `wise-coop` interpolates the context between
+# its initial words and the learned vectors.
+
+# %%
+# fewshot: shared header
+
+# %% [markdown]
+# ## The prompt's parts on the real model
+# At initialisation the learned context *is* "a photo of a": the prompts encode exactly like the
+# hand-written template.
+
+# %%
+import torch
+
+from fewshot.methods.coop import encode_prompts, prompt_parts
+from fewshot.zeroshot import build_text_classifier
+
+names = run.dataset.classnames[:4]
+parts = prompt_parts(run.backbone.model, names, device=run.device)
+print("prefix (SOS)", tuple(parts.prefix.shape), "| context", tuple(parts.ctx.shape),
+      "| suffix (name, '.', EOS, padding)", tuple(parts.suffix.shape), "| EOS at", parts.eot.tolist())
+with torch.no_grad():
+    t = encode_prompts(parts, parts.ctx)
+ref = build_text_classifier(run.backbone.model, names, ["a photo of a {}."], run.device, progress=False)
+print("cosine with the template's embedding:", [round(float(c), 4) for c in (t * ref).sum(1)])
+
+# %% [markdown]
+# ## The full run
+
+# %%
+from fewshot.narrative import method_sentence
+
+records = run.step("prompt")
+display(Markdown(run.summary("val")))
+display(Markdown("**What you should see.** " + " ".join(method_sentence(run.records(), m) for m in ("coop", "wise-coop"))))
+
+# %%
+from fewshot.robustness import plot_wise_curve
+
+plot_wise_curve(run.records(), "wise-coop")
