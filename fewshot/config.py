@@ -66,6 +66,11 @@ class RunConfig:
     ft_batch_size: int = 256  # encoder fine-tuning batch size (split across GPUs under torchrun)
     ft_alphas: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # WiSE-FT path of fine-tuned encoders
     grad_checkpointing: bool = False  # recompute activations in backward (less GPU memory)
+    coop_epochs: int = 50  # CoOp epochs (its ImageNet recipe: 50)
+    merge_tasks: str = ""  # folder of task datasets for the merging study (fewshot.merge_study); "" = none
+    merge_shots: int = 16  # shots per class of each task's experts (one fold held out to choose λ)
+    merge_epochs: int = 40  # epochs of each expert (and of the multi-task reference)
+    merge_lr: float = 1e-4  # AdamW rate of the experts (batch 32, as FusionBench's experts)
     oracle: bool = False  # tune on the test set, as the official scripts do (labelled test-oracle)
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     decode: str = "auto"  # test-image decoding: "pil", "gpu" (nvjpeg) or "auto" (gpu on CUDA)
@@ -182,7 +187,9 @@ _CHECKS = {
     "lambdas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "cv_folds": _int(2),
     "ft_shots": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(1), "integers >= 1")(n, v),
     "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
-    "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool,
+    "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool, "coop_epochs": _int(1),
+    "merge_tasks": _str(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1),
+    "merge_lr": _float(0.0, 1.0),
     "oracle": _bool, "device": _str(pattern=r"auto|cpu|mps|cuda(:\d+)?",
                                                        desc="auto, cpu, mps, cuda or cuda:N"),
     "decode": _str(choices=("auto", "pil", "gpu")), "skip_bad_images": _bool,

@@ -109,10 +109,11 @@ def _trunk(visual) -> list:
 
 
 def build_classifier(model, text_weights: torch.Tensor, logit_scale: float, strategy: str,
-                     device, recipe: Recipe, seed: int = 0):
+                     device, recipe: Recipe, seed: int = 0, train_head: bool = True):
     """(classifier, parameter groups) for ``strategy``: an fp32 copy of ``model.visual`` (the
     backbone itself is not touched), the head at s·W_text, and only what the strategy trains
-    left trainable. BatchNorm layers stay in eval mode."""
+    left trainable (the head too, unless ``train_head`` is False: task vectors for merging keep
+    each task's zero-shot head, as FusionBench does). BatchNorm layers stay in eval mode."""
     from fewshot.fusion import unfuse
 
     if strategy not in STRATEGIES:
@@ -133,6 +134,10 @@ def build_classifier(model, text_weights: torch.Tensor, logit_scale: float, stra
     else:
         lora = add_lora(visual, recipe.lora_rank, recipe.lora_alpha, recipe.lora_targets, seed)
         groups = [{"params": lora, "lr": recipe.lr * recipe.lora_lr_factor}, {"params": [clf.head], "lr": recipe.lr}]
+    if not train_head:
+        clf.head.requires_grad_(False)
+        groups = [{**g, "params": [p for p in g["params"] if p is not clf.head]} for g in groups]
+        groups = [g for g in groups if g["params"]]
     return clf, groups
 
 
@@ -238,7 +243,7 @@ def load_state(clf: ClipClassifier, state: dict) -> None:
             params[name].copy_(value)
 
 
-FISHER_IMAGES = 1024  # at most this many shots (an even sample over classes) estimate a Fisher
+FISHER_IMAGES = 512  # at most this many shots (an even sample over classes) estimate a Fisher
 
 
 def diagonal_fisher(clf: ClipClassifier, pool_center, labels: torch.Tensor, device, kind: str = "model",

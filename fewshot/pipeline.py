@@ -35,12 +35,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def list_steps() -> list[str]:
-    """Step names in run order: zeroshot, splits, features, then the methods' steps."""
+    """Step names in run order: zeroshot, splits, features, the methods' steps, then merging."""
     steps = ["zeroshot", "splits", "features"]
     for name in list_methods():
         if get_method(name).step not in steps:
             steps.append(get_method(name).step)
-    return steps
+    return steps + ["merging"]
 
 
 class Run:
@@ -202,11 +202,29 @@ class Run:
         _ = self.text_weights, self.pool, self.eval_sets
         return {name: tuple(s.feats.shape) for name, s in self.eval_sets.items()}
 
+    def merging(self) -> list:
+        """The merge study (:mod:`fewshot.merge_study`) on ``cfg.merge_tasks``; skipped without."""
+        if not self.cfg.merge_tasks:
+            print("merging: no merge_tasks in the config; skipped")
+            return []
+        from fewshot.merge_study import run_study
+
+        _check_tasks(self.cfg.merge_tasks)
+        def record(method, eval_set, metrics, shots, seed, hp, tuned_on):
+            return make_record(method, eval_set, metrics, context=self.context, shots=shots, seed=seed,
+                               hyperparameters=hp, tuned_on=tuned_on, role="merge")
+
+        with self.dir.lock("merging"):
+            records, diagnostics = run_study(self.res, self.cfg, self.device, record, self.cfg.progress)
+            self.dir.write_records("merging", records)
+            self.dir.write_json(self.dir.diagnostics_path("merging"), diagnostics)
+        return records
+
     def step(self, step: str) -> list:
         """Run one step: ``splits``, ``features``, or every configured method of that step."""
         if step not in list_steps():
             raise ConfigError(f"unknown step {step!r}; steps are {', '.join(list_steps())}")
-        if step in ("splits", "features"):
+        if step in ("splits", "features", "merging"):
             return getattr(self, step)()
         return [r for name in list_methods() if name in self.methods
                 and get_method(name).step == step for r in self.run_method(name)]
@@ -229,6 +247,17 @@ class Run:
         return format_table(summarize(self.records()), eval_set)
 
 
+def _check_tasks(root: str) -> None:
+    from pathlib import Path
+
+    from fewshot.errors import DatasetError
+
+    if not Path(root).is_dir():
+        raise DatasetError(f"merge_tasks: {root} is not a folder of task datasets; make the "
+                           f"mini-world's with `python -m fewshot world make-tasks --out {root}`, or "
+                           f"set merge_tasks to \"\" to skip the merging study.")
+
+
 def run_all(cfg: RunConfig, steps=None, stream=None, fresh: bool = False) -> Run:
     """Run ``steps`` (default: all) in order and print the summary table for every test set (to
     ``stream``, default: the current ``sys.stdout``)."""
@@ -239,6 +268,8 @@ def run_all(cfg: RunConfig, steps=None, stream=None, fresh: bool = False) -> Run
         raise ConfigError(f"unknown steps {', '.join(unknown)}; steps are {', '.join(list_steps())}")
     for warning in check_shots(load_dataset(cfg.data), cfg.shots):  # before anything is written
         print(f"warning: {warning}", file=sys.stderr)
+    if cfg.merge_tasks and "merging" in steps:
+        _check_tasks(cfg.merge_tasks)
     run = Run(cfg, fresh=fresh)
     for step in list_steps():
         if step in steps:

@@ -201,12 +201,23 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
     paths = [m for m in method_order(mixing_paths(recs))]
     if paths:
         sections.append("## WiSE-FT paths\n\n" + "\n\n".join(
-            _save(plot_wise_curve(recs, m), out, f"wise_{m.replace('-', '_').replace('+', 'p')}") for m in paths))
+            _save(plot_wise_curve(recs, m), out, f"path_{m.replace('-', '_').replace('+', 'p')}") for m in paths))
     if any("trainable_params" in (r.get("extra") or {}) for r in recs):
         sections.append("## What fine-tuning costs\n\n" + _save(plot_strategies(recs), out, "finetuning_costs"))
     if run["predictions"] and len(run["predictions"]["predictions"]) > 1:
         sections.append("## Qualitative examples\n\n" + _save(plot_examples(run["predictions"]), out, "examples")
                         + "\n\n" + _save(plot_class_changes(run["predictions"]), out, "class_changes"))
+    merge_diag = RunDir(run["dir"]).read_json(RunDir(run["dir"]).diagnostics_path("merging"))
+    if merge_diag and any(r["role"] == "merge" for r in recs):
+        from fewshot.merge_report import merge_table, plot_cosine, plot_lambda_curves, soup_table
+
+        sections.append("## Merging several fine-tuned encoders\n\nOne expert encoder per task, merged by "
+                        "each rule; λ chosen on the held-out shots of every task (oracle rows: on test). "
+                        "Top-1 (%) on each task's test set.\n\n" + merge_table(recs, merge_diag["tasks"])
+                        + "\n\n" + _save(plot_cosine(merge_diag), out, "merge_task_vectors")
+                        + "\n\n" + _save(plot_lambda_curves(merge_diag), out, "merge_lambda")
+                        + "\n\nA soup of one task's experts from different seeds, beside WiSE-FT (α = 0.5) "
+                        "of one of them:\n\n" + soup_table(recs))
     sections.append("## Published numbers (for comparison)\n\n" + _reference_section(recs))
     md = out / "report.md"
     text = ("# Few-shot CLIP report\n\nBuilt by `python -m fewshot report` from "

@@ -118,7 +118,7 @@ def test_a_copy_of_the_dataset_elsewhere_is_a_new_key(small_world, tiny_clip_pat
 def _run_cmd(world, ckpt, out, cache, *extra):
     return [sys.executable, "-m", "fewshot", "run", "--config", "miniworld-quick", "--set",
             f"data={world}", f"backbone={ckpt}", f"out={out}", f"cache_dir={cache}", "shots=[1,2]",
-            "seeds=[1]", "progress=false", *extra]
+            "seeds=[1]", "progress=false", "merge_tasks=", *extra]
 
 
 def _signature(out: Path) -> dict:
@@ -236,7 +236,7 @@ BAD_SETS = [
 def test_every_bad_config_value_is_one_clean_error_line_before_any_work(override, small_world, tiny_clip_path,
                                                                         tmp_path, capsys):
     args = ["run", "--config", "miniworld-quick", "--set", f"data={small_world}", f"backbone={tiny_clip_path}",
-            f"out={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", override]
+            f"out={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", "merge_tasks=", override]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err

@@ -33,10 +33,14 @@ def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_pa
     assert "Top-1 (%) on sketch" in capsys.readouterr().out
     md = build_report(run.out, tmp_path / "report")
     text = md.read_text()
-    for fig in ("accuracy_vs_shots", "tip_adapter_grid", "tip_adapter_f_training", "wise_curve",
-                "wise_id_vs_ood", "examples", "class_changes"):
+    for fig in ("accuracy_vs_shots", "accuracy_vs_shots_finetuning", "tip_adapter_grid",
+                "tip_adapter_f_training", "path_wise_ft", "path_wise_linear", "path_wise_ft_full",
+                "id_vs_ood", "finetuning_costs", "examples", "class_changes"):
         assert f"![{fig}]({fig}.png)" in text and (md.parent / f"{fig}.pdf").exists()
     assert "would not be comparable" in text  # no published ImageNet numbers beside a toy run
+    html = (md.parent / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == text.count("![") and "<table>" in html  # self-contained
+    assert "## Summary" in text and "Zero-shot CLIP reaches" in text
 
 
 def test_oracle_runs_are_labelled(small_world, tiny_clip_path, tmp_path):

@@ -6,7 +6,8 @@
 
 The text encoder is frozen (an fp32 copy); the image features come from the cache, one augmented
 view per epoch. Recipe: CoOp's ImageNet ``rn50_ep50_ctxv1`` (SGD, lr 0.002, momentum 0.9, weight
-decay 5e-4, batch 32, 50 epochs, one warm-up epoch at 1e-5, then cosine per epoch); the last epoch
+decay 5e-4, batch 32, 50 epochs (``cfg.coop_epochs``), one warm-up epoch at 1e-5, then cosine per
+epoch); the last epoch
 is kept, as CoOp does (``tuned_on: none``). The text encoder runs for every class at every step,
 which is what makes CoOp slow at 1,000 classes.
 
@@ -33,7 +34,7 @@ _clip_compat.forget()
 __all__ = ["PromptParts", "prompt_parts", "encode_prompts", "INIT"]
 
 INIT = "a photo of a"
-EPOCHS, LR, BATCH_SIZE, MOMENTUM, WEIGHT_DECAY = 50, 2e-3, 32, 0.9, 5e-4
+LR, BATCH_SIZE, MOMENTUM, WEIGHT_DECAY = 2e-3, 32, 0.9, 5e-4
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -74,13 +75,13 @@ def encode_prompts(parts: PromptParts, ctx: torch.Tensor) -> torch.Tensor:
     return F.normalize(x[torch.arange(C, device=x.device), parts.eot] @ parts.projection, dim=-1)
 
 
-def _train(parts, views, labels, scale, seed, progress, what):
+def _train(parts, views, labels, scale, seed, progress, what, epochs):
     ctx = torch.nn.Parameter(parts.ctx.clone())
     n = labels.numel()
     steps = max(1, n // BATCH_SIZE) if n >= BATCH_SIZE else 1
     opt = torch.optim.SGD([ctx], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     out = train_head([ctx], lambda x: scale * x @ encode_prompts(parts, ctx).T, views, labels,
-                     optimizer=opt, schedule=warmup_cosine_per_epoch(EPOCHS, steps, LR), epochs=EPOCHS,
+                     optimizer=opt, schedule=warmup_cosine_per_epoch(epochs, steps, LR), epochs=epochs,
                      batch_size=BATCH_SIZE, seed=seed, progress=progress, what=what,
                      drop_last=n >= BATCH_SIZE)
     return ctx.detach(), out["history"]
@@ -95,7 +96,8 @@ def fit(shots, ctx) -> Head:
     parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
     views = F.normalize(shots.views.float(), dim=-1)
     scale, what = ctx.logit_scale, f"CoOp ({shots.shots}-shot, seed {shots.seed})"
-    learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what)
+    epochs = ctx.cfg.coop_epochs
+    learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what, epochs)
 
     def text_at(a: float, c1=learned) -> torch.Tensor:
         with torch.no_grad():
@@ -103,7 +105,7 @@ def fit(shots, ctx) -> Head:
 
     def inside():
         held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]
-        c1, _ = _train(parts, views[:, ~held], shots.labels[~held], scale, shots.seed, False, what)
+        c1, _ = _train(parts, views[:, ~held], shots.labels[~held], scale, shots.seed, False, what, epochs)
         scores = [_top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
         return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
 
@@ -118,7 +120,7 @@ def fit(shots, ctx) -> Head:
                 sweep=tuple(({"alpha": a}, lambda f, t=texts[a]: scale * f.float() @ t.T) for a in ALPHAS))
     final = texts[1.0]
     return Head(lambda f: scale * f.float() @ final.T, "none",
-                {"context": len(parts.ctx), "init": INIT, "epochs": EPOCHS, "lr": LR},
+                {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": LR},
                 state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise})
 
 

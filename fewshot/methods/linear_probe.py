@@ -11,7 +11,7 @@ by full-batch L-BFGS (a convex problem: a deterministic, precise solution):
 - ``linear-probe``: from scratch, W₀ = 0 (CLIP's linear-probe evaluation);
 - ``linear-probe-zs``: initialised at and pulled towards the zero-shot head, W₀ = s·W_text.
 
-λ by cross-validation over the shots on {1e-6, …, 1e-1}; at 1 shot 1e-3 (the grid's middle); an
+λ by cross-validation over the shots on {1e-5, …, 1e-1}; at 1 shot 1e-3 (the grid's middle); an
 oracle run picks it on test. ``wise-linear`` interpolates the zero-shot head and the zero-shot-
 initialised probe, θ(α) = (1−α)·(s·W_text, 0) + α·(W, b), with α by cross-validation (the probe
 refitted on the other folds, every α scored on the held-out one); 0.5 at 1 shot.
@@ -29,7 +29,7 @@ from fewshot.wise import DEFAULT_LAMBDA, interpolate
 
 __all__ = ["fit_logistic", "probe_data", "LAMBDAS", "DEFAULT_REG"]
 
-LAMBDAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_REG = 1e-3
 MIX = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -41,7 +41,7 @@ def probe_data(shots, mask=None):
     return x, labels.repeat(views.shape[0])
 
 
-def fit_logistic(x, y, num_classes: int, reg: float, w0=None, start=None, max_iter: int = 100,
+def fit_logistic(x, y, num_classes: int, reg: float, w0=None, start=None, max_iter: int = 60,
                  what: str = "probe"):
     """(W [C, D], b [C]) minimising ``mean CE(x·Wᵀ + b, y) + reg·‖W − W₀‖²`` by L-BFGS, started
     at ``start`` (a (W, b) pair, e.g. the solution for a neighbouring ``reg``) or at (W₀, 0);

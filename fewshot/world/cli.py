@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("make-imagenet-shaped", help="ImageNet-shaped synthetic data + RN50-shaped random CLIP")
     s.add_argument("--out", required=True, help="folder for ImageNet-1K-16shot/, imagenet-v2/, -a/, -r/, rn50-random.pt")
     s.add_argument("--smoke", action="store_true", help="100 classes, tiny images (CPU smoke)")
+    mt = sub.add_parser("make-tasks", help="write the multi-task world for the merging study (deterministic)")
+    mt.add_argument("--out", default="data/tasks")
     c = sub.add_parser("check", help="does a mini-world run show the benchmark's phenomena?")
     c.add_argument("--run", default="runs/miniworld")
 
@@ -48,6 +50,12 @@ def run(args) -> int:
         root = make_imagenet_shaped(args.out, SMOKE if args.smoke else FULL)
         sha = make_rn50_random(Path(args.out) / "rn50-random.pt")
         print(f"wrote {root} (+ imagenet-v2/a/r) and rn50-random.pt ({sha[:12]}...) in {time.time() - t0:.1f} s")
+        return 0
+    if args.world_command == "make-tasks":
+        from fewshot.world.tasks import make_tasks
+
+        t0 = time.time()
+        print(f"tasks written to {make_tasks(args.out)} in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "check":
         from fewshot.report import load_run

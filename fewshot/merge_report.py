@@ -1,0 +1,77 @@
+"""The merge study's part of the report: FusionBench's table shape (merging rules × tasks and their
+average, with the pre-trained, individual and multi-task references), the task vectors' cosine
+similarities, and accuracy against λ for task arithmetic and TIES; all from the results files."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from fewshot.figures import subplots
+
+__all__ = ["merge_table", "soup_table", "plot_cosine", "plot_lambda_curves"]
+
+_ORDER = ["pre-trained", "individual", "multi-task", "average", "task-arithmetic", "ties", "fisher",
+          "regmean", "task-arithmetic (oracle)", "ties (oracle)"]
+
+
+def merge_table(records, tasks: list[str]) -> str:
+    """Markdown: one row per (rule, strategy), one column per task, then the average."""
+    cells = defaultdict(dict)
+    for r in records:
+        if r["role"] == "merge" and r["method"].startswith("merge:"):
+            rule, hp = r["method"][6:], r["hyperparameters"]
+            key = (rule, hp.get("strategy", ""), hp.get("lambda"))
+            cells[key][r["eval_set"]] = r["metrics"]["top1"]
+    lines = ["| method | encoders | λ | " + " | ".join(tasks) + " | average |", "|---|---|---|" + "---|" * (len(tasks) + 1)]
+    for key in sorted(cells, key=lambda k: (_ORDER.index(k[0]) if k[0] in _ORDER else 99, k[1])):
+        rule, strategy, lam = key
+        vals = [cells[key].get(t) for t in tasks]
+        avg = np.mean([v for v in vals if v is not None]) if any(v is not None for v in vals) else None
+        lines.append(f"| {rule} | {strategy or '—'} | {'' if lam is None else lam} | "
+                     + " | ".join("" if v is None else f"{v:.1f}" for v in vals)
+                     + f" | {'' if avg is None else f'{avg:.1f}'} |")
+    return "\n".join(lines)
+
+
+def soup_table(records) -> str:
+    """Markdown: the seed experts of one task, their average (the soup) and WiSE-FT of one."""
+    rows = [(r["method"][5:], r["eval_set"], r["metrics"]["top1"]) for r in records
+            if r["role"] == "merge" and r["method"].startswith("soup:")]
+    if not rows:
+        return ""
+    lines = [f"| model | top-1 on {rows[0][1]} (%) |", "|---|---|"]
+    lines += [f"| {name} | {v:.1f} |" for name, _, v in rows]
+    return "\n".join(lines)
+
+
+def plot_cosine(diag: dict):
+    """Cosine similarity of the task vectors, per kind of expert."""
+    tasks, mats = diag["tasks"], diag["cosine"]
+    fig, axes = subplots(1, len(mats), figsize=(4.6 * len(mats), 3.9), squeeze=False)
+    for ax, (strategy, m) in zip(axes[0], sorted(mats.items())):
+        im = ax.imshow(np.array(m), vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
+        ax.set_yticks(range(len(tasks)), tasks)
+        for i in range(len(tasks)):
+            for j in range(len(tasks)):
+                ax.text(j, i, f"{m[i][j]:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_title(f"task vectors ({strategy} fine-tuning)")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lambda_curves(diag: dict):
+    """Mean top-1 over the tasks against λ: on the held-out shots (what chooses λ) and on test."""
+    curves = diag["curves"]
+    fig, axes = subplots(1, len(curves), figsize=(3.6 * len(curves), 3.2), squeeze=False)
+    for ax, (name, c) in zip(axes[0], sorted(curves.items())):
+        lams = sorted(c, key=float)
+        ax.plot([float(x) for x in lams], [c[x][0] for x in lams], marker="o", label="held-out shots")
+        ax.plot([float(x) for x in lams], [c[x][1] for x in lams], marker="s", label="test")
+        ax.set(title=name.replace(":", ", "), xlabel="λ", ylabel="mean top-1 (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,225 @@
+"""Merge study: one image encoder from several fine-tuned ones, evaluated on every task.
+
+For each task (a dataset in the course layout, e.g. the multi-task world of
+:mod:`fewshot.world.tasks`) an expert encoder is fine-tuned on its k shots with that task's
+zero-shot head frozen (FusionBench's setting: task vectors live in the encoder), without the
+held-out fold of its shots (fold 0 of shot rank mod ``cv_folds``). The experts are merged by every
+rule of :mod:`fewshot.merging`; scaling factors are chosen on the held-out shots of every task
+(their mean accuracy), never on the tasks' test sets; an oracle choice on test is recorded beside.
+References: the pre-trained encoder, each expert on its own task, and one encoder trained on all
+tasks at once. A "soup" merges the experts of several seeds of one task and is compared with
+WiSE-FT of one of them.
+
+Records (role ``merge``): method ``merge:<rule>`` (or ``soup:<...>``), eval_set the task,
+hyperparameters (strategy, λ), tuned_on. Diagnostics: the task vectors' cosine matrix and the
+λ curves of task arithmetic and TIES.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fewshot import merging, selection
+from fewshot.datasets import load_dataset
+from fewshot.errors import NonFiniteError
+from fewshot.features import text_classifier
+from fewshot.finetune import Recipe, build_classifier, diagonal_fisher, encode, train
+from fewshot.lora import merge as merge_lora
+from fewshot.methods.finetune import centre_pixels_of
+from fewshot.pixels import augment, pixel_cache, train_size
+from fewshot.preprocess import normalize_pixels
+from fewshot.splits import make_manifest, shot_ranks
+
+__all__ = ["Task", "load_tasks", "run_study", "LAMBDAS"]
+
+LAMBDAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+TIES_KEEP, REGMEAN_REDUCE = 0.2, 0.95
+
+
+@dataclass
+class Task:
+    """One task's data: zero-shot head, stored training crops and test crops."""
+
+    name: str
+    head: torch.Tensor  # [C, D] = s·W_text (frozen)
+    train_px: object  # PixelSet of the k shots (train_size)
+    labels: torch.Tensor  # [M]
+    held: torch.Tensor  # [M] bool: the held-out fold of the shots
+    val_px: object  # PixelSet of the test images (input resolution)
+    val_labels: torch.Tensor  # [N]
+
+
+def load_tasks(root, names, backbone, cfg, shots: int, seed: int, device) -> list[Task]:
+    """The tasks under ``root`` (sub-folders ``names``) with ``shots`` shots of split ``seed``."""
+    from fewshot.datasets import ImageSet
+
+    out = []
+    res = backbone.input_resolution
+    for name in names:
+        ds = load_dataset(root / name)
+        head = backbone.logit_scale * text_classifier(backbone, ds.classnames, cfg.templates, cfg.cache_dir,
+                                                      device, False).float()
+        items = [tuple(it) for it in make_manifest(ds, shots, seed)["items"]]
+        train_set = ImageSet(f"{name}-train-{shots}shot-seed{seed}", ds.root, items, ds.train.class_indices)
+        ranks = torch.tensor(shot_ranks(items))
+        out.append(Task(name, head, pixel_cache(train_set, train_size(res), cfg.cache_dir, progress=False),
+                        torch.tensor([y for _, y in items]), selection.fold_masks(ranks, cfg.cv_folds)[0],
+                        pixel_cache(ImageSet(f"{name}-val", ds.root, ds.val.items, ds.val.class_indices), res,
+                                    cfg.cache_dir, progress=False), torch.tensor(ds.val.labels)))
+    return out
+
+
+def _visual_state(clf) -> dict:
+    return {k: v.detach().clone() for k, v in clf.visual.state_dict().items() if v.is_floating_point()}
+
+
+def _expert(model, task, strategy, recipe, device, seed, progress) -> dict:
+    clf, groups = build_classifier(model, task.head, 1.0, strategy, device, recipe, seed, train_head=False)
+    rows = torch.nonzero(~task.held).squeeze(1)
+    train(clf, groups, task.train_px, rows, task.labels[rows], recipe, device, seed, progress,
+          f"expert {task.name} ({strategy}, seed {seed})")
+    if strategy == "lora":
+        merge_lora(clf.visual)
+    return _visual_state(clf)
+
+
+class _Scorer:
+    """Top-1 of an encoder state on every task's test images or held-out shots."""
+
+    def __init__(self, model, tasks, device, batch_size):
+        clf, _ = build_classifier(model, tasks[0].head, 1.0, "full", device, Recipe())
+        self.clf, self.tasks, self.device, self.batch = clf, tasks, device, batch_size
+        res = clf.visual.input_resolution
+        self.held = {t.name: centre_pixels_of(t.train_px, torch.nonzero(t.held).squeeze(1).tolist(), res, device)
+                     for t in tasks}
+
+    @torch.no_grad()
+    def __call__(self, state: dict, on: str = "test", only=None) -> dict:
+        self.clf.visual.load_state_dict(state, strict=False)
+        scores = {}
+        for t in self.tasks:
+            if only and t.name not in only:
+                continue
+            if on == "test":
+                feats = encode(self.clf, t.val_px, self.device, self.batch)
+                labels = t.val_labels
+            else:
+                feats = self.clf.features(normalize_pixels(self.held[t.name]))
+                labels = t.labels[t.held]
+            logits = feats @ t.head.to(self.device).T
+            if not bool(torch.isfinite(logits).all()):
+                raise NonFiniteError(f"merged encoder gives non-finite logits on {t.name}")
+            scores[t.name] = 100 * float((logits.argmax(1).cpu() == labels).float().mean())
+        return scores
+
+
+def _multitask(model, tasks, recipe, device, seed, progress) -> dict:
+    """One encoder trained on every task at once: each step, one batch per task, each with its own
+    head; the summed cross-entropy."""
+    clf, groups = build_classifier(model, tasks[0].head, 1.0, "full", device, recipe, seed, train_head=False)
+    opt = torch.optim.AdamW([dict(g) for g in groups], weight_decay=recipe.weight_decay)
+    gen, res = torch.Generator().manual_seed(seed), clf.visual.input_resolution
+    rows = {t.name: torch.nonzero(~t.held).squeeze(1) for t in tasks}
+    steps = max(len(r) for r in rows.values()) // recipe.batch_size + 1
+    clf.train()
+    clf.visual.apply(lambda m: m.eval() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) else None)
+    for _ in tqdm(range(recipe.epochs * steps), desc="multi-task training", disable=not progress, leave=False):
+        loss = 0.0
+        for t in tasks:
+            idx = rows[t.name][torch.randint(len(rows[t.name]), (min(recipe.batch_size, len(rows[t.name])),), generator=gen)]
+            x = augment(t.train_px.batch(idx.tolist()).to(device), res, gen)
+            loss = loss + F.cross_entropy(clf.features(normalize_pixels(x)) @ t.head.to(device).T, t.labels[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    clf.eval()
+    return _visual_state(clf)
+
+
+def _grams(model, state, task, device) -> dict:
+    """Input Gram matrices (mean of xxᵀ over rows) of every Linear and 1×1 convolution that the
+    encoder calls, on the task's training shots."""
+    clf, _ = build_classifier(model, task.head, 1.0, "full", device, Recipe())
+    clf.visual.load_state_dict(state, strict=False)
+    grams, count, hooks = {}, {}, []
+    for name, m in clf.visual.named_modules():
+        if isinstance(m, torch.nn.Linear) or (isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)):
+            def hook(mod, inputs, _out, key=f"{name}.weight"):
+                x = inputs[0].detach()
+                x = x.movedim(1, -1) if x.dim() == 4 else x
+                x = x.reshape(-1, x.shape[-1]).double()
+                grams[key] = grams.get(key, 0) + x.T @ x
+                count[key] = count.get(key, 0) + x.shape[0]
+            hooks.append(m.register_forward_hook(hook))
+    rows = torch.nonzero(~task.held).squeeze(1).tolist()
+    with torch.no_grad():
+        clf.features(normalize_pixels(centre_pixels_of(task.train_px, rows, clf.visual.input_resolution, device)))
+    for h in hooks:
+        h.remove()
+    return {k: (g / count[k]).float() for k, g in grams.items()}
+
+
+def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[list, dict]:
+    """(records, diagnostics) of the merge study configured by ``cfg.merge_tasks``."""
+    from pathlib import Path
+
+    from fewshot.world.tasks import TASKS
+
+    root = Path(cfg.merge_tasks)
+    names = [n for n in TASKS if (root / n).is_dir()] or sorted(p.name for p in root.iterdir() if p.is_dir())
+    model, seed, k = resources.backbone.model, cfg.seeds[0], cfg.merge_shots
+    recipe = Recipe(cfg.merge_epochs, cfg.merge_lr, 32, cfg.grad_checkpointing)
+    tasks = load_tasks(root, names, resources.backbone, cfg, k, seed, device)
+    score = _Scorer(model, tasks, device, recipe.batch_size)
+    base = _visual_state(score.clf)
+    records, diag = [], {"tasks": names, "cosine": {}, "curves": {}}
+
+    def add(method, scores, hp, tuned_on="none"):
+        records.extend(record(f"merge:{method}", t, {"top1": v}, k, seed, hp, tuned_on) for t, v in scores.items())
+
+    add("pre-trained", score(base), {})
+    for strategy in ("full", "lora"):
+        experts = [_expert(model, t, strategy, recipe, device, seed, progress) for t in tasks]
+        for t, e in zip(tasks, experts):
+            add("individual", score(e, only=[t.name]), {"strategy": strategy})
+        taus = merging.task_vectors(base, experts)
+        diag["cosine"][strategy] = merging.cosine_matrix(taus).tolist()
+        add("average", score(merging.simple_average(experts)), {"strategy": strategy})
+        for rule, merge in (("task-arithmetic", lambda lam: merging.task_arithmetic(base, experts, lam)),
+                            ("ties", lambda lam: merging.ties(base, experts, lam, TIES_KEEP))):
+            curve = {lam: (score(merge(lam), "held"), score(merge(lam))) for lam in LAMBDAS}
+            mean = {lam: (sum(h.values()) / len(h), sum(s.values()) / len(s)) for lam, (h, s) in curve.items()}
+            diag["curves"][f"{rule}:{strategy}"] = {str(lam): m for lam, m in mean.items()}
+            chosen = max(LAMBDAS, key=lambda lam: (mean[lam][0], -lam))
+            oracle = max(LAMBDAS, key=lambda lam: (mean[lam][1], -lam))
+            add(rule, curve[chosen][1], {"strategy": strategy, "lambda": chosen}, "cv-train")
+            add(f"{rule} (oracle)", curve[oracle][1], {"strategy": strategy, "lambda": oracle}, "test-oracle")
+        if strategy == "full":
+            fishers = []
+            for t, e in zip(tasks, experts):
+                clf, _ = build_classifier(model, t.head, 1.0, "full", device, recipe, train_head=False)
+                clf.visual.load_state_dict(e, strict=False)
+                rows = torch.nonzero(~t.held).squeeze(1).tolist()
+                f = diagonal_fisher(clf, centre_pixels_of(t.train_px, rows, clf.visual.input_resolution, device),
+                                    t.labels[~t.held], device, "model", seed=seed)
+                fishers.append({n.removeprefix("visual."): v for n, v in f.items()})
+            add("fisher", score(merging.fisher_merge(experts, fishers)), {"strategy": strategy})
+            grams = [_grams(model, e, t, device) for t, e in zip(tasks, experts)]
+            add("regmean", score(merging.regmean(experts, grams, REGMEAN_REDUCE)), {"strategy": strategy, "reduce": REGMEAN_REDUCE})
+    add("multi-task", score(_multitask(model, tasks, recipe, device, seed, progress)), {"strategy": "full"})
+    soup_task = tasks[[t.name for t in tasks].index("count")] if "count" in names else tasks[0]
+    seeds = list(cfg.seeds)
+    experts = [_expert(model, soup_task, "full", recipe, device, s, progress) for s in seeds]
+    only = [soup_task.name]
+    for s, e in zip(seeds, experts):
+        records.extend(record(f"soup:seed {s}", soup_task.name, {"top1": v}, k, seed, {"seed": s}, "none")
+                       for v in score(e, only=only).values())
+    records.extend(record("soup:average", soup_task.name, {"top1": v}, k, seed, {"seeds": seeds}, "none")
+                   for v in score(merging.simple_average(experts), only=only).values())
+    records.extend(record("soup:wise-ft", soup_task.name, {"top1": v}, k, seed, {"alpha": 0.5, "seed": seeds[0]}, "default")
+                   for v in score(merging.task_arithmetic(base, experts[:1], 0.5), only=only).values())
+    return records, diag

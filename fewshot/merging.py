@@ -1,0 +1,113 @@
+"""Merging: one model from several fine-tuned ones, as pure functions over state dicts.
+
+Notation: θ₀ the pre-trained weights, θ₁ … θₙ the fine-tuned ones, τᵢ = θᵢ − θ₀ their task
+vectors. Every function takes and returns ``{name: tensor}`` dicts with equal keys and shapes.
+
+- :func:`simple_average`: ``mean_i θᵢ`` (a "model soup" when the θᵢ are seeds of one task);
+- :func:`task_arithmetic`: ``θ₀ + λ·Σᵢ τᵢ`` (Ilharco et al., ICLR 2023);
+- :func:`ties`: TIES-merging (Yadav et al., NeurIPS 2023): keep each τᵢ's top-k share of entries
+  by magnitude (over the whole model), elect each entry's sign by the sum of the kept values
+  (the "mass"; zeros take the majority sign), average the kept values that agree with it
+  (the disjoint mean), ``θ₀ + λ·τ``;
+- :func:`fisher_merge`: ``Σᵢ cᵢFᵢθᵢ / Σᵢ cᵢFᵢ`` with diagonal Fishers (Matena & Raffel, NeurIPS
+  2022); with two models and c = (1−α, α) it is WiSE-FT's Fisher-weighted merge;
+- :func:`regmean`: for each linear map W [out, in] with input Gram matrices Gᵢ = XᵢᵀXᵢ,
+  ``W = (Σᵢ G̃ᵢ)⁻¹ Σᵢ G̃ᵢ Wᵢᵀ`` (transposed back), G̃ = a·G + (1−a)·diag(G) shrinking the
+  off-diagonal (Jin et al., ICLR 2023); every other tensor is averaged.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["task_vectors", "simple_average", "task_arithmetic", "ties", "fisher_merge", "regmean",
+           "cosine_matrix"]
+
+
+def _check(models):
+    if not models:
+        raise ValueError("nothing to merge")
+    keys = set(models[0])
+    for m in models[1:]:
+        if set(m) != keys:
+            raise KeyError(f"state dicts differ in keys: {sorted(keys ^ set(m))}")
+
+
+def task_vectors(base: dict, models: list) -> list[dict]:
+    """τᵢ = θᵢ − θ₀ for every model."""
+    _check([base, *models])
+    return [{k: m[k] - base[k] for k in base} for m in models]
+
+
+def simple_average(models: list) -> dict:
+    """``mean_i θᵢ``."""
+    _check(models)
+    return {k: torch.stack([m[k] for m in models]).mean(0) for k in models[0]}
+
+
+def task_arithmetic(base: dict, models: list, lam: float) -> dict:
+    """``θ₀ + λ·Σᵢ τᵢ``."""
+    taus = task_vectors(base, models)
+    return {k: base[k] + lam * sum(t[k] for t in taus) for k in base}
+
+
+def ties(base: dict, models: list, lam: float = 1.0, keep: float = 0.2) -> dict:
+    """TIES-merging (module docstring): trim each task vector to its ``keep`` share of entries by
+    magnitude over all tensors, elect signs by mass, disjoint mean, ``θ₀ + λ·τ``."""
+    taus = task_vectors(base, models)
+    names = sorted(base)
+    flat = torch.stack([torch.cat([t[k].reshape(-1).float() for k in names]) for t in taus])  # [n, d]
+    d = flat.shape[1]
+    position = max(1, d - int(d * keep))  # as the reference code: |τ| at least its k-th smallest
+    thresh = flat.abs().kthvalue(position, dim=1, keepdim=True).values
+    trimmed = torch.where(flat.abs() >= thresh, flat, torch.zeros_like(flat))
+    sign = torch.sign(trimmed.sum(0))
+    majority = torch.sign(sign.sum())
+    sign[sign == 0] = majority if majority != 0 else 1.0  # zero mass: the majority sign
+    agree = (torch.sign(trimmed) == sign) & (trimmed != 0)
+    merged = (trimmed * agree).sum(0) / agree.sum(0).clamp(min=1)
+    out, start = {}, 0
+    for name in names:
+        n = base[name].numel()
+        out[name] = base[name] + lam * merged[start:start + n].view_as(base[name]).to(base[name].dtype)
+        start += n
+    return out
+
+
+def fisher_merge(models: list, fishers: list, coefficients=None, floor: float = 1e-6) -> dict:
+    """``Σᵢ cᵢFᵢθᵢ / Σᵢ cᵢFᵢ``, each F clamped below at ``floor``; a tensor without a Fisher in any
+    model is averaged with the coefficients (c: uniform by default)."""
+    _check(models)
+    c = [1 / len(models)] * len(models) if coefficients is None else list(coefficients)
+    out = {}
+    for k in models[0]:
+        if all(k in f for f in fishers):
+            w = [ci * torch.clamp(f[k], min=floor) for ci, f in zip(c, fishers)]
+            out[k] = sum(wi * m[k] for wi, m in zip(w, models)) / sum(w)
+        else:
+            out[k] = sum(ci * m[k] for ci, m in zip(c, models)) / sum(c)
+    return out
+
+
+def regmean(models: list, grams: list, reduce: float = 0.95) -> dict:
+    """RegMean: the linear weights named in every ``grams[i]`` (their input Gram matrices
+    [in, in]) solved in closed form, every other tensor averaged."""
+    _check(models)
+    out = simple_average(models)
+    for name in grams[0]:
+        gs = []
+        for g in grams:
+            diag = torch.diag(torch.diag(g[name]))
+            gs.append((reduce * g[name] + (1 - reduce) * diag).double())
+        ws = [m[name].reshape(m[name].shape[0], -1).double() for m in models]  # [out, in]
+        lhs = sum(gs)
+        rhs = sum(g @ w.T for g, w in zip(gs, ws))  # [in, out]
+        solved = torch.linalg.lstsq(lhs, rhs).solution.T  # [out, in]
+        out[name] = solved.reshape(models[0][name].shape).to(models[0][name].dtype)
+    return out
+
+
+def cosine_matrix(taus: list[dict]) -> torch.Tensor:
+    """Cosine similarities between flattened task vectors: [n, n]."""
+    flat = torch.stack([torch.cat([t[k].reshape(-1).float() for k in sorted(t)]) for t in taus])
+    flat = flat / flat.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    return flat @ flat.T
