@@ -5,8 +5,9 @@ vectors. Every function takes and returns ``{name: tensor}`` dicts with equal ke
 
 - :func:`simple_average`: ``mean_i θᵢ`` (a "model soup" when the θᵢ are seeds of one task);
 - :func:`task_arithmetic`: ``θ₀ + λ·Σᵢ τᵢ`` (Ilharco et al., ICLR 2023);
-- :func:`ties`: TIES-merging (Yadav et al., NeurIPS 2023): keep each τᵢ's top-k share of entries
-  by magnitude (over the whole model), elect each entry's sign by the sum of the kept values
+- :func:`ties`: TIES-merging (Yadav et al., NeurIPS 2023): keep each τᵢ's entries whose
+  magnitude is at least its (d − ⌊k·d⌋)-th smallest over the whole model (the reference code's
+  rule for "the top k share"), elect each entry's sign by the sum of the kept values
   (the "mass"; zeros take the majority sign), average the kept values that agree with it
   (the disjoint mean), ``θ₀ + λ·τ``;
 - :func:`fisher_merge`: ``Σᵢ cᵢFᵢθᵢ / Σᵢ cᵢFᵢ`` with diagonal Fishers (Matena & Raffel, NeurIPS

@@ -1,0 +1,70 @@
+"""Merging rules against hand-computed merges and a least-squares solver."""
+import numpy as np
+import pytest
+import torch
+
+from fewshot import merging
+from fewshot.wise import interpolate
+
+
+def _m(**tensors):
+    return {k: torch.tensor(v, dtype=torch.float32) for k, v in tensors.items()}
+
+
+def test_average_and_task_arithmetic_by_hand():
+    base = _m(w=[0.0, 0.0], b=[1.0])
+    a, b = _m(w=[2.0, 0.0], b=[3.0]), _m(w=[0.0, 4.0], b=[1.0])
+    assert merging.simple_average([a, b])["w"].tolist() == [1.0, 2.0]
+    ta = merging.task_arithmetic(base, [a, b], 0.5)  # 0 + 0.5·((2,0) + (0,4)); 1 + 0.5·(2 + 0)
+    assert ta["w"].tolist() == [1.0, 2.0] and ta["b"].tolist() == [2.0]
+
+
+def test_ties_trims_elects_and_averages_disjointly_by_hand():
+    base = _m(w=[0.0, 0.0, 0.0, 0.0])
+    # keep = 0.5 of d = 4: the reference code keeps |τ| ≥ its (4 − 2) = 2nd smallest magnitude
+    t1 = _m(w=[3.0, -1.0, 0.2, 2.0])   # 2nd smallest |τ| = 1: keeps 3, -1, 2
+    t2 = _m(w=[-1.0, -2.0, 0.1, 4.0])  # keeps -1, -2, 4
+    t3 = _m(w=[2.0, 0.5, -3.0, -1.0])  # keeps 2, -3, -1
+    merged = merging.ties(base, [t1, t2, t3], lam=1.0, keep=0.5)["w"]
+    # trimmed: (3, -1, 0, 2), (-1, -2, 0, 4), (2, 0, -3, -1); mass: +4, -3, -3, +5
+    # disjoint means of the agreeing entries: (3+2)/2, (-1-2)/2, -3, (2+4)/2
+    assert merged.tolist() == [2.5, -1.5, -3.0, 3.0]
+    half = merging.ties(base, [t1, t2, t3], lam=0.5, keep=0.5)["w"]
+    assert half.tolist() == [1.25, -0.75, -1.5, 1.5]
+
+
+def test_two_model_fisher_merge_is_wise_ft_fisher():
+    g = torch.Generator().manual_seed(0)
+    t0 = {"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g)}
+    t1 = {"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g)}
+    f0, f1 = {"w": torch.rand(3, 4, generator=g)}, {"w": torch.rand(3, 4, generator=g)}
+    got = merging.fisher_merge([t0, t1], [f0, f1], coefficients=(0.7, 0.3), floor=1e-8)
+    ref = interpolate(t0, t1, 0.3, fishers=(f0, f1), fisher_floor=1e-8)
+    assert torch.allclose(got["w"], ref["w"]) and torch.allclose(got["b"], ref["b"])  # b: no Fisher
+
+
+def test_regmean_equals_least_squares_on_the_stacked_inputs():
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(50, 6)), rng.normal(size=(40, 6)) + 1.0]
+    ws = [rng.normal(size=(3, 6)), rng.normal(size=(3, 6))]
+    models = [{"lin.weight": torch.tensor(w, dtype=torch.float32), "lin.bias": torch.tensor([float(i)] * 3)}
+              for i, w in enumerate(ws)]
+    grams = [{"lin.weight": torch.tensor(x.T @ x, dtype=torch.float32)} for x in xs]
+    got = merging.regmean(models, grams, reduce=1.0)
+    x_all = np.vstack(xs)
+    y_all = np.vstack([x @ w.T for x, w in zip(xs, ws)])
+    ref = np.linalg.lstsq(x_all, y_all, rcond=None)[0].T  # the W minimising Σ‖X_i W^T − X_i W_i^T‖²
+    assert np.allclose(got["lin.weight"].numpy(), ref, atol=1e-4)
+    assert got["lin.bias"].tolist() == [0.5, 0.5, 0.5]  # everything else: averaged
+    shrunk = merging.regmean(models, grams, reduce=0.0)  # diagonal Grams only
+    d = [np.diag(np.diag(x.T @ x)) for x in xs]
+    ref0 = np.linalg.solve(d[0] + d[1], d[0] @ ws[0].T + d[1] @ ws[1].T).T
+    assert np.allclose(shrunk["lin.weight"].numpy(), ref0, atol=1e-4)
+
+
+def test_cosine_matrix_and_key_checks():
+    taus = [_m(w=[1.0, 0.0]), _m(w=[1.0, 1.0]), _m(w=[-1.0, 0.0])]
+    cos = merging.cosine_matrix(taus)
+    assert torch.allclose(cos, torch.tensor([[1, 2 ** -0.5, -1], [2 ** -0.5, 1, -(2 ** -0.5)], [-1, -(2 ** -0.5), 1]]), atol=1e-6)
+    with pytest.raises(KeyError):
+        merging.simple_average([_m(w=[1.0]), _m(v=[1.0])])
