@@ -60,7 +60,8 @@ class RunConfig:
     tip_f_recipe: str = "auto"  # Tip-Adapter-F: "fp32", "official" (fp16 state: fewshot.optim), "auto" (CV)
     lambdas: tuple = DEFAULT_LAMBDAS  # WiSE-FT mixing coefficients evaluated
     cv_folds: int = 4  # folds over the shots for choosing WiSE-FT's lambda
-    ft_shots: tuple = ()  # shots at which the image encoder is fine-tuned (fewshot.finetune); () = all
+    ft_shots: tuple = ()  # shots at which the encoders are fine-tuned (fewshot.finetune, CoOp); () = all
+    ft_seeds: tuple = ()  # seeds at which they are; () = all
     ft_epochs: int = 10  # encoder fine-tuning epochs
     ft_lr: float = 3e-5  # encoder fine-tuning AdamW rate (WiSE-FT's); LoRA trains at 10x
     ft_batch_size: int = 256  # encoder fine-tuning batch size (split across GPUs under torchrun)
@@ -186,6 +187,7 @@ _CHECKS = {
     "tip_f_recipe": _str(choices=("auto", "fp32", "official")),
     "lambdas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "cv_folds": _int(2),
     "ft_shots": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(1), "integers >= 1")(n, v),
+    "ft_seeds": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(0), "integers >= 0")(n, v),
     "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
     "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool, "coop_epochs": _int(1),
     "merge_tasks": _str(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1),

@@ -155,11 +155,16 @@ class Run:
         chosen = getattr(self.cfg, method.shots_field, ()) if method.shots_field else ()
         return [k for k in self.cfg.shots if k in chosen] if chosen else list(self.cfg.shots)
 
+    def seeds_of(self, method) -> list[int]:
+        """The seeds ``method`` runs at: its config field (``seeds_field``), else cfg.seeds."""
+        chosen = getattr(self.cfg, method.seeds_field, ()) if method.seeds_field else ()
+        return [s for s in self.cfg.seeds if s in chosen] if chosen else list(self.cfg.seeds)
+
     def run_method(self, name: str) -> list[dict]:
         """Fit ``name`` on every (shots, seed), evaluate it on every test set, write its records
         (``results/<name>.jsonl``), fitted state, diagnostics and predictions."""
         m = get_method(name)
-        grid = [(0, None)] if m.shot_free else [(k, s) for s in self.cfg.seeds for k in self.shots_of(m)]
+        grid = [(0, None)] if m.shot_free else [(k, s) for s in self.seeds_of(m) for k in self.shots_of(m)]
         records, diagnostics = [], []
         with self.dir.lock(name):
             bar = tqdm(grid, desc=name, disable=not self.cfg.progress or len(grid) == 1)
@@ -172,7 +177,7 @@ class Run:
                 records += self._score(name, head, k, seed, what)
                 self.dir.save_fitted(Fitted(name, k, seed, head.hyperparameters, head.tuned_on,
                                             head.state), self.digest)
-                first = m.shot_free or (seed == self.cfg.seeds[0])
+                first = m.shot_free or (seed == self.seeds_of(m)[0])
                 if m.diagnose and first:
                     diagnostics.append(m.diagnose(shots, ctx, head, self.eval_sets["val"]))
                 if first and (m.shot_free or k == max(self.shots_of(m))):

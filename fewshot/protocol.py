@@ -129,6 +129,7 @@ class Method:
     diagnose: Optional[Callable] = None  # (Shots, Context, Head, EvalSet) -> JSON for figures
     needs_encoder: bool = False  # fit gets ``ctx.encoder`` (pixels and the CLIP model)
     shots_field: str = ""  # a config field listing the shots it runs at (empty: cfg.shots)
+    seeds_field: str = ""  # a config field listing the seeds it runs at (empty: cfg.seeds)
     companions: tuple = ()  # names its Head's companions are recorded under
 
 
