@@ -61,8 +61,8 @@ def main():
             row["error"] = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else ["?"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+        if args.out:  # after every step: a call cut short still returns what it measured
+            Path(args.out).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ WORK=${1:-/tmp/fewshot-rehearsal}
 mkdir -p "$WORK"
 if [[ "${SMOKE:-0}" == 1 ]]; then
   gen=--smoke
-  extra='"backbone": "miniclip-rn", "templates": "single", "shots": [1, 2], "seeds": [1, 2], "views": 2, "beta_steps": 10, "alpha_steps": 5, "epochs": 2, "lambdas": [0.0, 0.5, 1.0], "cv_folds": 2, "num_workers": 0, "device": "cpu"'
+  extra='"backbone": "miniclip-rn", "templates": "single", "shots": [1, 2], "seeds": [1, 2], "views": 2, "beta_steps": 10, "alpha_steps": 5, "epochs": 2, "lambdas": [0.0, 0.5, 1.0], "cv_folds": 2, "num_workers": 0, "device": "cpu", "ft_shots": [2], "ft_epochs": 1, "ft_alphas": [0.0, 1.0], "coop_epochs": 1, "merge_tasks": ""'
 else
   gen=
   extra="\"backbone\": \"$WORK/data/rn50-random.pt\", \"shots\": [1, 5, 16], \"seeds\": [1, 2, 3], \"num_workers\": ${WORKERS:-16}"
