@@ -29,7 +29,7 @@ from fewshot.errors import NonFiniteError
 from fewshot.features import text_classifier
 from fewshot.finetune import Recipe, build_classifier, diagonal_fisher, encode, train
 from fewshot.lora import merge as merge_lora
-from fewshot.methods.finetune import centre_pixels_of
+from fewshot.methods.finetune import centre_pixels_of, features_of
 from fewshot.pixels import augment, pixel_cache, train_size
 from fewshot.preprocess import normalize_pixels
 from fewshot.splits import make_manifest, shot_ranks
@@ -93,9 +93,6 @@ class _Scorer:
     def __init__(self, model, tasks, device, batch_size):
         clf, _ = build_classifier(model, tasks[0].head, 1.0, "full", device, Recipe())
         self.clf, self.tasks, self.device, self.batch = clf, tasks, device, batch_size
-        res = clf.visual.input_resolution
-        self.held = {t.name: centre_pixels_of(t.train_px, torch.nonzero(t.held).squeeze(1).tolist(), res, device)
-                     for t in tasks}
 
     @torch.no_grad()
     def __call__(self, state: dict, on: str = "test", only=None) -> dict:
@@ -108,7 +105,7 @@ class _Scorer:
                 feats = encode(self.clf, t.val_px, self.device, self.batch)
                 labels = t.val_labels
             else:
-                feats = self.clf.features(normalize_pixels(self.held[t.name]))
+                feats = features_of(self.clf, t.train_px, torch.nonzero(t.held).squeeze(1).tolist(), self.device)
                 labels = t.labels[t.held]
             logits = feats @ t.head.to(self.device).T
             if not bool(torch.isfinite(logits).all()):

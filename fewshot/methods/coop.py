@@ -17,6 +17,7 @@ for the encoders (CoOp retrained without fold 0), 0.5 at 1 shot.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -67,11 +68,19 @@ def prompt_parts(model, classnames, init: str = INIT, device=None) -> PromptPart
 
 def encode_prompts(parts: PromptParts, ctx: torch.Tensor) -> torch.Tensor:
     """Normalised text features [C, D] of the prompts with context ``ctx`` [M, W]: CLIP's
-    ``encode_text`` with the context embeddings in place of the words'."""
+    ``encode_text`` with the context embeddings in place of the words'. While training (grad
+    enabled) each block's activations are recomputed in the backward pass, and on a GPU the
+    blocks run in bf16: all C prompts go through the encoder at every step (1,000 × 77 tokens
+    for ImageNet), which would otherwise hold gigabytes of activations."""
+    from torch.utils.checkpoint import checkpoint
+
     C = parts.prefix.shape[0]
-    x = torch.cat([parts.prefix, ctx[None].expand(C, -1, -1), parts.suffix], dim=1) + parts.positional
-    x = parts.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
-    x = parts.ln_final(x)
+    x = (torch.cat([parts.prefix, ctx[None].expand(C, -1, -1), parts.suffix], dim=1) + parts.positional).permute(1, 0, 2)
+    cast = torch.autocast("cuda", dtype=torch.bfloat16) if x.is_cuda else contextlib.nullcontext()
+    with cast:
+        for block in parts.transformer.resblocks:
+            x = checkpoint(block, x, use_reentrant=False) if torch.is_grad_enabled() else block(x)
+    x = parts.ln_final(x.float().permute(1, 0, 2))
     return F.normalize(x[torch.arange(C, device=x.device), parts.eot] @ parts.projection, dim=-1)
 
 

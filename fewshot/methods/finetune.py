@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import selection
-from fewshot.finetune import (Recipe, build_classifier, diagonal_fisher, encode, load_state,
-                              mix_lora, train, trainable_state)
+from fewshot.finetune import (FISHER_IMAGES, Recipe, build_classifier, diagonal_fisher, encode,
+                              load_state, mix_lora, train, trainable_state)
 from fewshot.metrics import topk_correct
 from fewshot.preprocess import normalize_pixels
 from fewshot.protocol import Head, Method, register
 from fewshot.wise import DEFAULT_LAMBDA, interpolate
 
-__all__ = ["centre_pixels_of", "set_alpha"]
+__all__ = ["centre_pixels_of", "features_of", "set_alpha"]
 
 
 def centre_pixels_of(pool, rows, size: int, device) -> torch.Tensor:
@@ -37,6 +37,15 @@ def centre_pixels_of(pool, rows, size: int, device) -> torch.Tensor:
     x = pool.batch(rows).to(device).float()
     return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True,
                          align_corners=False).round().clamp(0, 255)
+
+
+@torch.no_grad()
+def features_of(clf, pool, rows, device, chunk: int = 256) -> torch.Tensor:
+    """Normalised features [B, D] of the pool's ``rows`` (their centre views), ``chunk`` images
+    at a time, so that thousands of held-out shots never sit on the GPU at once."""
+    res = clf.visual.input_resolution
+    return torch.cat([clf.features(normalize_pixels(centre_pixels_of(pool, rows[i:i + chunk], res, device)))
+                      for i in range(0, len(rows), chunk)])
 
 
 def set_alpha(clf, strategy: str, theta0: dict, theta1: dict, alpha: float, fishers=None) -> None:
@@ -72,12 +81,11 @@ def _fit(strategy: str):
             train(clf, groups, pool, rows[~held], shots.labels.cpu()[~held], recipe, dev, shots.seed,
                   ctx.progress, f"{label}, held-out fold")
             t1 = trainable_state(clf)
-            x = centre_pixels_of(pool, rows[held].tolist(), res, dev)
             scores = []
             for a in alphas:
                 set_alpha(clf, strategy, t0, t1, a)
-                with torch.no_grad():
-                    scores.append(_top1(clf.features(normalize_pixels(x)), clf.head, shots.labels[held].to(dev)))
+                feats = features_of(clf, pool, rows[held].tolist(), dev)
+                scores.append(_top1(feats, clf.head.detach(), shots.labels[held].to(dev)))
             return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
 
         clf, groups = fresh()
@@ -88,11 +96,14 @@ def _fit(strategy: str):
         theta1 = trainable_state(clf)
         fishers = None
         if strategy != "lora":
-            centre = centre_pixels_of(pool, rows.tolist(), res, dev)
+            every = max(1, -(-len(rows) // FISHER_IMAGES))  # an even sample over the classes
+            some = torch.arange(0, len(rows), every)
+            centre = centre_pixels_of(pool, rows[some].tolist(), res, dev)
+            fisher_labels = shots.labels.cpu()[some]
             fishers = []
             for theta in (theta0, theta1):
                 load_state(clf, theta)
-                fishers.append(diagonal_fisher(clf, centre, shots.labels, dev, "model", seed=shots.seed))
+                fishers.append(diagonal_fisher(clf, centre, fisher_labels, dev, "model", seed=shots.seed))
             load_state(clf, theta1)
         encoders = {}
 
