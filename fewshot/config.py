@@ -149,7 +149,7 @@ def _list(item, what):
 
 
 def _shift_sets(name, v):
-    from fewshot.datasets import list_shift_kinds
+    from fewshot.shifts import list_shift_kinds
 
     if not isinstance(v, dict):
         _fail(name, "an object {name: [path, kind]}", v)

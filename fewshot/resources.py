@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.backbones import load_backbone
-from fewshot.datasets import ImageSet, find_shift_sets, load_dataset, load_shift_set
+from fewshot.datasets import ImageSet, load_dataset
+from fewshot.shifts import find_shift_sets, load_shift_set
 from fewshot.errors import MissingStepError
 from fewshot.features import image_features, text_classifier
 from fewshot.protocol import EncoderAccess, EvalSet, Shots

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fewshot.datasets import DatasetError, load_dataset, load_shift_set
+from fewshot.datasets import DatasetError, load_dataset
+from fewshot.shifts import load_shift_set
 from fewshot.images import ImageError, load_rgb
 from fewshot.metrics import restrict_to_classes
 

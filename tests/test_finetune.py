@@ -181,3 +181,34 @@ def test_two_processes_train_the_same_weights_as_one(tiny_clip_path, tmp_path):
     a, b = torch.load(tmp_path / "one.pt", weights_only=True), torch.load(tmp_path / "two.pt", weights_only=True)
     worst = max(float((a[k] - b[k]).abs().max() / (a[k].abs().max() + 1e-12)) for k in a)
     assert worst < 1e-3  # the same updates up to the order of float sums (measured here: 2.4e-4)
+
+
+@pytest.mark.parametrize("strategy", ["partial", "full", "lora"])
+def test_vit_towers_fine_tune_too(strategy):
+    """CLIP's other image tower: partial trains the last blocks, LoRA adapts every block's
+    attention (in_proj and out_proj), checkpointing gives the same loss as the plain forward."""
+    import clip
+
+    torch.manual_seed(0)
+    model = clip.model.CLIP(64, 32, 4, 64, 8, 16, 49408, 64, 1, 1).eval()  # ViT: 4 blocks, patch 8
+    text = F.normalize(torch.randn(4, 64), dim=-1)
+    recipe = Recipe(epochs=1, lr=1e-3, batch_size=8)
+    clf, groups = build_classifier(model, text, 10.0, strategy, "cpu", recipe, seed=0)
+    trained = {n for n, p in clf.named_parameters() if p.requires_grad}
+    if strategy == "partial":
+        assert any(".resblocks.3." in n for n in trained) and not any(".resblocks.0." in n for n in trained)
+    if strategy == "lora":
+        assert sum("in_proj_weight" in n for n in trained) == 8 and sum("out_proj" in n for n in trained) == 8
+    pool, labels = _task(n=16)
+    theta0 = trainable_state(clf)
+    train(clf, groups, pool, torch.arange(16), labels, recipe, "cpu", progress=False)
+    theta1 = trainable_state(clf)
+    set_alpha(clf, strategy, theta0, theta1, 0.0)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        zero = clf.features(x)
+        ref = F.normalize(model.float().visual(x), dim=-1)
+    assert torch.allclose(zero, ref, atol=1e-5)  # α = 0 is the zero-shot tower
+    clf.checkpointing = True
+    clf.train()
+    assert torch.allclose(clf.features(x), clf.eval().features(x), atol=1e-5)

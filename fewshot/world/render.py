@@ -10,7 +10,7 @@ import random
 
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["SHAPES", "COLORS", "STYLES", "render"]
+__all__ = ["SHAPES", "COLORS", "render"]
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon", "arrow",
           "crescent")
@@ -19,7 +19,6 @@ COLORS = {  # name in the pretraining captions -> RGB
     "purple": (140, 60, 190), "orange": (250, 130, 20), "cyan": (30, 200, 215),
     "pink": (245, 120, 185), "brown": (125, 75, 35), "gray": (128, 128, 128),
 }
-STYLES = ("photo", "sketch")
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tuple[float, float]]:
