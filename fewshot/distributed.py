@@ -6,6 +6,7 @@ Nothing here starts a process group: ``torchrun`` sets the environment and the c
 """
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -15,16 +16,19 @@ __all__ = ["init", "active", "rank", "world", "is_main", "wrap", "my_share", "my
            "gather_rows", "sum_all", "barrier"]
 
 
-def init() -> torch.device:
+def init(device: str = "auto") -> torch.device:
     """Join the process group ``torchrun`` describes (NCCL on GPUs, gloo on CPUs) and return this
-    process's device; in a plain process, return the default device and do nothing."""
-    if "RANK" not in os.environ or active():
-        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    process's device (``cuda:LOCAL_RANK``, or the CPU when ``device`` is "cpu" or there is no
+    GPU); in a plain process, return that device and do nothing. Collectives wait up to two
+    hours, as rank 0 may be filling caches while the others wait."""
+    gpu = torch.cuda.is_available() and not str(device).startswith("cpu")
     local = int(os.environ.get("LOCAL_RANK", 0))
-    if backend == "nccl":
+    if "RANK" not in os.environ or active():
+        return torch.device(f"cuda:{local}" if gpu else "cpu")
+    backend = "nccl" if gpu else "gloo"
+    if gpu:
         torch.cuda.set_device(local)
-    td.init_process_group(backend)
+    td.init_process_group(backend, timeout=datetime.timedelta(hours=2))
     return torch.device(f"cuda:{local}" if backend == "nccl" else "cpu")
 
 

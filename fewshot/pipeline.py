@@ -8,8 +8,9 @@ notebook can run one step after a restart.
 """
 from __future__ import annotations
 
-import sys
 import dataclasses
+import os
+import sys
 
 import torch
 from tqdm.auto import tqdm
@@ -46,16 +47,19 @@ def list_steps() -> list[str]:
 class Run:
     """One run folder's resources (loaded lazily, once) and the steps that fill it."""
 
-    def __init__(self, cfg: RunConfig, fresh: bool = False, resume: dict | None = None):
+    def __init__(self, cfg: RunConfig, fresh: bool = False, resume: dict | None = None,
+                 device: torch.device | None = None, writer: bool = True):
         """Start (or continue) the run of ``cfg`` in ``cfg.out``. With ``resume`` (a later
         notebook's explicit overrides), the folder's own config.json is used instead, and an
-        override that contradicts it is an error."""
-        self.dir = RunDir(cfg.out)
+        override that contradicts it is an error. ``device`` overrides ``cfg.device`` (one GPU
+        per process under torchrun); ``writer=False`` computes everything and writes nothing."""
+        self.dir = RunDir(cfg.out, writer)
         if resume is not None and self.dir.config_path.exists():
             cfg = self.dir.adopt(cfg, resume)
         else:
             self.dir.start(cfg, fresh)
-        self.cfg, self.out, self.device = cfg, self.dir.root, resolve_device(cfg.device)
+        self.cfg, self.out = cfg, self.dir.root
+        self.device = device if device is not None else resolve_device(cfg.device)
         self.digest = config_digest(cfg)
         self.res = Resources(cfg, self.device, self.dir, self.digest)
         self.methods = list(cfg.methods) or list_methods()
@@ -271,10 +275,15 @@ def run_all(cfg: RunConfig, steps=None, stream=None, fresh: bool = False) -> Run
     unknown = [s for s in steps if s not in list_steps()]
     if unknown:
         raise ConfigError(f"unknown steps {', '.join(unknown)}; steps are {', '.join(list_steps())}")
+    from fewshot import launch
+
     for warning in check_shots(load_dataset(cfg.data), cfg.shots):  # before anything is written
-        print(f"warning: {warning}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"warning: {warning}", file=sys.stderr)
     if cfg.merge_tasks and "merging" in steps:
         _check_tasks(cfg.merge_tasks)
+    if launch.under_torchrun():
+        return launch.run_processes(cfg, steps, stream, fresh)
     run = Run(cfg, fresh=fresh)
     for step in list_steps():
         if step in steps:

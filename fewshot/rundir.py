@@ -35,10 +35,11 @@ __all__ = ["RunDir"]
 
 
 class RunDir:
-    """Typed access to one run folder."""
+    """Typed access to one run folder. ``writer=False`` (the other processes of a ``torchrun``
+    run, which compute what rank 0 writes) reads and checks as usual but writes nothing."""
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike, writer: bool = True):
+        self.root, self.writer = Path(root), writer
 
     # ---------------------------------------------------------------- paths (the layout)
     @property
@@ -91,7 +92,8 @@ class RunDir:
                 raise ConfigError(f"{self.root} holds a run with other settings ({what}). Settings "
                                   f"are fixed once per run folder: use another `out`, or start "
                                   f"over with --fresh (the old folder is kept beside it).")
-        save_config(cfg, self.config_path)
+        if self.writer:
+            save_config(cfg, self.config_path)
         return cfg
 
     def read_config(self) -> RunConfig:
@@ -125,6 +127,9 @@ class RunDir:
         File systems without locks (some network mounts) run unlocked."""
         import fcntl
 
+        if not self.writer:  # rank 0 of the same torchrun holds it
+            yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a+") as f:
             try:
@@ -147,7 +152,8 @@ class RunDir:
         """Replace ``results/{method}.jsonl`` with ``records``, atomically."""
         from fewshot.results import dumps_records
 
-        atomic_write_text(self.results_path(method), dumps_records(records))
+        if self.writer:
+            atomic_write_text(self.results_path(method), dumps_records(records))
 
     def read_records(self, method: Optional[str] = None) -> list[dict]:
         """Records of one method, or of every method with a results file."""
@@ -161,6 +167,8 @@ class RunDir:
     # ---------------------------------------------------------------- fitted state
     def save_fitted(self, fitted: Fitted, digest: str) -> None:
         """Keep a fitted head's hyperparameters and tensors, tagged with the config digest."""
+        if not self.writer:
+            return
         payload = {"method": fitted.method, "shots": fitted.shots, "seed": fitted.seed,
                    "hyperparameters": json.dumps(fitted.hyperparameters, sort_keys=True),
                    "tuned_on": fitted.tuned_on, "config_digest": digest,
@@ -189,7 +197,8 @@ class RunDir:
     # ---------------------------------------------------------------- JSON side files
     def write_json(self, path: Path, obj) -> None:
         """Write a side file (diagnostics, predictions) atomically."""
-        atomic_write_json(path, obj)
+        if self.writer:
+            atomic_write_json(path, obj)
 
     def read_json(self, path: Path, default=None):
         """A side file, or ``default`` when absent; a damaged file is named."""
