@@ -38,6 +38,7 @@ def main():
     p.add_argument("--steps", nargs="+", default=None)
     p.add_argument("--set", nargs="*", default=[], help="config overrides KEY=JSON")
     p.add_argument("--out", default=None)
+    p.add_argument("--dump-config", help="write the run's config to this JSON file and stop")
     args = p.parse_args()
     from fewshot.pipeline import list_steps
 
@@ -48,6 +49,9 @@ def main():
     for kv in args.set:
         k, v = kv.split("=", 1)
         cfg[k] = json.loads(v)
+    if args.dump_config:  # the same run for `python -m fewshot run --config FILE` (torchrun)
+        Path(args.dump_config).write_text(json.dumps(cfg, indent=1))
+        return
     rows = []
     for step in args.steps or list_steps():
         with GpuPeak() as gpu:

@@ -4,6 +4,8 @@
 #   bash bench/gpu_session.sh rehearsal-a  # ImageNet-shaped data, then zeroshot .. wise under an 8 GiB cap
 #   bash bench/gpu_session.sh rehearsal-b  # linear_probe and peers under the cap, grid search, pipeline
 #   bash bench/gpu_session.sh rehearsal-c  # finetune and prompt under the cap (data reused if present)
+#   bash bench/gpu_session.sh prep         # data, then zeroshot splits features (one process, no cap)
+#   bash bench/gpu_session.sh torchrun-ft  # the finetune step of the CLI on 2 GPUs, in a copy of the run
 #   bash bench/gpu_session.sh benches      # every cached-feature method's cost, fine-tuning memory
 #   bash bench/gpu_session.sh multi-gpu    # fine-tuning and re-encoding on 1 and 2 GPUs (torchrun)
 # Rows go to $OUT (or bench/) as JSON.
@@ -23,6 +25,14 @@ case "$1" in
       (cd bench && python3 grid_search.py && python3 pipeline.py) ;;
   rehearsal-c) data; python3 bench/capped_rehearsal.py --work "$WORK" --cap-gib 8 --set "${COMMON[@]}" \
       --steps finetune prompt --out "$OUT/rehearsal_c.json" ;;
+  prep) data; python3 bench/capped_rehearsal.py --work "$WORK" --set "${COMMON[@]}" --dump-config "$WORK/cfg.json"
+      python3 -m fewshot run --config "$WORK/cfg.json" --steps zeroshot splits features ;;
+  torchrun-ft) rm -rf "$WORK/run2"; cp -r "$WORK/run" "$WORK/run2"; rm -f "$WORK"/run2/results/ft-*.jsonl
+      python3 bench/capped_rehearsal.py --work "$WORK" --set "${COMMON[@]}" --dump-config "$WORK/cfg.json"
+      SECONDS=0
+      torchrun --nproc_per_node 2 -m fewshot run --config "$WORK/cfg.json" --steps finetune --set out="$WORK/run2"
+      echo "torchrun finetune step: $SECONDS s"
+      mkdir -p "$OUT/ft-one" "$OUT/ft-two"; cp "$WORK"/run/results/ft-*.jsonl "$OUT/ft-one/"; cp "$WORK"/run2/results/ft-*.jsonl "$OUT/ft-two/" ;;
   benches) cd bench; python3 methods.py
       python3 finetune.py --model rn50 --batch 256 --cap-gib 15
       python3 finetune.py --model vitb16 --batch 128 --cap-gib 15 --checkpointing ;;
