@@ -66,7 +66,7 @@ class RunConfig:
     ft_lr: float = 3e-5  # encoder fine-tuning AdamW rate (WiSE-FT's); LoRA trains at 10x
     ft_batch_size: int = 256  # encoder fine-tuning batch size (split across GPUs under torchrun)
     ft_alphas: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # WiSE-FT path of fine-tuned encoders
-    grad_checkpointing: bool = False  # recompute activations in backward (less GPU memory)
+    grad_checkpointing: bool = False  # recompute activations in backward (less GPU memory); always on GPUs < 20 GiB
     coop_epochs: int = 50  # CoOp epochs (its ImageNet recipe: 50)
     merge_tasks: str = ""  # folder of task datasets for the merging study (fewshot.merge_study); "" = none
     merge_shots: int = 16  # shots per class of each task's experts (one fold held out to choose λ)

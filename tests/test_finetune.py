@@ -212,3 +212,18 @@ def test_vit_towers_fine_tune_too(strategy):
     clf.checkpointing = True
     clf.train()
     assert torch.allclose(clf.features(x), clf.eval().features(x), atol=1e-5)
+
+
+def test_checkpointing_is_on_for_small_gpus(monkeypatch):
+    """A 16 GB card (T4, P100) recomputes activations whatever the config says; larger cards and
+    the CPU follow the config."""
+    from types import SimpleNamespace
+
+    from fewshot.finetune import checkpointing_for
+
+    assert checkpointing_for(False, "cpu") is False and checkpointing_for(True, "cpu") is True
+    for gib, expected in ((15.0, True), (16.0, True), (79.2, False)):
+        monkeypatch.setattr(torch.cuda, "get_device_properties",
+                            lambda d, gib=gib: SimpleNamespace(total_memory=int(gib * 2**30)))
+        assert checkpointing_for(False, "cuda:0") is expected
+        assert checkpointing_for(True, "cuda:0") is True
