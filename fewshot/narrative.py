@@ -75,8 +75,10 @@ def honesty_gap(honest, oracle) -> dict:
     return {m: mean(v) for m, v in gaps.items()}
 
 
-def summary_sentences(records, oracle_records=None, oracle_run: bool = False) -> list[str]:
-    """The report's summary, sentence by sentence."""
+def summary_sentences(records, oracle_records=None, oracle_run: bool = False,
+                      num_classes: int | None = None) -> list[str]:
+    """The report's summary, sentence by sentence. With ``num_classes``, a zero-shot accuracy
+    under twice the chance level (100/C %) is called out first: every comparison is then noise."""
     rows = _table(records)
     zs = _zero_shot(rows)
     sets = sorted({r["eval_set"] for r in records} - {"val"})
@@ -84,6 +86,11 @@ def summary_sentences(records, oracle_records=None, oracle_run: bool = False) ->
     if oracle_run:
         out.append("**This is an oracle run**: hyperparameters were chosen on the test set, as the "
                    "coursework notebook and the official scripts do; its numbers are optimistic.")
+    if zs is not None and num_classes and zs < 2 * 100 / num_classes:
+        out.append(f"**Zero-shot accuracy is at chance** ({zs:.2f} % against 1/{num_classes} = "
+                   f"{100 / num_classes:.2f} %): the backbone does not recognise these classes "
+                   f"(random or wrong weights, or class names that do not match the folders), so "
+                   f"every difference below is noise.")
     if zs is not None:
         shifts = _table(records, sets[0]) if sets else {}
         extra = f" ({_zero_shot(shifts):.2f} % on {sets[0]})" if sets and _zero_shot(shifts) is not None else ""
@@ -106,12 +113,14 @@ def summary_sentences(records, oracle_records=None, oracle_run: bool = False) ->
         lose = sorted(m for (m, kk), r in rows.items() if kk == k and (m, k) in srows and zs is not None
                       and szs is not None and r["mean"] > zs and srows[(m, k)]["mean"] < szs)
         if lose:
+            verbs = ("beats", "falls") if len(lose) == 1 else ("beat", "fall")
             out.append(f"Under distribution shift the picture changes: at {k} shots, "
-                       f"{', '.join(lose)} beat zero-shot on val but fall below it on {shift}.")
+                       f"{', '.join(lose)} {verbs[0]} zero-shot on val but {verbs[1]} below it on {shift}.")
     for method, k, best, acc, lo, hi in sweet_spots(records, sets):
-        if lo < acc > hi:
+        if acc - max(lo, hi) >= 0.01:  # a margin the two decimals shown can see
             out.append(f"Along the {method} path ({k} shots), the mix {best} gives the best mean of "
-                       f"val and the shifted sets ({acc:.2f} %), above both ends ({lo:.2f} % and {hi:.2f} %).")
+                       f"val and the shifted sets ({acc:.2f} %), above both ends ({lo:.2f} % and "
+                       f"{hi:.2f} %; {acc - max(lo, hi):+.2f} points over the better one).")
     if oracle_records:
         gap = honesty_gap(records, oracle_records)
         if gap:

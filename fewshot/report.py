@@ -171,7 +171,8 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
     recs, sections = run["records"], []
     oracle = bool(run["config"] and run["config"].get("oracle"))
     rows = summarize(recs)
-    sentences = summary_sentences(recs, oracle_records, oracle)
+    classes = (run["predictions"] or {}).get("classnames")
+    sentences = summary_sentences(recs, oracle_records, oracle, len(classes) if classes else None)
     sections.append("## Summary\n\n" + "\n".join(f"- {s}" for s in sentences))
     sections.append("## Setup\n\n" + _provenance(recs, run["config"]))
     sections.append("## Leaderboard\n\n" + leaderboard(recs, oracle_records))
