@@ -173,7 +173,8 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
     rows = summarize(recs)
     classes = (run["predictions"] or {}).get("classnames")
     sentences = summary_sentences(recs, oracle_records, oracle, len(classes) if classes else None)
-    sections.append("## Summary\n\n" + "\n".join(f"- {s}" for s in sentences))
+    sections.append("## Summary\n\n" + ("\n".join(f"- {s}" for s in sentences) or
+                                         "No per-shot results in this run; see the sections below."))
     sections.append("## Setup\n\n" + _provenance(recs, run["config"]))
     sections.append("## Leaderboard\n\n" + leaderboard(recs, oracle_records))
     for s in eval_sets_of(recs):

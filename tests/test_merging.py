@@ -62,6 +62,23 @@ def test_regmean_equals_least_squares_on_the_stacked_inputs():
     assert np.allclose(shrunk["lin.weight"].numpy(), ref0, atol=1e-4)
 
 
+def test_regmean_with_a_channel_never_active_is_the_minimum_norm_solution():
+    """Post-ReLU inputs leave channels at zero: the Gram is singular (CUDA's full-rank solver gave
+    NaN for RN50 there). The merge must be the minimum-norm least-squares W (numpy's pinv)."""
+    rng = np.random.default_rng(1)
+    xs = [rng.normal(size=(30, 5)), rng.normal(size=(20, 5))]
+    for x in xs:
+        x[:, 2] = 0.0  # channel 2 never fires in either task
+    ws = [rng.normal(size=(4, 5)), rng.normal(size=(4, 5))]
+    models = [{"c.weight": torch.tensor(w, dtype=torch.float32).reshape(4, 5, 1, 1)} for w in ws]
+    grams = [{"c.weight": torch.tensor(x.T @ x, dtype=torch.float32)} for x in xs]
+    got = merging.regmean(models, grams, reduce=0.9)["c.weight"].reshape(4, 5).numpy()
+    g = [0.9 * x.T @ x + 0.1 * np.diag(np.diag(x.T @ x)) for x in xs]
+    ref = (np.linalg.pinv(g[0] + g[1]) @ (g[0] @ ws[0].T + g[1] @ ws[1].T)).T
+    assert np.isfinite(got).all() and np.allclose(got, ref, atol=1e-4)
+    assert np.allclose(got[:, 2], 0.0, atol=1e-6)  # nothing to fit: the minimum norm leaves it at 0
+
+
 def test_cosine_matrix_and_key_checks():
     taus = [_m(w=[1.0, 0.0]), _m(w=[1.0, 1.0]), _m(w=[-1.0, 0.0])]
     cos = merging.cosine_matrix(taus)
