@@ -13,6 +13,7 @@
 # | APE | $s\,fW^\top + \alpha\,\exp(-\beta(1-f'F'^\top))(L \odot e^{\gamma\,\mathrm{KL}})$ on selected channels | closed form | (α, β, γ) by leave-one-out |
 # | APE-T | APE with a learned class residual and entry weights | AdamW | (α, β) published |
 # | LP++ | $f W_v^\top + b + \alpha \odot (f W^\top)$ | full-batch GD, data-driven steps | — |
+# | TaskRes | $s\,f\,\operatorname{norm}(W + \alpha X)^\top$, $X$ [C, D] from zero | Adam, its ImageNet recipe | α = 0.5 (published) |
 
 # %%
 # fewshot: shared header
@@ -47,4 +48,4 @@ run.step("class_means")
 records = run.step("peers")
 display(Markdown(leaderboard(run.records())))
 display(Markdown("**What you should see.** " + " ".join(method_sentence(run.records(), m)
-                                                       for m in ("clip-adapter", "gda", "ape", "ape-t", "lp++"))))
+                                                       for m in ("clip-adapter", "gda", "ape", "ape-t", "lp++", "taskres"))))

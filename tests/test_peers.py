@@ -161,3 +161,55 @@ def test_logistic_probe_equals_scipy_lbfgs(zero_shot_init):
     ours = np.concatenate([w.double().numpy().ravel(), b.double().numpy()])
     assert objective(ours) == pytest.approx(objective(ref), abs=1e-6)
     assert np.allclose(ours, ref, atol=2e-3)
+
+
+def test_taskres_logits_and_one_adam_step_equal_the_equations():
+    """logits = s·f̂·normalise(W + αX)ᵀ in a loop; at X = 0 they are zero-shot's; one Adam step of
+    the training equals the step computed from finite-difference gradients of that loop."""
+    from types import SimpleNamespace
+
+    from fewshot.methods import taskres
+
+    views, labels, text, _ = _data()
+    feats = views[0]  # [12, 12]: one feature per labelled image
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(*text.shape, generator=g, dtype=torch.float64)
+
+    def loop_loss(res):  # cross-entropy of the paper's logits, written out
+        heads = []
+        for c in range(len(text)):
+            v = [float(text[c, d]) + 0.5 * float(res[c, d]) for d in range(text.shape[1])]
+            n = math.sqrt(sum(t * t for t in v))
+            heads.append([t / n for t in v])
+        total = 0.0
+        for i in range(len(feats)):
+            fn = math.sqrt(sum(float(t) ** 2 for t in feats[i]))
+            z = [20.0 * sum(float(feats[i, d]) / fn * h[d] for d in range(len(h))) for h in heads]
+            m = max(z)
+            total += m + math.log(sum(math.exp(t - m) for t in z)) - z[int(labels[i])]
+        return total / len(feats), z
+
+    got = taskres.taskres_logits(feats.double(), text.double(), x, 0.5, 20.0)
+    assert abs(float(got[-1].sum()) - sum(loop_loss(x)[1])) < 1e-9
+    assert torch.allclose(taskres.taskres_logits(feats, text, torch.zeros_like(text), 0.5, 20.0),
+                          20.0 * F.normalize(feats, dim=-1) @ text.T)  # X = 0: zero-shot CLIP
+    eps, grad = 1e-6, torch.zeros_like(x)
+    for c in range(x.shape[0]):
+        for d in range(x.shape[1]):
+            e = torch.zeros_like(x)
+            e[c, d] = eps
+            grad[c, d] = (loop_loss(x + e)[0] - loop_loss(x - e)[0]) / (2 * eps)
+    res = torch.nn.Parameter(x.clone())
+    opt = torch.optim.Adam([res], lr=1e-2)
+    F.cross_entropy(taskres.taskres_logits(feats.double(), text.double(), res, 0.5, 20.0), labels).backward()
+    opt.step()
+    adam = x - 1e-2 * grad / (grad.abs() + 1e-8)  # Adam's first step: lr·g/(|g| + eps)
+    assert torch.allclose(res.detach(), adam, atol=1e-6)
+    # the method trains the residual from zero and says what it used
+    shots = SimpleNamespace(views=F.normalize(feats, dim=-1)[None].repeat(2, 1, 1), labels=labels,
+                            shots=2, seed=0)
+    head = taskres.fit(shots, SimpleNamespace(text_weights=text, logit_scale=20.0, progress=False))
+    assert head.hyperparameters == {"alpha": 0.5, "epochs": 100, "lr": 2e-4, "batch_size": 256}
+    assert head.tuned_on == "default" and head.state["residual"].abs().max() > 0
+    before = F.cross_entropy(20.0 * F.normalize(feats, dim=-1) @ text.T, labels)
+    assert F.cross_entropy(head.logits(feats), labels) < before  # training lowered the loss
