@@ -18,7 +18,10 @@ def _parse_value(text: str):
     try:
         return json.loads(text)  # JSON spellings too: --set progress=false
     except ValueError:
-        return text  # plain strings need no quotes: --set device=cpu
+        pass
+    if text.startswith("[") and text.endswith("]"):  # a list of bare words: methods=[gda,lp++]
+        return [_parse_value(part.strip()) for part in text[1:-1].split(",") if part.strip()]
+    return text  # plain strings need no quotes: --set device=cpu
 
 
 def _overrides(pairs: list[str]) -> dict:

@@ -71,3 +71,5 @@ def test_set_values_parse_as_python_or_json():
 
     got = _overrides(["progress=false", "oracle=True", "shots=[1, 16]", "device=cuda:1", "lr=1e-3"])
     assert got == {"progress": False, "oracle": True, "shots": [1, 16], "device": "cuda:1", "lr": 1e-3}
+    words = _overrides(["methods=[zero-shot, lp++,taskres]", "ft_alphas=[0,0.5]", "merge_tasks="])
+    assert words == {"methods": ["zero-shot", "lp++", "taskres"], "ft_alphas": [0, 0.5], "merge_tasks": ""}
