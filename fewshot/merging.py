@@ -104,10 +104,11 @@ def regmean(models: list, grams: list, reduce: float = 0.95) -> dict:
         ws = [m[name].reshape(m[name].shape[0], -1).double() for m in models]  # [out, in]
         lhs = sum(gs)
         rhs = sum(g @ w.T for g, w in zip(gs, ws))  # [in, out]
-        # On the CPU with a rank-revealing solver: a Gram of post-ReLU inputs is singular where a
-        # channel is never active, and CUDA's only driver (gels) assumes full rank (it returned
-        # NaN for RN50's 1x1 convolutions on an H100); gelsy gives the minimum-norm solution.
-        solved = torch.linalg.lstsq(lhs.cpu(), rhs.cpu(), driver="gelsy").solution.T  # [out, in]
+        # On the CPU with an SVD solver: a Gram of post-ReLU inputs is singular where a channel
+        # is never active, and CUDA's only driver (gels) assumes full rank (it returned NaN for
+        # RN50's 1x1 convolutions on an H100); gelsd gives the minimum-norm solution on every
+        # torch (gelsy did not on torch 2.0).
+        solved = torch.linalg.lstsq(lhs.cpu(), rhs.cpu(), driver="gelsd").solution.T  # [out, in]
         if not bool(torch.isfinite(solved).all()):
             raise NonFiniteError(f"RegMean: the solution for {name} is not finite")
         out[name] = solved.reshape(models[0][name].shape).to(models[0][name].dtype).to(models[0][name].device)
