@@ -9,12 +9,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_torch_save"]
+           "atomic_torch_save", "remove_dead_partial_writes"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_dead_partial_writes(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.<name>.pid<PID>.<random>.tmp``) that writers killed mid-write
+    left under ``folder``; files of live processes are kept. Returns the deleted paths."""
+    gone = []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        pid = re.search(r"\.pid(\d+)\.", tmp.name)
+        if pid is None or not _alive(int(pid.group(1))):
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+    return gone
 
 
 @contextlib.contextmanager
@@ -23,7 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     on any exception (KeyboardInterrupt too) it is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
     try:

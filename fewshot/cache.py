@@ -31,7 +31,7 @@ from typing import Callable, Optional
 
 import torch
 
-from fewshot.atomic import atomic_torch_save
+from fewshot.atomic import atomic_torch_save, remove_dead_partial_writes
 from fewshot.errors import FewshotWarning
 
 __all__ = ["CacheKey", "cached", "cache_path", "files_fingerprint", "tensors_digest"]
@@ -121,6 +121,8 @@ def cached(key: CacheKey, cache_dir: str | os.PathLike, stem: str, compute: Call
     computing). A file that fails a check is moved aside with a warning and recomputed.
     """
     path = cache_path(key, cache_dir, stem)
+    if path.parent.is_dir():
+        remove_dead_partial_writes(path.parent)  # what a killed extraction left half-written
     if path.exists():
         try:
             return _verified(path, key, expect)

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from fewshot.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from fewshot.atomic import (atomic_torch_save, atomic_write_json, atomic_write_text,
+                            remove_dead_partial_writes)
 from fewshot.config import (RUNTIME_FIELDS, RunConfig, config_digest, read_config, save_config,
                             science_fields)
 from fewshot.errors import ConfigError, MissingStepError, RunLockedError
@@ -143,6 +144,7 @@ class RunDir:
                 return
             try:
                 f.seek(0), f.truncate(), f.write(f"{os.getpid()} {what}\n"), f.flush()
+                remove_dead_partial_writes(self.root)  # a killed writer's temporary files
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)

@@ -203,6 +203,23 @@ def test_a_second_writer_is_refused_while_the_folder_is_locked(tmp_path):
         pass
 
 
+def test_a_killed_writers_temporary_files_are_swept_and_a_live_ones_kept(tmp_path):
+    """A kill between mkstemp and rename leaves ``.<name>.pid<PID>.<random>.tmp``; the next
+    writer of the folder deletes those of dead processes and never a live writer's."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    stale = tmp_path / "run" / "results" / f".zero-shot.jsonl.pid{pid}.abc123.tmp"
+    old_style = tmp_path / "run" / "fitted" / ".shots1_seed1.pt.xyz.tmp"
+    live = tmp_path / "run" / "predictions" / f".index.json.pid{os.getpid()}.def456.tmp"
+    for f in (stale, old_style, live):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("cut")
+    with RunDir(tmp_path / "run").lock("a step"):
+        pass
+    assert not stale.exists() and not old_style.exists() and live.exists()
+
+
 def test_a_diverging_training_stops_the_run_with_one_line(small_world, tiny_clip_path, tmp_path):
     res = subprocess.run(_run_cmd(small_world, tiny_clip_path, tmp_path / "run", tmp_path / "cache",
                                   "lr=10", "tip_f_recipe=fp32"), capture_output=True, text=True)
