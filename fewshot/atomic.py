@@ -20,11 +20,11 @@ __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_wri
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: someone else's live process
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's live process
-        return True
+    except PermissionError:
+        pass
     return True
 
 

@@ -42,6 +42,7 @@ __all__ = ["STRATEGIES", "Recipe", "checkpointing_for", "ClipClassifier", "build
            "trainable_state", "load_state", "diagonal_fisher"]
 
 STRATEGIES = ("partial", "full", "lora")
+SMALL_GPU_GIB = 20  # GPUs below this (a T4, a P100) always recompute activations
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,8 @@ class Recipe:
     lora_lr_factor: float = 10.0
 
 
-SMALL_GPU_GIB = 20  # below this, encoder fine-tuning recomputes activations (checkpointing)
-
-
 def checkpointing_for(requested: bool, device) -> bool:
-    """Whether to checkpoint activations: as ``requested``, and always on a GPU with less than
-    ``SMALL_GPU_GIB`` of memory (a T4 or a P100). Full fine-tuning of RN50 at batch 256 in the
-    pipeline's step peaked at 14 GiB without it (out of memory under a 15 GiB cap) and 10.7 GiB
-    with it (H100, bench/RESULTS.md)."""
+    """``requested``, or True on a GPU under ``SMALL_GPU_GIB`` (RN50, batch 256: 14 GiB without, 10.7 with)."""
     device = torch.device(device)
     if requested or device.type != "cuda":
         return bool(requested)
@@ -134,7 +129,8 @@ def build_classifier(model, text_weights: torch.Tensor, logit_scale: float, stra
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     visual = unfuse(copy.deepcopy(model.visual)).float().to(device)
     visual.requires_grad_(False)
-    clf = ClipClassifier(visual, logit_scale * text_weights.detach().float().to(device), recipe.checkpointing)
+    head = logit_scale * text_weights.detach().float().to(device)
+    clf = ClipClassifier(visual, head, checkpointing_for(recipe.checkpointing, device))
     if strategy == "full":
         visual.requires_grad_(True)
         groups = [{"params": list(visual.parameters()) + [clf.head], "lr": recipe.lr}]

@@ -42,7 +42,7 @@ def _fill_caches(run) -> None:
 def run_processes(cfg, steps: list[str], stream=None, fresh: bool = False):
     """This process's part of a torchrun run of ``steps`` (all in :data:`SPREAD_STEPS`):
     returns its :class:`~fewshot.pipeline.Run`; rank 0 writes and prints the summary."""
-    from fewshot.pipeline import Run, list_steps
+    from fewshot.pipeline import Run, list_steps, print_summaries
 
     stream = stream or sys.stdout
     others = [s for s in steps if s not in SPREAD_STEPS]
@@ -73,7 +73,5 @@ def run_processes(cfg, steps: list[str], stream=None, fresh: bool = False):
             run.step(step)
     dist.barrier()
     if main:
-        for name in run.eval_sets:
-            print(f"\nTop-1 (%) on {name}, mean ± std over seeds {list(cfg.seeds)}:\n"
-                  f"{run.summary(name)}", file=stream)
+        print_summaries(run, stream)
     return run

@@ -16,7 +16,6 @@ hyperparameters (strategy, λ), tuned_on. Diagnostics: the task vectors' cosine 
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +26,7 @@ from fewshot import merging, selection
 from fewshot.datasets import load_dataset
 from fewshot.errors import NonFiniteError
 from fewshot.features import text_classifier
-from fewshot.finetune import Recipe, build_classifier, checkpointing_for, diagonal_fisher, encode, train
+from fewshot.finetune import Recipe, build_classifier, diagonal_fisher, encode, train
 from fewshot.lora import merge as merge_lora
 from fewshot.methods.finetune import centre_pixels_of, features_of
 from fewshot.pixels import augment, pixel_cache, train_size
@@ -169,7 +168,7 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
     root = Path(cfg.merge_tasks)
     names = [n for n in TASKS if (root / n).is_dir()] or sorted(p.name for p in root.iterdir() if p.is_dir())
     model, seed, k = resources.backbone.model, cfg.seeds[0], cfg.merge_shots
-    recipe = Recipe(cfg.merge_epochs, cfg.merge_lr, 32, checkpointing_for(cfg.grad_checkpointing, device))
+    recipe = Recipe(cfg.merge_epochs, cfg.merge_lr, 32, cfg.grad_checkpointing)
     tasks = load_tasks(root, names, resources.backbone, cfg, k, seed, device)
     score = _Scorer(model, tasks, device, recipe.batch_size)
     base = _visual_state(score.clf)

@@ -111,7 +111,7 @@ def regmean(models: list, grams: list, reduce: float = 0.95) -> dict:
         solved = torch.linalg.lstsq(lhs.cpu(), rhs.cpu(), driver="gelsd").solution.T  # [out, in]
         if not bool(torch.isfinite(solved).all()):
             raise NonFiniteError(f"RegMean: the solution for {name} is not finite")
-        out[name] = solved.reshape(models[0][name].shape).to(models[0][name].dtype).to(models[0][name].device)
+        out[name] = solved.reshape(models[0][name].shape).to(models[0][name].device, models[0][name].dtype)
     return out
 
 

@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+from fewshot.atomic import atomic_write_text
+
 __all__ = ["NOTEBOOK_DIR", "list_notebooks", "execute", "sync", "out_of_sync"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +70,7 @@ def sync() -> list[Path]:
     """Write ``notebooks/NN.ipynb`` from ``notebooks/NN.py`` (no outputs); returns changed files."""
     stale = _stale()
     for target, text in stale.items():
-        target.write_text(text)
+        atomic_write_text(target, text)
     return list(stale)
 
 

@@ -25,7 +25,7 @@ from fewshot.results import format_table, git_revision, make_record, summarize
 from fewshot.rundir import RunDir
 from fewshot.splits import write_manifests
 
-__all__ = ["Run", "TrainPool", "run_all", "resolve_device", "list_steps"]
+__all__ = ["Run", "TrainPool", "run_all", "resolve_device", "list_steps", "print_summaries"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -289,7 +289,12 @@ def run_all(cfg: RunConfig, steps=None, stream=None, fresh: bool = False) -> Run
         if step in steps:
             print(f"[fewshot] {step} ...", file=stream, flush=True)
             run.step(step)
-    for name in run.eval_sets:
-        print(f"\nTop-1 (%) on {name}, mean ± std over seeds {list(cfg.seeds)}:\n"
-              f"{run.summary(name)}", file=stream)
+    print_summaries(run, stream)
     return run
+
+
+def print_summaries(run: Run, stream) -> None:
+    """The mean ± std table of every test set, as ``python -m fewshot run`` ends."""
+    for name in run.eval_sets:
+        print(f"\nTop-1 (%) on {name}, mean ± std over seeds {list(run.cfg.seeds)}:\n"
+              f"{run.summary(name)}", file=stream)

@@ -13,7 +13,8 @@ SCRIPT = Path(bootstrap.__file__)
 
 
 def test_the_script_parses_on_the_course_python_3_7():
-    ast.parse(SCRIPT.read_text(), feature_version=(3, 7))  # so that old platforms get the message
+    tree = ast.parse(SCRIPT.read_text(), feature_version=(3, 7))  # so that old platforms get the message
+    assert "platform_problems" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
 
 
 def test_an_old_torch_stops_with_the_steps_that_work(tmp_path):

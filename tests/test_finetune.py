@@ -13,7 +13,6 @@ from fewshot.backbones import build_clip, load_backbone
 from fewshot.finetune import Recipe, build_classifier, diagonal_fisher, train, trainable_state
 from fewshot.lora import add_lora, lora_targets, merge, set_mix
 from fewshot.methods.finetune import set_alpha
-from fewshot.wise import interpolate
 from tests.conftest import TINY
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import tip_adapter as tip
-from fewshot.methods import ape, clip_adapter, gda, linear_probe, lp_plus_plus
+from fewshot.methods import ape, clip_adapter, gda, lp_plus_plus
 from fewshot.methods.linear_probe import fit_logistic
 
 

@@ -1,5 +1,4 @@
 """Tip-Adapter-F's training recipes, epoch selection, NaN stops, and the two Fishers."""
-import math
 
 import pytest
 import torch

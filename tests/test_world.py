@@ -2,7 +2,6 @@ import json
 import re
 
 import pytest
-import torch
 from PIL import Image
 
 from fewshot.backbones import load_backbone, shipped_path

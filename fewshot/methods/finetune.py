@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import selection
-from fewshot.finetune import (FISHER_IMAGES, Recipe, build_classifier, checkpointing_for, diagonal_fisher, encode,
+from fewshot.finetune import (FISHER_IMAGES, Recipe, build_classifier, diagonal_fisher, encode,
                               load_state, mix_lora, train, trainable_state)
 from fewshot.metrics import topk_correct
 from fewshot.preprocess import normalize_pixels
@@ -64,7 +64,7 @@ def _top1(feats, head, labels) -> float:
 def _fit(strategy: str):
     def fit(shots, ctx) -> Head:
         enc, cfg, dev = ctx.encoder, ctx.cfg, ctx.device
-        recipe = Recipe(cfg.ft_epochs, cfg.ft_lr, cfg.ft_batch_size, checkpointing_for(cfg.grad_checkpointing, dev))
+        recipe = Recipe(cfg.ft_epochs, cfg.ft_lr, cfg.ft_batch_size, cfg.grad_checkpointing)
         pool, pool_rows = enc.pool()
         rows = torch.tensor([pool_rows[p] for p in shots.paths])
         res = enc.model.visual.input_resolution

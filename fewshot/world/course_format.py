@@ -19,12 +19,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import random
 from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["FIXED_MTIME", "train_name", "val_names", "encode_image", "write_metadata", "stamp"]
+__all__ = ["FIXED_MTIME", "train_name", "val_names", "encode_image", "write_metadata", "stamp", "publish"]
 
 FIXED_MTIME = 1_331_856_000  # 2012-03-16 00:00 UTC, the ILSVRC2012 release
 
@@ -69,3 +70,15 @@ def stamp(root: str | os.PathLike) -> None:
     for path in sorted(Path(root).rglob("*"), reverse=True):
         os.utime(path, (FIXED_MTIME, FIXED_MTIME))
     os.utime(root, (FIXED_MTIME, FIXED_MTIME))
+
+
+def publish(tmp: str | os.PathLike, out: str | os.PathLike, marker_name: str, marker: str) -> Path:
+    """Finish a folder built in ``tmp``: write its marker file, fix every time stamp, and put it in
+    place of ``out`` with one rename (a kill before it leaves ``out`` as it was)."""
+    tmp, out = Path(tmp), Path(out)
+    (tmp / marker_name).write_text(marker)
+    stamp(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from fewshot.errors import DatasetError
-from fewshot.world.course_format import encode_image, stamp, train_name, val_names, write_metadata
+from fewshot.world.course_format import encode_image, publish, train_name, val_names, write_metadata
 from fewshot.world.render import COLORS, SHAPES, render
 
 __all__ = ["CLASSES", "OBSCURE_NAMES", "SHORT_CLASSES", "ODD_FILES", "make_world", "tree_digest"]
@@ -119,12 +119,7 @@ def make_world(out: str | os.PathLike, world_seed: int = 0, workers: int = 2,
         for relpath, data in (pool.map(_render_file, jobs, chunksize=64) if pool else map(_render_file, jobs)):
             (tmp / relpath).write_bytes(data)
     write_metadata(tmp, [c[0] for c in CLASSES], [c[3] for c in CLASSES])
-    (tmp / ".fewshot-world").write_text(marker)
-    stamp(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    return publish(tmp, out, ".fewshot-world", marker)
 
 
 def tree_digest(root: str | os.PathLike) -> str:

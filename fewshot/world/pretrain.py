@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 import clip
+from fewshot.atomic import atomic_write_text
 from fewshot.backbones import build_clip, save_checkpoint
 from fewshot.preprocess import center_pixels, normalize_pixels
 from fewshot.world.generate import SIZES
@@ -178,7 +179,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
         if (time.time() - t1) / 60 > cfg.max_minutes:
             break
     sha = save_checkpoint(model.eval().cpu(), out)
-    Path(str(out)).with_suffix(".sha256").write_text(f"{sha}  {Path(out).name}\n")
+    atomic_write_text(Path(str(out)).with_suffix(".sha256"), f"{sha}  {Path(out).name}\n")
     log = {"config": dataclasses.asdict(cfg), "sha256": sha, "steps": step,
            "corpus_seconds": corpus_s, "train_minutes": (time.time() - t1) / 60,
            "torch": torch.__version__, "history": history,
@@ -192,5 +193,5 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
             log["reference"] = {"subset": "val, first 5 images per class, world seed 0",
                                 "templates": "single",
                                 "top1": reference_accuracy(load_backbone(str(out)), tmp)}
-    Path(str(out)).with_suffix(".log.json").write_text(json.dumps(log, indent=1) + "\n")
+    atomic_write_text(Path(str(out)).with_suffix(".log.json"), json.dumps(log, indent=1) + "\n")
     return log

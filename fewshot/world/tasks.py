@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from fewshot.world.course_format import encode_image, stamp, train_name, val_names, write_metadata
+from fewshot.world.course_format import encode_image, publish, train_name, val_names, write_metadata
 from fewshot.world.generate import OBSCURE_NAMES
 from fewshot.world.render import COLORS, SHAPES, _draw_shape, _jitter
 
@@ -98,9 +98,4 @@ def make_tasks(out: str | os.PathLike, train: int = 16, val: int = 30, seed: int
                     name = train_name(wnid, i) if split == "train" else order[c * val + i]
                     (folder / name).write_bytes(encode_image(img, "jpeg", 90))
         write_metadata(tmp / task, wnids, names)
-    (tmp / ".fewshot-tasks").write_text(marker)
-    stamp(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    return publish(tmp, out, ".fewshot-tasks", marker)
