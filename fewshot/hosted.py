@@ -3,12 +3,39 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["on_colab", "start"]
+__all__ = ["on_colab", "start", "show_figures_inline"]
 
 
 def on_colab() -> bool:
     """True inside Google Colab."""
     return "COLAB_RELEASE_TAG" in os.environ
+
+
+def _figure_png(fig) -> bytes:
+    """PNG bytes of a matplotlib Figure (cropped to its artists), for IPython's display."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def show_figures_inline() -> bool:
+    """Make a bare ``matplotlib.figure.Figure`` (the suite's figures are built without pyplot)
+    display as a PNG image in this IPython kernel (Jupyter, papermill, Colab); without it a plain
+    kernel shows only ``<Figure size ... with 1 Axes>``. Registers an ``image/png`` formatter for
+    the Figure type; pyplot's global state is not touched. Returns False outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    from matplotlib.figure import Figure
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, _figure_png)
+    return True
 
 
 def start(config: str, overrides: dict, first: bool = False):
@@ -25,6 +52,7 @@ def start(config: str, overrides: dict, first: bool = False):
         from google.colab import drive  # only importable on Colab
 
         drive.mount("/content/drive")
+    show_figures_inline()
     run = Run(load_config(config, **overrides), resume=None if first else dict(overrides))
     if first:
         run.preflight()

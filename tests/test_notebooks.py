@@ -22,6 +22,39 @@ def test_ipynb_files_match_their_py_sources_and_hold_no_outputs():
         assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"])
 
 
+def test_a_bare_figure_displays_as_a_png_in_an_ipython_shell():
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+    from fewshot.hosted import show_figures_inline
+
+    shell = InteractiveShell.instance()
+    fig = Figure(figsize=(2, 1))
+    fig.subplots().plot([0, 1], [1, 0])
+    assert "image/png" not in shell.display_formatter.format(fig)[0]  # what users saw: text only
+    assert show_figures_inline()
+    data, _ = shell.display_formatter.format(fig)
+    assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def figure_problems(nb: dict) -> list[str]:
+    """Cells of an executed notebook that draw a figure but hold no image/png output: an output
+    whose text is a Figure's repr without an image, or a cell ending in a plot_* call without one."""
+    problems = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        outs = cell.get("outputs", [])
+        images = sum("image/png" in o.get("data", {}) for o in outs)
+        texts = ["".join(o.get("data", {}).get("text/plain", "")) for o in outs]
+        if any(t.startswith("<Figure") for t, o in zip(texts, outs) if "image/png" not in o.get("data", {})):
+            problems.append(f"cell {i}: a Figure shown as text")
+        lines = [ln for ln in "".join(cell["source"]).splitlines() if ln.strip() and not ln.startswith("#")]
+        if lines and lines[-1].lstrip().startswith("plot_") and " if " not in lines[-1] and not images:
+            problems.append(f"cell {i}: {lines[-1].strip()[:40]} drew no image")
+    return problems
+
+
 @pytest.mark.slow
 def test_all_notebooks_execute_in_order(tmp_path):
     make_world(notebooks.ROOT / "data" / "miniworld")  # kept as it is when current
@@ -34,5 +67,12 @@ def test_all_notebooks_execute_in_order(tmp_path):
     notebooks.execute(names, tmp_path / "executed", {"config": "miniworld-quick", "overrides": overrides})
     assert (tmp_path / "report" / "report.md").exists()
     assert sorted(os.listdir(tmp_path / "executed")) == [f"{n}.ipynb" for n in names]
+    images = {}
+    for n in names:  # every figure a notebook draws is an inline PNG, cell by cell
+        nb = json.loads((tmp_path / "executed" / f"{n}.ipynb").read_text())
+        assert figure_problems(nb) == [], n
+        images[n] = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+    assert all(images[n] >= 1 for n in ("01_zeroshot", "02_splits", "04_tip_adapter", "05_tip_adapter_f",
+                                         "06_wise_ft", "07_linear_probe")), images
     # run from notebooks/ (as Jupyter opens them), they found data/ at the root and left no strays
     assert not {"runs", "cache", "data", "report"} & set(os.listdir(notebooks.NOTEBOOK_DIR))
