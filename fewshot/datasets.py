@@ -136,8 +136,11 @@ def read_label2class(path: Path) -> dict[int, str]:
     out = {}
     for key, value in data.items():
         value = value[0] if isinstance(value, (list, tuple)) and value else value
-        if not str(key).isdigit() or not isinstance(value, str):
-            raise DatasetError(f"{path}: entry {key!r}: {value!r} is not 'label': 'class name'.")
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()) or not isinstance(value, str):
+            # "¹".isdigit() holds but int("¹") fails: labels are ASCII digits only
+            raise DatasetError(f"{path}: entry {ascii(key)}: {ascii(value)} is not 'label': 'class "
+                               f"name' (labels are the digits 0-9, e.g. \"0\": \"tench\"). Use the "
+                               f"label2class.json that came with the dataset, or delete it (it is optional).")
         out[int(key)] = value
     return out
 

@@ -66,7 +66,9 @@ def test_label2class_forms_in_use_are_all_read(small_world, tmp_path, form):
 
 @pytest.mark.parametrize("text, why", [("", "not valid JSON"), ('{"label2class": {"0": "red ci', "not valid JSON"),
                                        ("{}", "expected"), ("[1, 2]", "not 'label': 'class name'"),
-                                       ('{"label2class": {"a": "x"}}', "not 'label'")])
+                                       ('{"label2class": {"a": "x"}}', "not 'label'"),
+                                       ('{"label2class": {"\\u00b9": "x"}}', r"'\\xb9'.*digits 0-9"),
+                                       ('{"label2class": {"\\u0663": "x"}}', r"'\\u0663'.*digits 0-9")])
 def test_broken_label2class_is_named_without_a_traceback(small_world, tmp_path, text, why):
     root = _copy(small_world, tmp_path)
     (root / "label2class.json").write_text(text)
@@ -171,3 +173,14 @@ def test_huge_images_and_link_loops_are_image_errors(tmp_path):
     (tmp_path / "loop.JPEG").symlink_to(tmp_path / "loop.JPEG")
     with pytest.raises(ImageError, match="loop.JPEG"):
         load_rgb(tmp_path / "loop.JPEG")
+
+
+def test_check_data_names_a_non_ascii_label_key_in_one_line(small_world, tmp_path, capsys):
+    from fewshot.cli import main
+
+    root = _copy(small_world, tmp_path)
+    (root / "label2class.json").write_text('{"label2class": {"\\u00b9": "tench"}}')  # "¹".isdigit() is True
+    assert main(["check-data", str(root)]) != 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "label2class.json" in text and "'\\xb9'" in text and "Traceback" not in text
