@@ -36,7 +36,7 @@ world: install
 	$(BIN)/python -m fewshot world make-tasks --out data/tasks
 
 demo: world  ## the whole suite on the mini-world: notebooks/executed/, runs/miniworld/ (report in runs/miniworld/report/)
-	$(BIN)/python -m fewshot.notebooks --fresh --out notebooks/executed --config miniworld $(NB)
+	$(BIN)/python -m fewshot.notebooks --out notebooks/executed --config miniworld $(NB)
 
 report: install  ## refresh the committed report/ from the demo's run (an explicit step: make demo leaves tracked files alone)
 	$(BIN)/python -m fewshot report --run runs/miniworld --out report

@@ -9,10 +9,15 @@ stops at the first cell that fails.
 (parameters, platform setup, the start of the run) is written once, in ``notebooks/_header.py``,
 and spliced in where a source has the cell ``# fewshot: shared header``; the ``.ipynb`` files are
 generated from them without outputs (``--sync``; ``make test`` fails when they drift).
+
+A re-run resumes: a notebook whose executed copy carries the stamp of the same inputs (its own
+text, the parameters, the package's source and the notebooks before it) is skipped, so a
+``make demo`` cut short continues where it stopped; ``--fresh`` executes every notebook again.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -79,19 +84,61 @@ def out_of_sync() -> list[str]:
     return [p.stem for p in _stale()]
 
 
-def execute(names: list[str], out_dir: str | Path, parameters: dict) -> dict[str, float]:
-    """Execute notebooks in order into ``out_dir``; returns seconds per notebook."""
+STAMP_KEY = "fewshot_inputs"  # executed notebook metadata: digest of what produced its outputs
+
+
+def _source_digest() -> str:
+    """SHA-256 of the package's code and shipped configs (what a notebook's outputs depend on)."""
+    h = hashlib.sha256()
+    pkg = ROOT / "fewshot"
+    for path in sorted([*pkg.rglob("*.py"), *pkg.rglob("*.json")]):
+        h.update(str(path.relative_to(pkg)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _stamp(name: str, parameters: dict, before: str) -> str:
+    """Digest of one notebook's inputs: its text, the parameters, the code, the stamps before it."""
+    text = (NOTEBOOK_DIR / f"{name}.ipynb").read_bytes()
+    blob = json.dumps([name, parameters, _source_digest(), before], sort_keys=True).encode()
+    return hashlib.sha256(text + b"\0" + blob).hexdigest()
+
+
+def _executed_stamp(path: Path) -> str | None:
+    """The stamp of a completed execution at ``path`` (None if absent, cut off or failed)."""
+    try:
+        return json.loads(path.read_text()).get("metadata", {}).get(STAMP_KEY)
+    except (OSError, ValueError):
+        return None
+
+
+def _mark_done(path: Path, stamp: str) -> None:
+    nb = json.loads(path.read_text())
+    nb["metadata"][STAMP_KEY] = stamp
+    atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def execute(names: list[str], out_dir: str | Path, parameters: dict, fresh: bool = False) -> dict[str, float]:
+    """Execute notebooks in order into ``out_dir``; returns seconds per notebook executed.
+    A notebook whose executed copy in ``out_dir`` was made from the same inputs is skipped
+    (and so resumed after an interruption) unless ``fresh``; once one runs, all after it run."""
     import papermill
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    times = {}
+    times, stamp, rerun = {}, "", fresh
     for name in names:
-        t0 = time.time()
-        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
+        stamp = _stamp(name, parameters, stamp)
+        target = out_dir / f"{name}.ipynb"
+        if not rerun and _executed_stamp(target) == stamp:
+            print(f"[notebooks] {name}: already executed with these inputs, skipped "
+                  f"(--fresh runs it again)", flush=True)
+            continue
+        rerun, t0 = True, time.time()
+        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(target),
                                    parameters=parameters, kernel_name="python3",
                                    cwd=str(NOTEBOOK_DIR), progress_bar=False,
                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP notice
+        _mark_done(target, stamp)
         times[name] = time.time() - t0
         print(f"[notebooks] {name}: {times[name]:.1f} s", flush=True)
     return times
@@ -105,19 +152,21 @@ def main(argv=None) -> int:
     p.add_argument("--overrides", default="{}", help="JSON object of RunConfig overrides")
     p.add_argument("--sync", action="store_true", help="regenerate .ipynb from the .py sources")
     p.add_argument("--fresh", action="store_true",
-                   help="if the run folder holds another config, move it aside first")
+                   help="execute every notebook again (by default, notebooks already executed "
+                        "with the same inputs are skipped, so an interrupted run resumes)")
     args = p.parse_args(argv)
     if args.sync:
         print("\n".join(str(c) for c in sync()) or "notebooks already in sync")
         return 0
-    if args.fresh:
-        from fewshot.config import load_config
-        from fewshot.rundir import RunDir
+    from fewshot.config import load_config
+    from fewshot.rundir import RunDir
 
-        cfg = load_config(args.config, **json.loads(args.overrides))
-        RunDir(cfg.out).start(cfg, fresh=True)
+    cfg = load_config(args.config, **json.loads(args.overrides))
+    run_dir = RunDir(cfg.out)
+    fresh = args.fresh or not run_dir.config_path.exists()  # no run folder: nothing to resume
+    run_dir.start(cfg, fresh=True)  # a run folder of other settings is moved aside, kept
     execute(args.names or list_notebooks(), args.out,
-            {"config": args.config, "overrides": json.loads(args.overrides)})
+            {"config": args.config, "overrides": json.loads(args.overrides)}, fresh=fresh)
     return 0
 
 

@@ -76,3 +76,45 @@ def test_all_notebooks_execute_in_order(tmp_path):
                                          "06_wise_ft", "07_linear_probe")), images
     # run from notebooks/ (as Jupyter opens them), they found data/ at the root and left no strays
     assert not {"runs", "cache", "data", "report"} & set(os.listdir(notebooks.NOTEBOOK_DIR))
+
+
+def test_an_interrupted_run_resumes_at_the_notebook_that_did_not_finish(tmp_path, monkeypatch):
+    import papermill
+
+    src = tmp_path / "nb"
+    src.mkdir()
+    for name in ("01_a", "02_b", "03_c"):
+        (src / f"{name}.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4,
+                                                       "nbformat_minor": 5}))
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", src)
+    ran, fail = [], {"02_b"}
+
+    def fake_execute(inp, out, **kw):  # papermill writes the output as it goes, then may fail
+        name = os.path.basename(inp)[:-6]
+        ran.append(name)
+        with open(inp) as f, open(out, "w") as g:
+            g.write(f.read())
+        if name in fail:
+            raise RuntimeError("kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    names, params = ["01_a", "02_b", "03_c"], {"config": "miniworld", "overrides": {}}
+    with pytest.raises(RuntimeError):
+        notebooks.execute(names, tmp_path / "out", params)
+    assert ran == ["01_a", "02_b"]
+    fail.clear()
+    ran.clear()
+    notebooks.execute(names, tmp_path / "out", params)  # resumes: 01 was complete
+    assert ran == ["02_b", "03_c"]
+    ran.clear()
+    notebooks.execute(names, tmp_path / "out", params)
+    assert ran == []
+    notebooks.execute(names, tmp_path / "out", {"config": "miniworld-quick", "overrides": {}})
+    assert ran == names  # other settings: everything again
+    ran.clear()
+    notebooks.execute(names, tmp_path / "out", {"config": "miniworld-quick", "overrides": {}}, fresh=True)
+    assert ran == names
+    ran.clear()
+    (src / "02_b.ipynb").write_text((src / "02_b.ipynb").read_text() + " ")
+    notebooks.execute(names, tmp_path / "out", {"config": "miniworld-quick", "overrides": {}})
+    assert ran == ["02_b", "03_c"]  # a changed notebook runs again, and all after it
