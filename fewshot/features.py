@@ -94,10 +94,10 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
             raise NonFiniteError(f"the image encoder gave non-finite features for {image_set.name} "
                                  f"({image_set.root}); with a GPU, try device='cpu' to rule out an "
                                  f"fp16 overflow, and check the checkpoint.")
-        keep = ok.nonzero().squeeze(1)
+        keep, paths = ok.nonzero().squeeze(1), image_set.paths  # `paths` builds a list: once
         return {"feats": feats.index_select(-2, keep).contiguous(),
-                "paths": [image_set.paths[i] for i in keep.tolist()],
-                "skipped": [p for p, good in zip(image_set.paths, ok.tolist()) if not good]}
+                "paths": [paths[i] for i in keep.tolist()],
+                "skipped": [p for p, good in zip(paths, ok.tolist()) if not good]}
 
     data = cached(key, cache_dir, f"{image_set.name}-{views}v", compute,
                   _expect(image_set, views, skip_bad))
