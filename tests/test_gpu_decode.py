@@ -59,8 +59,8 @@ def _tiny_model():
                       context_length=8, transformer_width=64, transformer_layers=1).eval()
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers):
+@pytest.mark.parametrize("workers, decode_batch", [(0, None), (2, None), (0, 5)])
+def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers, decode_batch):
     """The pipelined path (packed bytes from workers, decode thread, batched resize by size) gives
     each image the features of decoding, resizing and encoding it alone, in the input order."""
     from fewshot.loaders import encode_images_gpu
@@ -75,7 +75,8 @@ def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers):
     names = [p.name for p in paths]
     model = _tiny_model()
     got = encode_images_gpu(model, tmp_path, names, 64, "cpu", batch_size=3, num_workers=workers,
-                            progress=False)
+                            progress=False, decode_batch=decode_batch)  # 5: decoded 5, encoded 3+2
+    assert got.shape[0] == len(names)
     with torch.no_grad():
         for i, p in enumerate(paths):
             one = decode_batch_gpu([read_bytes(p)], [str(p)], 64, "cpu")
