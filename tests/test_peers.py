@@ -125,6 +125,25 @@ def test_ape_t_logits_equal_the_explicit_construction():
     assert torch.allclose(got, ref, atol=1e-5)
 
 
+def test_lp_plus_plus_initial_alpha_is_the_official_own_class_similarity():
+    """The official calculate_init_alpha, transcribed as loops: one-hot ⊙ (features @ text), the
+    mean over each class's shots, × shots × 250 / shots, the mean over classes."""
+    torch.manual_seed(0)
+    C, D, shots = 4, 6, 3
+    labels = torch.arange(C).repeat_interleave(shots)
+    feats = torch.nn.functional.normalize(torch.randn(C * shots, D), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(C, D), dim=-1)
+    sims = feats @ text.T
+    alpha_tilde = []
+    for c in range(C):
+        rows = [i for i in range(len(labels)) if labels[i] == c]
+        alpha_tilde.append(sum(float(sims[i, c]) for i in rows) / len(rows) * shots)
+    expected = sum(250 / shots * a for a in alpha_tilde) / C
+    got = lp_plus_plus.init_alpha(feats, labels, text, C)
+    assert abs(got - expected) < 1e-3
+    assert abs(got - 250 * float(sims.mean())) > 1.0  # not the whole-matrix mean of the old code
+
+
 def test_lp_plus_plus_step_sizes_and_logits():
     views, labels, text, feats = _data()
     x = views[0]

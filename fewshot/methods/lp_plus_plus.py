@@ -4,7 +4,11 @@ probe whose logits blend in the text head with a learned weight per class.
     logits = f·Wᵥᵀ + b + α ⊙ (f·Wᵀ)        Wᵥ [C, D], b [C], α [C]; no logit scale (as the code)
 
 Initialisation: Wᵥ = the sum of each class's normalised features, b as ``nn.Linear``'s default,
-every α_c = 250 · (the mean over classes c and c' of class c's mean f·t_c'). The step sizes are
+every α_c = 250 · mean over classes c of (the mean over class c's shots of f·t_c): each class's
+similarity to its OWN text embedding (the official ``calculate_init_alpha`` /
+``compute_centroids_alpha`` of FereshteShakeri/FewShot-CLIP-Strong-Baseline multiplies the one-hot
+labels elementwise with the similarities; the suite averaged the whole C×C matrix until 2026-12).
+The step sizes are
 data-driven (the paper's Lipschitz bounds), with N training features F:
 
     lr_W = 4N / λ_max(FᵀF),    lr_α = N / (4 · max_c Σ_i (f_i·t_c)²)
@@ -25,7 +29,7 @@ import torch.nn.functional as F
 from fewshot.evaluation import check_finite
 from fewshot.protocol import Head, Method, register
 
-__all__ = ["lp_logits", "step_sizes", "EPOCHS"]
+__all__ = ["lp_logits", "step_sizes", "init_alpha", "EPOCHS"]
 
 EPOCHS, ALPHA_EVERY = 300, 10
 
@@ -45,6 +49,15 @@ def step_sizes(feats, text_weights) -> tuple[float, float]:
     return 4 * n / lam_max, n / (4 * float((zs ** 2).sum(0).max()))
 
 
+def init_alpha(feats, labels, text_weights, num_classes: int) -> float:
+    """LP++'s initial text weight: 250 · mean_c (mean over the shots of class c of f·t_c).
+    feats [M, D] (normalised), labels [M], text_weights [C, D]; a class without shots counts 0."""
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
+    own = (feats.float() * text_weights.float()[labels]).sum(-1)  # [M]: f_i · t_{y_i}
+    per_class = torch.zeros(num_classes, device=feats.device).index_add_(0, labels, own) / counts
+    return 250 * float(per_class.mean())
+
+
 def fit(shots, ctx) -> Head:
     """Full-batch LP++ on one augmented view per shot."""
     x = F.normalize(shots.views[0].float(), dim=-1)  # [M, D]
@@ -53,9 +66,7 @@ def fit(shots, ctx) -> Head:
     wv = torch.zeros(C, x.shape[1], device=x.device).index_add_(0, y, x).requires_grad_(True)
     bound = 1 / math.sqrt(x.shape[1])
     b = ((torch.rand(C, generator=gen) * 2 - 1) * bound).to(x.device).requires_grad_(True)
-    counts = torch.bincount(y, minlength=C).clamp(min=1).float()
-    per_class = torch.zeros(C, C, device=x.device).index_add_(0, y, x @ W.T) / counts[:, None]
-    alpha = torch.full((C,), 250 * float(per_class.mean()), device=x.device, requires_grad=True)
+    alpha = torch.full((C,), init_alpha(x, y, W, C), device=x.device, requires_grad=True)
     lr_w, lr_a = step_sizes(x, W)
     opt = torch.optim.SGD([wv, b], lr=lr_w, momentum=0.9)
     what = f"LP++ ({shots.shots}-shot, seed {shots.seed})"
