@@ -9,6 +9,7 @@ one :class:`~fewshot.errors.BackboneError` that says what to do.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import urllib.error
 import warnings
@@ -19,11 +20,11 @@ from typing import Callable
 import torch
 
 from fewshot import _clip_compat
-from fewshot.atomic import atomic_path
+from fewshot.atomic import atomic_path, atomic_write_json
 from fewshot.errors import BackboneError, FewshotWarning
 from fewshot.fusion import fuse_image_tower
 
-__all__ = ["Backbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
+__all__ = ["Backbone", "LazyBackbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
            "known_checksums", "build_clip", "save_checkpoint", "shipped_path"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -161,6 +162,68 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
         fuse_image_tower(model.visual)  # ResNet towers: BatchNorm folded, conv+ReLU fused
     return Backbone(name=name, path=path, sha256=actual, model=model, preprocess=preprocess,
                     device=torch.device(device))
+
+
+class LazyBackbone:
+    """A backbone whose model loads on first use of ``model`` (or ``preprocess``).
+
+    ``record`` (a JSON file: the run folder's) keeps what a load of the same request (name or
+    path, download root, device type) found: the checkpoint's path, size, modification time and
+    SHA-256, and the facts that cache keys and records need (:attr:`FACTS`). While the checkpoint
+    file keeps its size and time (the trust the feature cache gives images), a step that works on
+    cached features reads them there instead of hashing the file and building the model; any
+    other case loads at once through :func:`load_backbone` (checksum verified) and rewrites it."""
+
+    FACTS = ("input_resolution", "context_length", "logit_scale", "image_tower", "embed_dim")
+
+    def __init__(self, name_or_path: str, device="cpu", download_root: str | None = None,
+                 record: str | os.PathLike | None = None, writer: bool = True):
+        self.device = torch.device(device)
+        self._args, self._loaded = (name_or_path, self.device, download_root), None
+        self._request = {"backbone": str(name_or_path), "download_root": download_root or "",
+                         "device": self.device.type}
+        self._record, self._writer = (Path(record) if record else None), writer
+        known = self._read()
+        if known is None:
+            self._load()
+        else:
+            self.name, self.path, self.sha256 = known["name"], Path(known["path"]), known["sha256"]
+            self._facts = known["facts"]
+
+    def _read(self) -> dict | None:
+        try:
+            rec = json.loads(self._record.read_text(encoding="utf-8"))
+            st = os.stat(rec["path"])
+            same = (rec["request"] == self._request and rec["size"] == st.st_size
+                    and rec["mtime_ns"] == st.st_mtime_ns and set(rec["facts"]) == set(self.FACTS))
+        except (AttributeError, OSError, ValueError, KeyError, TypeError):  # none, gone, damaged
+            return None
+        name = self._request["backbone"]
+        if name in _SHIPPED and Path(rec["path"]) != shipped_path(name).resolve():
+            return None  # another copy of the package
+        return rec if same else None
+
+    def _load(self) -> Backbone:
+        if self._loaded is None:
+            bb = self._loaded = load_backbone(*self._args)
+            self.name, self.path, self.sha256 = bb.name, bb.path, bb.sha256
+            self._facts = {k: getattr(bb, k) for k in self.FACTS}
+            if self._record is not None and self._writer:
+                st = os.stat(bb.path)
+                atomic_write_json(self._record, {
+                    "request": self._request, "name": bb.name, "path": str(Path(bb.path).resolve()),
+                    "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": bb.sha256,
+                    "facts": self._facts})
+        return self._loaded
+
+    model = property(lambda self: self._load().model, doc="the CLIP model (loaded on first use)")
+    preprocess = property(lambda self: self._load().preprocess)
+    loaded = property(lambda self: self._loaded is not None, doc="whether the model is in memory")
+    input_resolution = property(lambda self: int(self._facts["input_resolution"]))
+    context_length = property(lambda self: int(self._facts["context_length"]))
+    logit_scale = property(lambda self: float(self._facts["logit_scale"]))
+    image_tower = property(lambda self: self._facts["image_tower"])
+    embed_dim = property(lambda self: int(self._facts["embed_dim"]))
 
 
 def known_checksums() -> dict[str, str]:
