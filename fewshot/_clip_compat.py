@@ -71,6 +71,15 @@ def forget() -> None:
         del sys.modules["pkg_resources"]
 
 
+def import_clip():
+    """OpenAI's ``clip`` module, imported on first use (it pulls in torchvision, about 2 s: steps
+    that work on cached features never pay for it), with the stand-in forgotten afterwards."""
+    import clip
+
+    forget()
+    return clip
+
+
 def install() -> None:
     """Add the import hook once (idempotent); safe to call at interpreter start-up."""
     if not any(isinstance(f, _Finder) for f in sys.meta_path):

@@ -9,6 +9,7 @@ one :class:`~fewshot.errors.BackboneError` that says what to do.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import urllib.error
 import warnings
@@ -18,15 +19,12 @@ from typing import Callable
 
 import torch
 
-import clip  # importable because `import fewshot` installed the pkg_resources shim
 from fewshot import _clip_compat
-from fewshot.atomic import atomic_path
+from fewshot.atomic import atomic_path, atomic_write_json
 from fewshot.errors import BackboneError, FewshotWarning
 from fewshot.fusion import fuse_image_tower
 
-_clip_compat.forget()  # the pkg_resources stand-in is needed only while clip imports
-
-__all__ = ["Backbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
+__all__ = ["Backbone", "LazyBackbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
            "known_checksums", "build_clip", "save_checkpoint", "shipped_path"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -69,9 +67,13 @@ class Backbone:
         return int(self.model.text_projection.shape[1])
 
 
+def _clip():
+    return _clip_compat.import_clip()  # on first use: cached-feature steps never import it
+
+
 def list_backbones() -> list[str]:
     """Registered names: OpenAI's downloadable checkpoints, then the ones this project ships."""
-    return list(clip.available_models()) + sorted(_SHIPPED)
+    return list(_clip().available_models()) + sorted(_SHIPPED)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -84,7 +86,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _expected_sha(name: str) -> str:
-    return clip.clip._MODELS[name].split("/")[-2]  # OpenAI's URLs carry the SHA-256
+    return _clip().clip._MODELS[name].split("/")[-2]  # OpenAI's URLs carry the SHA-256
 
 
 def shipped_path(name: str) -> Path:
@@ -101,13 +103,13 @@ def _resolve(name_or_path: str, download_root: str | None) -> tuple[str, Path, s
     """Map a registry name or a file path to (name, local file, expected SHA-256 or None)."""
     if name_or_path in _SHIPPED:
         return name_or_path, shipped_path(name_or_path), _shipped_sha(name_or_path) or None
-    if name_or_path in clip.available_models():
+    if name_or_path in _clip().available_models():
         root = Path(download_root or os.path.expanduser("~/.cache/clip"))
-        url = clip.clip._MODELS[name_or_path]
+        url = _clip().clip._MODELS[name_or_path]
         target = root / os.path.basename(url)
         if not target.exists():
             try:
-                clip.clip._download(url, str(root))
+                _clip().clip._download(url, str(root))
             except (urllib.error.URLError, OSError) as err:
                 raise BackboneError(
                     f"Could not download CLIP {name_or_path!r} ({err}). Without network access, "
@@ -149,7 +151,7 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
-            model, preprocess = clip.load(str(path), device=device, jit=False)
+            model, preprocess = _clip().load(str(path), device=device, jit=False)
     except Exception as err:  # torch raises several types for a file that is not a checkpoint
         raise BackboneError(f"{path} is not a loadable CLIP checkpoint ({type(err).__name__}: "
                             f"{err}). Save models as TorchScript archives (fewshot.backbones.save_checkpoint).") from err
@@ -162,9 +164,71 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
                     device=torch.device(device))
 
 
+class LazyBackbone:
+    """A backbone whose model loads on first use of ``model`` (or ``preprocess``).
+
+    ``record`` (a JSON file: the run folder's) keeps what a load of the same request (name or
+    path, download root, device type) found: the checkpoint's path, size, modification time and
+    SHA-256, and the facts that cache keys and records need (:attr:`FACTS`). While the checkpoint
+    file keeps its size and time (the trust the feature cache gives images), a step that works on
+    cached features reads them there instead of hashing the file and building the model; any
+    other case loads at once through :func:`load_backbone` (checksum verified) and rewrites it."""
+
+    FACTS = ("input_resolution", "context_length", "logit_scale", "image_tower", "embed_dim")
+
+    def __init__(self, name_or_path: str, device="cpu", download_root: str | None = None,
+                 record: str | os.PathLike | None = None, writer: bool = True):
+        self.device = torch.device(device)
+        self._args, self._loaded = (name_or_path, self.device, download_root), None
+        self._request = {"backbone": str(name_or_path), "download_root": download_root or "",
+                         "device": self.device.type}
+        self._record, self._writer = (Path(record) if record else None), writer
+        known = self._read()
+        if known is None:
+            self._load()
+        else:
+            self.name, self.path, self.sha256 = known["name"], Path(known["path"]), known["sha256"]
+            self._facts = known["facts"]
+
+    def _read(self) -> dict | None:
+        try:
+            rec = json.loads(self._record.read_text(encoding="utf-8"))
+            st = os.stat(rec["path"])
+            same = (rec["request"] == self._request and rec["size"] == st.st_size
+                    and rec["mtime_ns"] == st.st_mtime_ns and set(rec["facts"]) == set(self.FACTS))
+        except (AttributeError, OSError, ValueError, KeyError, TypeError):  # none, gone, damaged
+            return None
+        name = self._request["backbone"]
+        if name in _SHIPPED and Path(rec["path"]) != shipped_path(name).resolve():
+            return None  # another copy of the package
+        return rec if same else None
+
+    def _load(self) -> Backbone:
+        if self._loaded is None:
+            bb = self._loaded = load_backbone(*self._args)
+            self.name, self.path, self.sha256 = bb.name, bb.path, bb.sha256
+            self._facts = {k: getattr(bb, k) for k in self.FACTS}
+            if self._record is not None and self._writer:
+                st = os.stat(bb.path)
+                atomic_write_json(self._record, {
+                    "request": self._request, "name": bb.name, "path": str(Path(bb.path).resolve()),
+                    "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": bb.sha256,
+                    "facts": self._facts})
+        return self._loaded
+
+    model = property(lambda self: self._load().model, doc="the CLIP model (loaded on first use)")
+    preprocess = property(lambda self: self._load().preprocess)
+    loaded = property(lambda self: self._loaded is not None, doc="whether the model is in memory")
+    input_resolution = property(lambda self: int(self._facts["input_resolution"]))
+    context_length = property(lambda self: int(self._facts["context_length"]))
+    logit_scale = property(lambda self: float(self._facts["logit_scale"]))
+    image_tower = property(lambda self: self._facts["image_tower"])
+    embed_dim = property(lambda self: int(self._facts["embed_dim"]))
+
+
 def known_checksums() -> dict[str, str]:
     """{SHA-256: name} of every checkpoint the suite knows: OpenAI's and the shipped ones."""
-    known = {_expected_sha(n): n for n in clip.available_models()}
+    known = {_expected_sha(n): n for n in _clip().available_models()}
     known.update({_shipped_sha(n): n for n in _SHIPPED if _shipped_sha(n)})
     return known
 
@@ -175,7 +239,7 @@ def _check_known(path: Path, actual: str) -> None:
     known = known_checksums()
     if actual in known:
         return
-    claimed = {os.path.basename(clip.clip._MODELS[n]): n for n in clip.available_models()}
+    claimed = {os.path.basename(_clip().clip._MODELS[n]): n for n in _clip().available_models()}
     if path.name in claimed:
         raise BackboneError(
             f"{path} is named like CLIP {claimed[path.name]} but its SHA-256 is {actual}, not "
@@ -198,7 +262,7 @@ def build_clip(embed_dim: int = 1024, image_resolution: int = 224, vision_layers
         raise ValueError(f"image_resolution must be a multiple of 32, got {image_resolution}")
     if transformer_width % 64:
         raise ValueError(f"transformer_width must be a multiple of 64, got {transformer_width}")
-    return clip.model.CLIP(embed_dim, image_resolution, tuple(vision_layers), vision_width, None,
+    return _clip().model.CLIP(embed_dim, image_resolution, tuple(vision_layers), vision_width, None,
                            context_length, vocab_size, transformer_width,
                            transformer_width // 64, transformer_layers)
 
@@ -212,7 +276,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> str:
     (A plain ``torch.save`` state dict does not load: ``clip.load`` retries ``torch.load`` on the
     file handle that ``torch.jit.load`` already consumed.)
     """
-    model = clip.model.build_model(model.state_dict()).eval()  # fp16, exactly as clip.load builds
+    model = _clip().model.build_model(model.state_dict()).eval()  # fp16, exactly as clip.load builds
     model.token_embedding.half()  # build_model leaves it fp32; fp16 halves the file, same values
     res, ctx = model.visual.input_resolution, model.context_length
     text = torch.zeros(1, ctx, dtype=torch.long)

@@ -81,7 +81,7 @@ def tensors_digest(data: dict) -> str:
         if isinstance(value, torch.Tensor):
             t = value.detach().cpu().contiguous()
             h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")  # no copy
         else:
             h.update(f"{name}={json.dumps(value, sort_keys=True)}\n".encode())
     return h.hexdigest()

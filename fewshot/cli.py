@@ -94,11 +94,21 @@ def _cmd_world(args) -> int:
     return world_cli.run(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose ``epilog`` may be a function, called only when help is shown (the
+    run command's lists every method and config field: importing them all costs seconds)."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fewshot.config import DEFAULT_SEEDS, DEFAULT_SHOTS
 
     p = argparse.ArgumentParser(prog="python -m fewshot", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("splits", help="write nested k-shot manifests (one JSON per shots x seed)")
     s.add_argument("--data", required=True, help="dataset root (train/, val/, classnames.txt)")
@@ -108,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_splits)
 
     r = sub.add_parser("run", help="the whole pipeline on a config; prints a summary table",
-                       epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_run_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--config", default="miniworld", help="shipped config name or JSON file")
     r.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="override config fields (repeatable; later values win)")

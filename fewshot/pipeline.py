@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from fewshot.config import RunConfig, config_digest, load_config
 from fewshot.datasets import check_shots, load_dataset
-from fewshot.errors import ConfigError
+from fewshot.errors import ConfigError, DatasetError
 from fewshot.evaluation import class_accuracy, evaluate, predict
 from fewshot.protocol import Context, Fitted, Shots, get_method, list_methods
 from fewshot.resources import Resources, TrainPool
@@ -48,11 +49,12 @@ class Run:
     """One run folder's resources (loaded lazily, once) and the steps that fill it."""
 
     def __init__(self, cfg: RunConfig, fresh: bool = False, resume: dict | None = None,
-                 device: torch.device | None = None, writer: bool = True):
+                 device: torch.device | None = None, writer: bool = True, dataset=None):
         """Start (or continue) the run of ``cfg`` in ``cfg.out``. With ``resume`` (a later
         notebook's explicit overrides), the folder's own config.json is used instead, and an
         override that contradicts it is an error. ``device`` overrides ``cfg.device`` (one GPU
-        per process under torchrun); ``writer=False`` computes everything and writes nothing."""
+        per process under torchrun); ``writer=False`` computes everything and writes nothing;
+        ``dataset``: ``cfg.data`` already loaded (not scanned again)."""
         self.dir = RunDir(cfg.out, writer)
         if resume is not None and self.dir.config_path.exists():
             cfg = self.dir.adopt(cfg, resume)
@@ -61,7 +63,7 @@ class Run:
         self.cfg, self.out = cfg, self.dir.root
         self.device = device if device is not None else resolve_device(cfg.device)
         self.digest = config_digest(cfg)
-        self.res = Resources(cfg, self.device, self.dir, self.digest)
+        self.res = Resources(cfg, self.device, self.dir, self.digest, dataset)
         self.methods = list(cfg.methods) or list_methods()
         for name in self.methods:
             missing = [d for d in get_method(name).after if d not in self.methods]
@@ -257,10 +259,6 @@ class Run:
 
 
 def _check_tasks(root: str) -> None:
-    from pathlib import Path
-
-    from fewshot.errors import DatasetError
-
     if not Path(root).is_dir():
         raise DatasetError(f"merge_tasks: {root} is not a folder of task datasets; make the "
                            f"mini-world's with `python -m fewshot world make-tasks --out {root}`, or "
@@ -277,14 +275,15 @@ def run_all(cfg: RunConfig, steps=None, stream=None, fresh: bool = False) -> Run
         raise ConfigError(f"unknown steps {', '.join(unknown)}; steps are {', '.join(list_steps())}")
     from fewshot import launch
 
-    for warning in check_shots(load_dataset(cfg.data), cfg.shots):  # before anything is written
+    dataset = load_dataset(cfg.data)
+    for warning in check_shots(dataset, cfg.shots):  # before anything is written
         if os.environ.get("RANK", "0") == "0":
             print(f"warning: {warning}", file=sys.stderr)
     if cfg.merge_tasks and "merging" in steps:
         _check_tasks(cfg.merge_tasks)
     if launch.under_torchrun():
         return launch.run_processes(cfg, steps, stream, fresh)
-    run = Run(cfg, fresh=fresh)
+    run = Run(cfg, fresh=fresh, dataset=dataset)
     for step in list_steps():
         if step in steps:
             print(f"[fewshot] {step} ...", file=stream, flush=True)

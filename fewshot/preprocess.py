@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torchvision.transforms.functional as TF
-from torchvision.transforms import InterpolationMode
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "AUG_SCALE", "AUG_RATIO", "normalize_pixels", "center_pixels",
            "augment_views", "centered", "augmented"]
@@ -28,9 +26,18 @@ def normalize_pixels(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / 255 - mean) / std
 
 
+def _tf():
+    """torchvision's functional transforms, imported on first use: torchvision costs seconds of
+    imports (it pulls in torch._dynamo) that a step on cached features never needs."""
+    import torchvision.transforms.functional as TF
+
+    return TF
+
+
 def center_pixels(img, size: int) -> torch.Tensor:
     """CLIP's test-time Resize(size, bicubic) + CenterCrop(size) of a PIL image: uint8 [3, size, size]."""
-    img = TF.center_crop(TF.resize(img, size, InterpolationMode.BICUBIC), size)
+    TF = _tf()
+    img = TF.center_crop(TF.resize(img, size, TF.InterpolationMode.BICUBIC), size)
     return TF.pil_to_tensor(img)
 
 
@@ -40,6 +47,7 @@ def augment_views(img, size: int, views: int, seed: int, index: int) -> torch.Te
     Crop parameters follow torchvision's RandomResizedCrop (10 tries, then a centre crop) but are
     drawn from ``torch.Generator`` seeded by ``(seed, view, index)``.
     """
+    TF = _tf()
     width, height = img.size
     area, log_ratio = width * height, (math.log(AUG_RATIO[0]), math.log(AUG_RATIO[1]))
     out = []
@@ -59,7 +67,7 @@ def augment_views(img, size: int, views: int, seed: int, index: int) -> torch.Te
         if box is None:  # fall back to a centre crop, as torchvision does
             side = min(width, height)
             box = ((height - side) // 2, (width - side) // 2, side, side)
-        crop = TF.resized_crop(img, *box, [size, size], InterpolationMode.BICUBIC)
+        crop = TF.resized_crop(img, *box, [size, size], TF.InterpolationMode.BICUBIC)
         if u[31] < 0.5:
             crop = TF.hflip(crop)
         out.append(TF.pil_to_tensor(crop))

@@ -10,7 +10,7 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 
-from fewshot.backbones import load_backbone
+from fewshot.backbones import LazyBackbone
 from fewshot.datasets import ImageSet, load_dataset
 from fewshot.shifts import find_shift_sets, load_shift_set
 from fewshot.errors import MissingStepError
@@ -33,14 +33,20 @@ class TrainPool:
 
 
 class Resources:
-    """The loaded inputs of one run (``cfg``) on ``device``; ``dir`` gives the manifests."""
+    """The loaded inputs of one run (``cfg``) on ``device``; ``dir`` gives the manifests;
+    ``dataset``, when given, is ``cfg.data`` already loaded (not scanned again)."""
 
-    def __init__(self, cfg, device: torch.device, rundir, digest: str):
+    def __init__(self, cfg, device: torch.device, rundir, digest: str, dataset=None):
         self.cfg, self.device, self.dir, self.digest = cfg, device, rundir, digest
+        if dataset is not None:
+            self.dataset = dataset  # fills the lazy property below
 
     @cached_property
-    def backbone(self):
-        return load_backbone(self.cfg.backbone, self.device, self.cfg.download_root or None)
+    def backbone(self) -> LazyBackbone:
+        """The CLIP backbone; a step on cached features never builds the model (its identity
+        comes from the run folder's record of an earlier load: :class:`LazyBackbone`)."""
+        return LazyBackbone(self.cfg.backbone, self.device, self.cfg.download_root or None,
+                            self.dir.backbone_path, self.dir.writer)
 
     @cached_property
     def dataset(self):

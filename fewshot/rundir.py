@@ -3,6 +3,7 @@
 Layout of a run folder (``cfg.out``)::
 
     config.json                          the RunConfig; written once, fixed for the folder's life
+    backbone.json                        the checkpoint's identity and facts (fewshot.backbones.LazyBackbone)
     .lock                                held while a step writes (a second writer is refused)
     splits/shots{k}_seed{s}.json         split manifests (fewshot.splits)
     results/{method}.jsonl               result records (fewshot.results), replaced atomically
@@ -46,6 +47,10 @@ class RunDir:
     @property
     def config_path(self) -> Path:
         return self.root / "config.json"
+
+    @property
+    def backbone_path(self) -> Path:
+        return self.root / "backbone.json"
 
     @property
     def splits_dir(self) -> Path:

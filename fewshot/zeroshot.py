@@ -5,11 +5,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-import clip
 from fewshot import _clip_compat
 from fewshot.templates import get_templates
-
-_clip_compat.forget()  # the pkg_resources stand-in is needed only while clip imports
 
 __all__ = ["build_text_classifier", "zeroshot_logits"]
 
@@ -27,7 +24,7 @@ def build_text_classifier(model, classnames: list[str], templates, device, batch
     if isinstance(templates, str):
         templates = get_templates(templates)
     prompts = [t.format(c) for c in classnames for t in templates]  # class-major: [C*T]
-    tokens = clip.tokenize(prompts, context_length=model.context_length, truncate=True)
+    tokens = _clip_compat.import_clip().tokenize(prompts, context_length=model.context_length, truncate=True)
     out = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="text encoder", disable=not progress,
                       leave=False):

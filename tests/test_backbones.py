@@ -91,3 +91,38 @@ def test_weights_given_by_path_are_checked_against_every_known_checksum(tiny_cli
     with warnings.catch_warnings():
         warnings.simplefilter("error", FewshotWarning)  # a known checkpoint by path: no warning
         assert load_backbone(str(shipped_path("miniclip-rn"))).name == "miniclip-rn.pt"
+
+
+def test_lazy_backbone_reads_the_record_of_an_earlier_load_and_loads_only_when_asked(tiny_clip_path, tmp_path):
+    import os
+    import shutil
+
+    from fewshot.backbones import LazyBackbone
+
+    ckpt, record = tmp_path / "tiny.pt", tmp_path / "run" / "backbone.json"
+    shutil.copy(tiny_clip_path, ckpt)
+    ref = load_backbone(str(ckpt))
+    first = LazyBackbone(str(ckpt), "cpu", record=record)  # no record yet: loads and writes one
+    assert first.loaded and record.exists()
+    again = LazyBackbone(str(ckpt), "cpu", record=record)  # the record: nothing loaded
+    assert not again.loaded
+    for name in ("name", "sha256") + LazyBackbone.FACTS:
+        assert getattr(again, name) == getattr(ref, name), name
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():  # the model, on first use: the same weights
+        assert torch.equal(again.model.encode_image(x), ref.model.encode_image(x)) and again.loaded
+    st = os.stat(ckpt)  # a replaced checkpoint (new time) is loaded and checked again
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert LazyBackbone(str(ckpt), "cpu", record=record).loaded
+    assert not LazyBackbone(str(ckpt), "cpu", record=record).loaded  # the record was renewed
+    assert LazyBackbone(str(ckpt), "cpu", record=tmp_path / "other.json", writer=False).loaded
+    assert LazyBackbone(str(ckpt), "cpu", record=tmp_path / "other.json").loaded  # not written
+
+
+def test_steps_on_cached_features_import_neither_clip_nor_torchvision():
+    import subprocess
+    import sys
+
+    code = ("import sys, fewshot.pipeline, fewshot.methods, fewshot.cli; fewshot.cli.build_parser(); "
+            "bad = [m for m in ('clip', 'torchvision') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -29,6 +29,11 @@ def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_pa
     hist = next(r for r in finals if r["method"] == "tip-adapter-f")["extra"]["history"]
     assert [h["epoch"] for h in hist] == [1, 2]
     assert all(0 <= r["metrics"]["top1"] <= r["metrics"]["top5"] <= 100 for r in recs)
+    for r in (r for r in finals if r["method"] == "wise-ft-full"):  # test sets encoded at the chosen α and 1
+        path = {s["hyperparameters"]["alpha"] for s in recs if s["role"] == "sweep" and s["method"] == r["method"]
+                and (s["shots"], s["seed"], s["eval_set"]) == (r["shots"], r["seed"], r["eval_set"])}
+        assert path == {0.0, r["hyperparameters"]["alpha"], 1.0}
+    assert (run.out / "backbone.json").exists()  # later steps read the backbone's identity there
     assert json.loads((run.out / "config.json").read_text())["shots"] == [1, 2]
     assert "Top-1 (%) on sketch" in capsys.readouterr().out
     md = build_report(run.out, tmp_path / "report")

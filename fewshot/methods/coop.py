@@ -23,14 +23,11 @@ import copy
 import torch
 import torch.nn.functional as F
 
-import clip
 from fewshot import _clip_compat, selection
 from fewshot.metrics import topk_correct
 from fewshot.protocol import Head, Method, register
 from fewshot.training import train_head, warmup_cosine_per_epoch
 from fewshot.wise import DEFAULT_LAMBDA
-
-_clip_compat.forget()
 
 __all__ = ["PromptParts", "prompt_parts", "encode_prompts", "INIT"]
 
@@ -42,35 +39,46 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 class PromptParts:
     """The fixed parts of every class's prompt and the initial context: ``prefix`` [C, 1, W]
     (SOS), ``ctx`` [M, W], ``suffix`` [C, L−1−M, W] (class tokens, ".", EOS, padding), ``eot``
-    [C] (the EOS position, where the text feature is read), and the text tower (fp32 copy)."""
+    [C] (the EOS position, where the text feature is read), and the text tower (fp32 copy).
 
-    def __init__(self, model, classnames, init: str = INIT, device=None):
+    With ``truncate`` (the default) L is the longest prompt's EOS position + 1 instead of the
+    model's context length (77): the text encoder is causal, so the tokens after every EOS never
+    reach a feature, and dropping them gives the same features (a test) at a fraction of the
+    cost (ImageNet's longest "a photo of a <class>." ends at token 20 or so)."""
+
+    def __init__(self, model, classnames, init: str = INIT, device=None, truncate: bool = True):
+        clip = _clip_compat.import_clip()
         device = device or model.token_embedding.weight.device
         n_ctx = len(clip.tokenize(init)[0].nonzero()) - 2  # minus SOS and EOS
         tokens = clip.tokenize([f"{init} {name}." for name in classnames],
                                context_length=model.context_length, truncate=True).to(device)
+        length = int(tokens.argmax(dim=-1).max()) + 1 if truncate else tokens.shape[1]
+        tokens = tokens[:, :length]  # EOS has the largest token id
         tower = {n: copy.deepcopy(getattr(model, n)).float().to(device).requires_grad_(False)
                  for n in ("transformer", "ln_final", "token_embedding")}
         self.transformer, self.ln_final = tower["transformer"], tower["ln_final"]
-        self.positional = model.positional_embedding.detach().float().to(device)
+        for block in self.transformer.resblocks:  # the causal mask, cut to the same length
+            if block.attn_mask is not None:
+                block.attn_mask = block.attn_mask[:length, :length]
+        self.positional = model.positional_embedding.detach().float().to(device)[:length]
         self.projection = model.text_projection.detach().float().to(device)
         with torch.no_grad():
             emb = tower["token_embedding"](tokens)
         self.prefix, self.suffix = emb[:, :1], emb[:, 1 + n_ctx:]
         self.ctx = emb[0, 1:1 + n_ctx].clone()
-        self.eot = tokens.argmax(dim=-1)  # EOS has the largest token id
+        self.eot = tokens.argmax(dim=-1)
 
 
-def prompt_parts(model, classnames, init: str = INIT, device=None) -> PromptParts:
-    """:class:`PromptParts` of ``classnames``."""
-    return PromptParts(model, classnames, init, device)
+def prompt_parts(model, classnames, init: str = INIT, device=None, truncate: bool = True) -> PromptParts:
+    """:class:`PromptParts` of ``classnames`` (``truncate``: see there)."""
+    return PromptParts(model, classnames, init, device, truncate)
 
 
 def encode_prompts(parts: PromptParts, ctx: torch.Tensor) -> torch.Tensor:
     """Normalised text features [C, D] of the prompts with context ``ctx`` [M, W]: CLIP's
     ``encode_text`` with the context embeddings in place of the words'. While training (grad
     enabled) each block's activations are recomputed in the backward pass, and on a GPU the
-    blocks run in bf16: all C prompts go through the encoder at every step (1,000 × 77 tokens
+    blocks run in bf16: all C prompts go through the encoder at every step (1,000 prompts of up to 77 tokens
     for ImageNet), which would otherwise hold gigabytes of activations."""
     from torch.utils.checkpoint import checkpoint
 

@@ -5,9 +5,11 @@ Each method fine-tunes CLIP's image encoder with a zero-shot-initialised head
 ``θ(α) = (1−α)·θ_zero-shot + α·θ_fine-tuned`` at the α chosen without test data
 (``wise-<method>``; for LoRA α scales the low-rank update), and Fisher-weighted at that α
 (``wise-<method>-fisher``, partial and full: the diagonal Fisher of both models on the k shots,
-labels drawn from each model's prediction as the WiSE-FT code does). The α path
-(``cfg.ft_alphas``) is recorded on every test set; α = 0 is zero-shot CLIP, scored on the cached
-features.
+labels drawn from each model's prediction as the WiSE-FT code does). The α path (``cfg.ft_alphas``)
+is scored on the held-out shots (``extra["alpha_scores"]``); the test sets are encoded only at the
+chosen α and at α = 1, and the sweep records hold those two and α = 0 (zero-shot CLIP, scored on
+the cached features): each further α would re-encode every test set (97,500 images at ImageNet
+scale) for a diagnostic point.
 
 α is chosen on held-out shots: the encoder is fine-tuned once more without fold 0 of the shots
 (fold = shot rank mod ``cv_folds``) and every α scored on that fold; 0.5 at 1 shot (the WiSE-FT
@@ -132,9 +134,10 @@ def _fit(strategy: str):
         choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)
         a = choice.value
         n_trained = sum(v.numel() for v in theta1.values())
+        path = sorted({0.0, a, 1.0})  # the test sets are encoded at the chosen α and α = 1 only
         wise = Head(head_at(a), choice.tuned_on, {"alpha": a, "strategy": strategy},
-                    extra={"alpha_scores": choice.curve}, encoder=encoder_at(a),
-                    sweep=tuple(({"alpha": x}, head_at(x), encoder_at(x)) for x in alphas))
+                    extra={"alpha_scores": choice.curve, "alphas_scored": alphas}, encoder=encoder_at(a),
+                    sweep=tuple(({"alpha": x}, head_at(x), encoder_at(x)) for x in path))
         companions = {f"wise-ft-{strategy}": wise}
         if fishers is not None:
             companions[f"wise-ft-{strategy}-fisher"] = Head(
