@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fewshot.errors import NonFiniteError
+from fewshot import graphed
 
 __all__ = ["train_head", "cosine_per_step", "warmup_cosine_per_epoch"]
 
@@ -42,12 +43,15 @@ def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: t
                optimizer: torch.optim.Optimizer, schedule: Callable[[int], float], epochs: int,
                batch_size: int, seed: int, progress: bool = True, what: str = "training",
                hint: str = "lower the learning rate", drop_last: bool = False,
-               select_epoch: Optional[Callable[[], float]] = None) -> dict:
+               select_epoch: Optional[Callable[[], float]] = None, graph: bool = False) -> dict:
     """Fit ``params`` by minimising cross-entropy of ``logits_fn(x [b, D]) -> [b, C]``.
 
     views: [V, N, D] normalised features of V augmented views of the N training images; labels
     [N]. ``schedule(step)`` multiplies the optimiser's lr. ``select_epoch()``, if given, scores the
     current parameters after each epoch; the best epoch's parameters are restored at the end.
+    ``graph=True`` (a head whose ``logits_fn`` is plain tensor algebra) replays each step as a
+    CUDA graph on a GPU (:mod:`fewshot.graphed`: same update, float rounding aside); on a CPU, and
+    for optimisers it does not cover, the eager loop runs.
     Returns ``{"history": [{"epoch", "loss", "train_acc"}], "best_epoch": int}``.
     """
     device = views.device
@@ -62,11 +66,19 @@ def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: t
     step_loss = torch.zeros(steps, device=device)
     weights = torch.tensor(sizes, device=device, dtype=torch.float32)
     best = (-math.inf, None, epochs)
+    manual = graphed.manual_optimizer(optimizer) if graph and (device.type == "cuda" or graphed.ON_CPU) else None
+    stepper = graphed.GraphedStep(params, logits_fn, labels, manual, batch_size) if manual else None
+    t = 0  # steps taken: the schedule's argument
     for epoch in tqdm(range(epochs), desc=what, disable=not progress, leave=False):
         x = views[epoch % views.shape[0]]
         order = torch.randperm(n, generator=gen).to(device)
         for i, s in enumerate(range(0, sum(sizes), batch_size)):
             idx = order[s:s + sizes[i]]
+            if stepper is not None:
+                step_loss[i], correct = stepper.step(x, idx, sched.base_lrs[0] * schedule(t))
+                stats[epoch, 1] += correct
+                t += 1
+                continue
             logits = logits_fn(x[idx])
             loss = F.cross_entropy(logits, labels[idx])
             optimizer.zero_grad(set_to_none=True)

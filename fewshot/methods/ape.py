@@ -147,7 +147,7 @@ def fit_ape_t(shots, ctx) -> Head:
     out = train_head([res, weights], logits, views, labels, optimizer=opt,
                      schedule=cosine_per_step(T_EPOCHS * steps), epochs=T_EPOCHS, batch_size=T_BATCH,
                      seed=shots.seed, progress=ctx.progress, select_epoch=select,
-                     what=f"APE-T ({shots.shots}-shot, seed {shots.seed})")
+                     what=f"APE-T ({shots.shots}-shot, seed {shots.seed})", graph=True)
     res, weights = res.detach(), weights.detach()
     tuned_on, hp = "default", {"alpha": alpha, "beta": beta}
     if ctx.oracle is not None:  # as the official code: (β, α) searched on test after training

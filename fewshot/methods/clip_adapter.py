@@ -52,7 +52,7 @@ def fit(shots, ctx) -> Head:
                      shots.labels, optimizer=opt, schedule=warmup_cosine_per_epoch(EPOCHS, steps, LR),
                      epochs=EPOCHS, batch_size=BATCH_SIZE, seed=shots.seed, progress=ctx.progress,
                      what=f"CLIP-Adapter ({shots.shots}-shot, seed {shots.seed})",
-                     drop_last=shots.labels.numel() >= BATCH_SIZE)
+                     drop_last=shots.labels.numel() >= BATCH_SIZE, graph=True)
     w1, w2 = w1.detach(), w2.detach()
     return Head(lambda f: adapter_logits(f.float(), w1, w2, W, RATIO, scale), "default",
                 {"ratio": RATIO, "epochs": EPOCHS, "lr": LR, "batch_size": BATCH_SIZE},

@@ -45,7 +45,7 @@ def fit(shots, ctx) -> Head:
                      shots.labels, optimizer=torch.optim.Adam([residual], lr=LR),
                      schedule=warmup_cosine_per_epoch(epochs, steps, LR), epochs=epochs,
                      batch_size=BATCH_SIZE, seed=shots.seed, progress=ctx.progress,
-                     what=f"TaskRes ({shots.shots}-shot, seed {shots.seed})")
+                     what=f"TaskRes ({shots.shots}-shot, seed {shots.seed})", graph=True)
     residual = residual.detach()
     return Head(lambda f: taskres_logits(f.float(), W, residual, ALPHA, scale), "default",
                 {"alpha": ALPHA, "epochs": epochs, "lr": LR, "batch_size": BATCH_SIZE},
