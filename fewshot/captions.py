@@ -38,7 +38,7 @@ def caption_accuracy(records, methods, num_test=None, lang="en") -> str:
     return text
 
 
-def grid_edges(grids) -> list[tuple[int, int, list[str]]]:
+def grid_edges(grids, lang: str = "en") -> list[tuple[int, int, list[str]]]:
     """(shots, seed, ["largest α", ...]) for every grid whose test optimum lies on an edge of the
     searched range (the largest or smallest α or β tried)."""
     out = []
@@ -46,7 +46,7 @@ def grid_edges(grids) -> list[tuple[int, int, list[str]]]:
         if not g.get("test"):
             continue
         a, b, _ = grid_optimum(g)
-        edges = [f"{'largest' if v == grid[-1] else 'smallest'} {name}"
+        edges = [tr("edge_largest" if v == grid[-1] else "edge_smallest", lang, p=name)
                  for name, v, grid in (("α", a, g["alphas"]), ("β", b, g["betas"]))
                  if v in (grid[0], grid[-1])]
         if edges:
@@ -65,7 +65,7 @@ def caption_grid(grid: dict, grids: list, how: str, lang="en") -> str:
     text = tr("cap_grid", lang, k=shots_phrase(grid["shots"], lang), seed=grid["seed"],
               a0=f"{alphas[0]:.3g}", a1=f"{alphas[-1]:.3g}", b0=f"{betas[0]:.3g}", b1=f"{betas[-1]:.3g}",
               how=how, chosen=f"{at_chosen:.2f}", best=f"{best:.2f}", d=f"{best - at_chosen:.2f}")
-    edges = grid_edges(grids)
+    edges = grid_edges(grids, lang)
     if edges:
         where = sorted({e for _, _, es in edges for e in es})
         ks = sorted({k for k, _, _ in edges})

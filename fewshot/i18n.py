@@ -53,6 +53,16 @@ EN = {
     "h_examples": "Qualitative examples",
     "h_merging": "Merging several fine-tuned encoders",
     "h_published": "Published numbers (for comparison)",
+    "h_shift": "Top-1 (%) on {s}, mean ± std over seeds",
+    "proto_oracle": "oracle: tuned on test",
+    "proto_honest": "no tuning on test (from the shots: leave-one-out, cross-validation or held-out "
+                    "shots; published defaults where the shots cannot tell)",
+    "pub_none": "Published ImageNet/RN50 numbers are shown only for runs on ImageNet with CLIP RN50; "
+                "this run used other data or another model, so they would not be comparable.",
+    "lb_note": "Mean ± std over seeds, top-1 (%) on val; zero-shot, which uses no shot, is repeated "
+               "in every column.",
+    "lb_pub": " [pub.] is the published figure (ImageNet, RN50; tuned on test: see the last section).",
+    "lb_oracle": " (oracle) is the same method with its hyperparameters tuned on test.",
     "missing": "This run holds no results for this section (its step has not run).",
     "t_cached": "methods on cached features",
     "t_tuned": "fine-tuning the encoders and prompts",
@@ -81,6 +91,8 @@ EN = {
                 "{b1}) at {k}, seed {seed}: × is the point chosen {how}, ○ each panel's optimum. "
                 "On test, the chosen point gives {chosen} % against the test optimum's {best} % "
                 "({d} points left on the table without looking at test).",
+    "edge_largest": "largest {p}",
+    "edge_smallest": "smallest {p}",
     "cap_grid_edge": "**The test optimum lies on the edge of the searched range** ({where}) at "
                      "{n} of {total} shot counts ({ks} shots): the range is too small to show "
                      "where the accuracy peaks.",
@@ -124,7 +136,90 @@ EN = {
     "more": "{n} more",
 }
 
-ZH: dict = {}
+ZH = {
+    "oracle_run": "**这是一次 oracle 运行**：超参数在测试集上选择（与课程 notebook 和官方脚本相同），"
+                  "因此数字偏乐观。",
+    "chance": "**零样本准确率处于随机水平**（{zs} %，随机猜测为 1/{c} = {chance} %）：骨干网络认不出这些类别"
+              "（权重随机或错误，或类名与文件夹不符），下面的所有差异都只是噪声。",
+    "zero_shot": "零样本 CLIP 在 val 上的 top-1 为 {zs} %{extra}，不使用任何训练图像。",
+    "zero_shot_extra": "（在 {s} 上为 {v} %）",
+    "best": "每类 {k} 时最好的方法是 **{m}**（{a}{gain}），领先第二名 {m2}（{b}）{d} 个百分点，超过{noise}。",
+    "tied": "每类 {k} 时没有唯一最好的方法：**{m}** 与 {others} 持平（{vals}）；差异在{noise}之内。",
+    "gain": "，比零样本高 {d} 个百分点",
+    "noise_std": "各种子间的波动（标准差）",
+    "noise_std_se": "各种子间的波动（标准差）和测试集的抽样误差（{n} 张图像时为 ±{se} 个百分点）",
+    "noise_se": "测试集的抽样误差（{n} 张图像时为 ±{se} 个百分点）",
+    "noise_none": "可测量的噪声（无：只有一个种子，测试集大小未知）",
+    "one_seed": "（仅一个种子：种子间的波动未知）",
+    "below_zs": "低于零样本的方法：{ms}。",
+    "shift": "分布偏移下情况不同：每类 {k} 时，{ms} 在 val 上{beat}零样本，但在 {s} 上{fall}零样本。",
+    "shift_verbs": "超过|低于|超过|低于",
+    "honesty": "在测试集上调参（oracle 运行）在两次运行共有的方法上平均多出 {d} 个百分点：这是诚实的代价。",
+    "k_shot": "{k} 个样本", "k_shots": "{k} 个样本",
+    "and": " 和 ", "list_sep": "、", "more": "另外 {n} 个",
+    "title": "小样本 CLIP 报告",
+    "intro": "由 `python -m fewshot report` 仅根据 `{run}` 生成；可提交的单文件版本：[report.html](report.html)。"
+             "章节：{sections}。",
+    "h_summary": "摘要", "h_setup": "实验设置", "h_leaderboard": "排行榜", "h_tables": "偏移测试集上的 top-1",
+    "h_accuracy": "准确率与样本数", "h_robustness": "鲁棒性：分布内与分布外", "h_tip": "Tip-Adapter 超参数",
+    "h_tip_f": "Tip-Adapter-F 训练", "h_wise": "WiSE-FT 路径", "h_costs": "微调的代价",
+    "h_examples": "定性示例", "h_merging": "合并多个微调编码器", "h_published": "已发表的数字（供比较）",
+    "h_shift": "{s} 上的 top-1 (%)，各种子的均值 ± 标准差",
+    "proto_oracle": "oracle：在测试集上调参",
+    "proto_honest": "不在测试集上调参（只用训练样本：留一法、交叉验证或留出样本；样本无法判断时用已发表的默认值）",
+    "pub_none": "只有在 ImageNet 上使用 CLIP RN50 的运行才显示已发表的 ImageNet/RN50 数字；本次运行使用了"
+                "其他数据或模型，无法比较。",
+    "lb_note": "val 上的 top-1 (%)，各种子的均值 ± 标准差；零样本不使用样本，每一列都重复它的数字。",
+    "lb_pub": " [pub.] 为已发表的数字（ImageNet，RN50；在测试集上调参：见最后一节）。",
+    "lb_oracle": " (oracle) 为同一方法在测试集上调参的结果。",
+    "missing": "本次运行没有这一节的结果（对应步骤尚未运行）。",
+    "t_cached": "methods on cached features", "t_tuned": "fine-tuning the encoders and prompts",
+    "how_oracle": "在测试集上（oracle 运行：课程的协议）", "how_honest": "不使用测试数据（在训练样本上留一法）",
+    "how_default": "来自已发表的默认值",
+    "merge_intro": "一项独立的研究，使用各合并任务自己的测试集（不是 val 的偏移）：每个任务一个专家编码器，"
+                   "用各规则合并；λ 在每个任务的留出样本上选择（oracle 行：在测试集上）。各任务测试集上的 top-1 (%)。",
+    "merge_soup": "同一任务不同种子专家的 soup，与其中一个专家的 WiSE-FT（α = 0.5）对比：",
+    "cap_cos": "各专家任务向量（微调权重减去预训练权重）之间的余弦相似度：{parts}。",
+    "cap_cos_part": "{s} 微调：两任务间平均 {mean}，最大 {max}",
+    "cap_lambda": "各任务平均 top-1 随合并系数 λ 的变化，分别在留出样本（用来选择 λ）和测试集上：{parts}；"
+                  "在测试集上选择的 λ 仅作示意。",
+    "cap_lambda_part": "{m}：留出样本选 λ = {held}（测试集 {vh} %），测试集会选 {test}（{vt} %）",
+    "figure": "图 {n}.",
+    "cap_accuracy": "{sets} 上 top-1 (%) 随每类样本数的变化（各种子均值；误差棒：标准差），共 {n} 个方法；"
+                    "虚线：零样本（不使用样本）。",
+    "cap_on_set": "{s} 上：",
+    "cap_grid": "Tip-Adapter 在搜索网格上的 top-1（α 从 {a0} 到 {a1}，β 从 {b0} 到 {b1}），每类 {k}，种子 {seed}："
+                "× 为{how}选出的点，○ 为各面板的最优点。在测试集上，选出的点得到 {chosen} %，测试最优点为 {best} %"
+                "（不看测试集损失 {d} 个百分点）。",
+    "edge_largest": "最大的 {p}", "edge_smallest": "最小的 {p}",
+    "cap_grid_edge": "**测试最优点位于搜索范围的边缘**（{where}），{total} 个样本数中有 {n} 个如此（{ks}）："
+                     "搜索范围太小，看不到准确率的峰值。",
+    "cap_training": "Tip-Adapter-F 每个 epoch 在增强视图上的训练损失和准确率（种子 {seed}），每个样本数一条线。"
+                    "最后一个 epoch：{parts}。",
+    "cap_training_over": "在 {ks} 时，训练准确率比 val 高出 5 个百分点以上：适配器对样本的拟合好于泛化。",
+    "cap_training_ok": "在所有样本数下，训练准确率都没有比 val 高出 5 个百分点以上（视图经过增强，这不是过拟合的迹象）。",
+    "cap_training_part": "{k}：样本上 {train} %，val 上 {val} %",
+    "cap_path": "{m} 路径上的 top-1 (%)，每类 {k}，在 {sets} 上（各种子均值），从起始模型 (0) 到微调模型 (1)；"
+                "点线：每个种子在训练样本上选出的系数（{chosen}），其结果为 {got}。",
+    "cap_path_inside": "在测试集上选择，仅作示意：混合系数 {best} 在各测试集上的平均最好（{v} %），比较好的端点高 "
+                       "{d} 个百分点，超过种子间的波动（±{s}）。",
+    "cap_path_flat": "在测试集上选择，仅作示意：没有任何混合系数比两端都高出种子间的波动（最好的平均为 {best} 处的 "
+                     "{v} %；两端为 {lo} % 和 {hi} %；{d} 个百分点，对比 ±{s}）。",
+    "cap_path_one": "在测试集上选择，仅作示意，只有一个种子（波动未知）：各测试集平均最好为 {best} 处的 {v} %"
+                    "（比较好的端点 {d} 个百分点；两端为 {lo} % 和 {hi} %）。",
+    "cap_idood": "每类 {k} 时，val top-1（分布内）对 {sets} 上平均 top-1（分布外）：线为从 0 到 1 的 WiSE-FT 路径，"
+                 "点为其他方法，星号为零样本。",
+    "cap_idood_both": "相对零样本（{zx} %，{zy} %），{total} 个方法中有 {n} 个在两个轴上都有提升；分布外最好的是 {m}"
+                      "（{x} %，{y} %）。",
+    "cap_costs": "各微调策略的可训练参数量和每次微调的秒数，以及其 val top-1：{parts}。",
+    "cap_costs_part": "{m} 训练 {p} 个参数，用时 {t} 秒，达到 {a} %",
+    "cap_examples": "val 图像及零样本与 {m} 的预测（{k}，种子 {seed}；绿色：正确，红色：错误），两者不一致的排在前面。"
+                    "在全部 {n} 张 val 图像上，{m} 纠正了 {fixed} 个零样本错误，弄错了 {broken} 个原本正确的答案"
+                    "（{net} 个百分点）。",
+    "cap_classes": "{m} 相对零样本的逐类 top-1 变化，显示下降和提升最多的各十个类别：{gain} 个类别提升，{lose} 个下降，"
+                   "{same} 个不变（中位数变化 {med} 个百分点）。",
+    "no_results": "本次运行没有按样本数的结果；见下面各节。",
+}
 
 _LANGS = {"en": EN, "zh": ZH}
 

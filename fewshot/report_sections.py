@@ -134,9 +134,9 @@ def _merging(c: Context):
 # (name, heading key, builder, in the default report); report order
 SECTIONS = [
     ("summary", "h_summary", _summary, True),
-    ("setup", "h_setup", lambda c: provenance(c.recs, c.run["config"]), True),
-    ("leaderboard", "h_leaderboard", lambda c: leaderboard(c.recs, c.oracle_records), True),
-    ("tables", "h_tables", lambda c: shift_tables(c.recs) or None, True),
+    ("setup", "h_setup", lambda c: provenance(c.recs, c.run["config"], c.lang), True),
+    ("leaderboard", "h_leaderboard", lambda c: leaderboard(c.recs, c.oracle_records, c.lang), True),
+    ("tables", "h_tables", lambda c: shift_tables(c.recs, c.lang) or None, True),
     ("accuracy", "h_accuracy", _accuracy, True),
     ("robustness", "h_robustness", _robustness, True),
     ("tip-adapter", "h_tip", _tip_grid, True),
@@ -145,5 +145,5 @@ SECTIONS = [
     ("costs", "h_costs", _costs, True),
     ("examples", "h_examples", _examples, True),
     ("merging", "h_merging", _merging, False),
-    ("published", "h_published", lambda c: reference_section(c.recs), True),
+    ("published", "h_published", lambda c: reference_section(c.recs, c.lang), True),
 ]

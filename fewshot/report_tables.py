@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from fewshot.figures import eval_sets_of, few_shot_records, method_order
+from fewshot.i18n import tr
 from fewshot.results import format_table, summarize
 
 __all__ = ["provenance", "leaderboard", "shift_tables", "reference_section"]
@@ -15,16 +16,14 @@ __all__ = ["provenance", "leaderboard", "shift_tables", "reference_section"]
 _REFERENCE_PATH = Path(__file__).resolve().parent / "reference.json"
 
 
-def provenance(records, config) -> str:
+def provenance(records, config, lang: str = "en") -> str:
     """The setup table: data, backbone, seeds, protocol, provenance of the records."""
     first = records[0]
     seeds = sorted({r["seed"] for r in records if r["seed"] is not None})
     tuned = sorted({r["tuned_on"] for r in records if r["role"] == "final"})
     rows = [("dataset", first["dataset"]), ("backbone", f"{first['backbone']} (sha256 {first['backbone_sha256'][:12]}…)"),
             ("templates", first.get("templates", "")), ("seeds", ", ".join(map(str, seeds))),
-            ("protocol", "oracle: tuned on test" if config and config.get("oracle") else
-             "no tuning on test (from the shots: leave-one-out, cross-validation or held-out "
-             "shots; published defaults where the shots cannot tell)"),
+            ("protocol", tr("proto_oracle" if config and config.get("oracle") else "proto_honest", lang)),
             ("tuned_on", ", ".join(tuned)), ("git revision", first["git_rev"]),
             ("device", first["device"]), ("feature decode path", first.get("decode", "pil")),
             ("image tower", first.get("image_tower", "clip")),
@@ -51,12 +50,11 @@ def _published(records):
     return json.loads(_REFERENCE_PATH.read_text())
 
 
-def reference_section(records) -> str:
+def reference_section(records, lang: str = "en") -> str:
     """The published ImageNet/RN50 numbers, or why they are not shown."""
     ref = _published(records)
     if ref is None:
-        return ("Published ImageNet/RN50 numbers are shown only for runs on ImageNet with CLIP "
-                "RN50; this run used other data or another model, so they would not be comparable.")
+        return tr("pub_none", lang)
     lines = ["| source (protocol) | method | " + " | ".join(f"{k}-shot" for k in ref["shots"]) + " |",
              "|---|---|" + "---|" * len(ref["shots"])]
     for row in ref["rows"]:
@@ -65,7 +63,7 @@ def reference_section(records) -> str:
     return "\n".join(lines)
 
 
-def leaderboard(records, oracle_records=None) -> str:
+def leaderboard(records, oracle_records=None, lang: str = "en") -> str:
     """Every method × shots on val (mean ± std), with the best published (test-tuned) figure and,
     given an oracle run, its number beside ours (the merging study's records left out)."""
     records = few_shot_records(records)
@@ -96,17 +94,16 @@ def leaderboard(records, oracle_records=None) -> str:
             cells.append(cell)
         tuned = "/".join(sorted({t for (mm, k), r in rows.items() if mm == m for t in r["tuned_on"].split("/")}))
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {tuned} |")
-    note = ("Mean ± std over seeds, top-1 (%) on val; zero-shot, which uses no shot, is repeated in "
-            "every column.")
+    note = tr("lb_note", lang)
     if best_ref:
-        note += " [pub.] is the published figure (ImageNet, RN50; tuned on test: see the last section)."
+        note += tr("lb_pub", lang)
     if oracle:
-        note += " (oracle) is the same method with its hyperparameters tuned on test."
+        note += tr("lb_oracle", lang)
     return note + "\n\n" + "\n".join(lines)
 
 
-def shift_tables(records) -> str:
+def shift_tables(records, lang: str = "en") -> str:
     """One table per test set other than val (val is the leaderboard), mean ± std over seeds."""
     rows = summarize(records)
-    return "\n\n".join(f"### Top-1 (%) on {s}, mean ± std over seeds\n\n{format_table(rows, s)}"
+    return "\n\n".join(f"### {tr('h_shift', lang, s=s)}\n\n{format_table(rows, s)}"
                         for s in eval_sets_of(records)[1:])

@@ -80,3 +80,23 @@ def test_a_rebuild_removes_the_figures_it_no_longer_shows(run_dir, tmp_path):
     assert (out / "id_vs_ood.png").exists()
     build_report(run_dir, out, sections=["accuracy"])
     assert not (out / "id_vs_ood.png").exists() and (out / "accuracy_vs_shots.png").exists()
+
+
+def _prose(text):
+    """The report's sentences: no tables, images, code or headings."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("|", "![", "#"))]
+    return re.sub(r"`[^`]*`|\[[^\]]*\]\([^)]*\)", "", "\n".join(lines))
+
+
+def test_the_chinese_report_states_the_same_numbers_in_chinese_prose(run_dir, tmp_path):
+    en = build_report(run_dir, tmp_path / "en", sections=["all"]).read_text()
+    zh = build_report(run_dir, tmp_path / "zh", sections=["all"], lang="zh").read_text()
+    numbers = lambda t: sorted(re.findall(r"\d+\.\d+", t))  # noqa: E731
+    assert numbers(zh) == numbers(en)
+    assert re.findall(r"^## ", zh, re.M) and "## 摘要" in zh and "**图 1.**" in zh
+    for name in ("tip-adapter", "lp++", "class-means"):
+        assert en.count(name) == zh.count(name)
+    english = re.findall(r"\b[A-Za-z]+ [a-z]+ [a-z]+ [a-z]+\b", _prose(zh))
+    assert not english, english[:5]
+    assert re.findall(r"\b[A-Za-z]+ [a-z]+ [a-z]+ [a-z]+\b", _prose(en))  # the check can see English
+    assert "lang='zh'" in (tmp_path / "zh" / "report.html").read_text()
