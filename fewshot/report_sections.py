@@ -38,6 +38,7 @@ class Context:
 
     @property
     def oracle(self) -> bool:
+        """Whether the run itself tuned on test (config ``oracle``)."""
         return bool(self.run["config"] and self.run["config"].get("oracle"))
 
     @property
