@@ -75,9 +75,20 @@ def _run_epilog() -> str:
 def _cmd_report(args) -> int:
     from fewshot.report import build_report
 
-    path = build_report(args.run, args.out, args.oracle_run)
+    path = build_report(args.run, args.out, args.oracle_run, args.sections, args.lang)
     print(f"report written to {path}")
     return 0
+
+
+def _report_epilog() -> str:
+    from fewshot.i18n import list_languages
+    from fewshot.report import default_sections, list_sections
+
+    return (f"sections, in report order: {', '.join(list_sections())}\n"
+            f"  default: {', '.join(default_sections())}\n"
+            f"  all: every section, the merging study included (its tasks' own test sets)\n"
+            f"  e.g. --sections default merging, --sections summary leaderboard accuracy\n"
+            f"languages (--lang): {', '.join(list_languages())}")
 
 
 def _cmd_check_data(args) -> int:
@@ -127,10 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the run folder holds another config: move it aside and start anew")
     r.set_defaults(func=_cmd_run)
 
-    rep = sub.add_parser("report", help="build report/ (Markdown, PNG, PDF) from a run's results")
+    rep = sub.add_parser("report", help="build report/ (Markdown, PNG, PDF) from a run's results",
+                         epilog=_report_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("--run", default="runs/miniworld", help="the run's output folder")
     rep.add_argument("--out", default="report", help="where to write the report")
     rep.add_argument("--oracle-run", help="an oracle run of the same setting: its numbers beside ours")
+    rep.add_argument("--sections", nargs="+", metavar="NAME",
+                     help="sections to write, in report order (default: 'default'; see below)")
+    rep.add_argument("--lang", default="en", help="language of prose and captions (en, zh)")
     rep.set_defaults(func=_cmd_report)
 
     c = sub.add_parser("check-data", help="validate a dataset folder; non-zero exit if unusable")

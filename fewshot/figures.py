@@ -2,27 +2,29 @@
 
 Figures are built without pyplot (``matplotlib.figure.Figure``), so no backend is chosen and no
 global state changes: ``fig.savefig`` writes files anywhere, and a notebook shows a figure with
-``display(fig)`` or by ending a cell with it. One colour per method across all figures
-(seaborn's colour-blind palette).
+``display(fig)`` or by ending a cell with it. Styles (one colour and marker per method, readable
+text) live in :mod:`fewshot.figstyle`. The few-shot figures draw the few-shot run's own records
+(val and its shifts); the merging study's records (role ``merge``) have their own figures
+(:mod:`fewshot.merge_report`).
 """
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import seaborn as sns
-from matplotlib.figure import Figure
 
+from fewshot.figstyle import legend_below, method_style, readable, subplots
 from fewshot.results import summarize
 
 __all__ = ["method_order", "method_style", "plot_accuracy_vs_shots", "plot_grid",
            "plot_training_curves", "plot_examples", "plot_class_changes", "plot_class_accuracy",
-           "plot_shots", "eval_sets_of", "subplots"]
+           "plot_shots", "eval_sets_of", "few_shot_records", "grid_optimum", "best_adapted", "subplots"]
 
-_COLORS = sns.color_palette("colorblind", 10)
-_LINES = ("-", "--", ":", "-.")
+MAX_PANELS_PER_ROW = 3
 
 
 def method_order(methods) -> list[str]:
@@ -34,42 +36,33 @@ def method_order(methods) -> list[str]:
     return known + sorted(set(methods) - set(known))
 
 
-def method_style(method: str) -> dict:
-    """Colour, line style and marker of a method, the same in every figure: the colour-blind
-    palette in registry order (line styles tell apart methods ten places apart)."""
-    i = method_order([method] + _all_methods()).index(method)
-    return {"color": _COLORS[i % 10], "ls": _LINES[(i // 10) % 4], "marker": "osD^v<>ph*"[i % 10]}
-
-
-def _all_methods() -> list[str]:
-    from fewshot.protocol import list_record_names
-
-    return list_record_names()
-
-
-def subplots(nrows=1, ncols=1, figsize=None, squeeze=True):
-    """A pyplot-free ``Figure`` and its axes."""
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+def few_shot_records(records) -> list[dict]:
+    """The few-shot run's records: every record but the merging study's (role ``merge``, methods
+    ``merge:*`` and ``soup:*``, evaluated on the merge tasks' own test sets)."""
+    return [r for r in records if r.get("role", "final") != "merge"
+            and not str(r["method"]).startswith(("merge:", "soup:"))]
 
 
 def eval_sets_of(records) -> list[str]:
-    """Test sets in the records: val first, then the others sorted."""
-    return _eval_sets(records)
-
-
-def _eval_sets(records) -> list[str]:
-    sets = sorted({r["eval_set"] for r in records})
+    """The few-shot test sets in the records (merge tasks left out): val first, then the
+    others sorted."""
+    sets = sorted({r["eval_set"] for r in few_shot_records(records)})
     return ["val"] + [s for s in sets if s != "val"] if "val" in sets else sets
 
 
 def plot_accuracy_vs_shots(records: list[dict], methods=None, title: str = ""):
-    """Top-1 against shots, mean ± std over seeds, one panel per test set (``methods``: a subset
-    to draw; zero-shot is always drawn as the reference line)."""
+    """Top-1 against shots, mean ± std over seeds, one panel per few-shot test set (at most
+    three per row; ``methods``: a subset to draw; zero-shot is always drawn as the reference
+    line). One legend for all panels, under them."""
+    records = few_shot_records(records)
     rows = [r for r in summarize(records) if methods is None or r["method"] in set(methods) | {"zero-shot"}]
-    sets = _eval_sets(records)
-    fig, axes = subplots(1, len(sets), figsize=(5.2 * len(sets), 4), squeeze=False)
-    for ax, s in zip(axes[0], sets):
+    sets = eval_sets_of(records)
+    ncols = min(MAX_PANELS_PER_ROW, max(1, len(sets)))
+    nrows = math.ceil(len(sets) / ncols)
+    fig, axes = subplots(nrows, ncols, figsize=(7.5 if ncols < 3 else 10.0, 3.0 * nrows + 1.6),
+                         squeeze=False, layout="constrained")
+    shots = sorted({r["shots"] for r in rows if r["shots"]})
+    for ax, s in zip(axes.flat, sets):
         for m in method_order({r["method"] for r in rows}):
             pts = sorted((r["shots"], r["mean"], r["std"]) for r in rows
                          if r["method"] == m and r["eval_set"] == s)
@@ -80,42 +73,50 @@ def plot_accuracy_vs_shots(records: list[dict], methods=None, title: str = ""):
                 ax.axhline(pts[0][1], color=style["color"], ls="--", label=m)
                 continue
             k, mean, std = map(np.array, zip(*pts))
-            ax.errorbar(k, mean, yerr=std, capsize=3, label=m, **style)
+            ax.errorbar(k, mean, yerr=std, capsize=3, label=m, ms=4, **style)
         ax.set_xscale("log", base=2)
-        shots = sorted({r["shots"] for r in rows if r["shots"]})
         ax.set_xticks(shots, [str(k) for k in shots])
-        ax.set(title=f"{s}", xlabel="shots per class", ylabel="top-1 accuracy (%)")
+        ax.minorticks_off()
+        ax.set(title=s, xlabel="shots per class", ylabel="top-1 (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, ncol=2 if len({r["method"] for r in rows}) > 6 else 1)
+    for ax in list(axes.flat)[len(sets):]:
+        ax.set_visible(False)  # the unused cells of the last row
+    legend_below(fig, list(axes.flat)[:len(sets)])
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return readable(fig)
+
+
+def grid_optimum(grid: dict, key: str = "test") -> tuple[float, float, float]:
+    """(alpha, beta, top-1 %) of the best point of a Tip-Adapter grid (``grid[key]``: [B, A])."""
+    acc = 100 * np.array(grid[key])
+    bi, ai = np.unravel_index(np.argmax(acc), acc.shape)
+    return float(grid["alphas"][ai]), float(grid["betas"][bi]), float(acc.max())
 
 
 def plot_grid(grid: dict):
     """Tip-Adapter (β, α) accuracy heatmaps on test (and leave-one-out, if any), with the chosen
-    point (×) and the test optimum (○)."""
-    panels = [("test", "test accuracy (diagnostic, not used to choose)")]
+    point (×) and the optimum (○) drawn unclipped, the legend under the panels."""
+    panels = [("test", "test (diagnostic only)")]
     if grid.get("loo"):
-        panels.insert(0, ("loo", "leave-one-out accuracy on the shots (used to choose)"))
+        panels.insert(0, ("loo", "leave-one-out on the shots (chooses)"))
     alphas, betas = np.array(grid["alphas"]), np.array(grid["betas"])
-    fig, axes = subplots(1, len(panels), figsize=(6 * len(panels), 4.4), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(7.5, 4.2), squeeze=False, layout="constrained")
     for ax, (key, title) in zip(axes[0], panels):
         acc = 100 * np.array(grid[key])
-        im = ax.imshow(acc, aspect="auto", origin="lower", cmap="viridis",
-                       extent=[alphas[0], alphas[-1], betas[0], betas[-1]])
-        fig.colorbar(im, ax=ax, label="top-1 (%)")
-        bi, ai = np.unravel_index(np.argmax(acc), acc.shape)
-        ax.plot(alphas[ai], betas[bi], "o", mfc="none", mec="white", ms=12, mew=2,
-                label=f"{key} optimum ({acc.max():.1f}%)")
-        ax.plot(*grid["chosen"], "x", color="red", ms=12, mew=3,
-                label=f"chosen ({grid['tuned_on']})")
+        mesh = ax.pcolormesh(alphas, betas, acc, shading="nearest", cmap="viridis")
+        fig.colorbar(mesh, ax=ax, label="top-1 (%)")
+        a, b, best = grid_optimum(grid, key)
+        first = key == panels[0][0]
+        ax.plot(a, b, "o", mfc="none", mec="black", ms=13, mew=2, clip_on=False, zorder=5,
+                label="optimum of its panel" if first else None)
+        ax.plot(*grid["chosen"], "x", color="red", ms=12, mew=3, clip_on=False, zorder=6,
+                label=f"chosen ({grid['tuned_on']})" if first else None)
+        title += f"\nbest {best:.1f} % at α={a:.3g}, β={b:.3g}"
         ax.set(xlabel="alpha (cache weight)", ylabel="beta (sharpness)", title=title)
-        ax.legend(fontsize=8, loc="upper right")
+    legend_below(fig, axes[0], ncol=2)
     fig.suptitle(f"Tip-Adapter grid, {grid['shots']}-shot, seed {grid['seed']}")
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
 def plot_training_curves(records: list[dict]):
@@ -124,7 +125,7 @@ def plot_training_curves(records: list[dict]):
     if not runs:
         raise ValueError("no Tip-Adapter-F records: run the tip_adapter_f step (notebook 05)")
     seed = min(r["seed"] for r in runs)
-    fig, (a, b) = subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = subplots(1, 2, figsize=(7.5, 3.6), layout="constrained")
     colors = sns.color_palette("colorblind", len(runs))
     for c, r in zip(colors, sorted((r for r in runs if r["seed"] == seed), key=lambda r: r["shots"])):
         h = r["extra"]["history"]
@@ -132,16 +133,16 @@ def plot_training_curves(records: list[dict]):
         a.plot(epochs, [e["loss"] for e in h], color=c, label=f"{r['shots']}-shot")
         b.plot(epochs, [100 * e["train_acc"] for e in h], color=c, label=f"{r['shots']}-shot")
     a.set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
-    b.set(xlabel="epoch", ylabel="accuracy (%)", title="training accuracy (augmented views)")
+    b.set(xlabel="epoch", ylabel="accuracy (%)", title="training accuracy\n(augmented views)")
     for ax in (a, b):
         ax.grid(alpha=0.3)
-    a.legend(fontsize=8)
+    legend_below(fig, [a])
     fig.suptitle(f"Tip-Adapter-F, seed {seed}")
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
-def _best_adapted(pred: dict) -> str:
+def best_adapted(pred: dict) -> str:
+    """The most accurate method other than zero-shot in a predictions file (registry order on ties)."""
     labels = np.array(pred["labels"])
     scores = {m: float((np.array(p) == labels).mean()) for m, p in pred["predictions"].items()
               if m != "zero-shot"}
@@ -154,32 +155,36 @@ def plot_examples(pred: dict, adapted: str | None = None, n: int = 12, seed: int
     accurate one)."""
     from PIL import Image
 
-    adapted = adapted or _best_adapted(pred)
+    adapted = adapted or best_adapted(pred)
     labels, names = pred["labels"], pred["classnames"]
     zs, ad = pred["predictions"]["zero-shot"], pred["predictions"][adapted]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
     picked = [i for i in order if zs[i] != ad[i]][: n * 2 // 3]
     picked += [i for i in order if i not in picked][: n - len(picked)]
-    cols = 6
-    fig, axes = subplots((len(picked) + cols - 1) // cols, cols, figsize=(2.3 * cols, 3.3 * ((len(picked) + cols - 1) // cols)), squeeze=False)
+    cols = 4
+    nrows = (len(picked) + cols - 1) // cols
+    fig, axes = subplots(nrows, cols, figsize=(7.5, 2.35 * nrows + 0.5), squeeze=False,
+                         layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, picked):
         ax.imshow(Image.open(Path(pred["dataset_root"]) / pred["paths"][i]).convert("RGB"))
-        ax.set_title(f"true: {names[labels[i]]}", fontsize=8)
-        for row, (who, p) in enumerate((("zs", zs[i]), ("adapted", ad[i]))):
-            ax.text(0.0, -0.08 - 0.12 * row, f"{who}: {names[p]}", transform=ax.transAxes, fontsize=7,
-                    color="green" if p == labels[i] else "red", va="top")
-    fig.suptitle(f"val images: zero-shot vs {adapted} ({pred['shots']}-shot, seed {pred['seed']})")
-    fig.tight_layout(h_pad=4.0)
-    return fig
+        ax.set_title(f"true: {names[labels[i]]}", fontsize=9)
+        for row, (who, p) in enumerate((("zero-shot", zs[i]), ("adapted", ad[i]))):
+            ax.annotate(f"{who}: {names[p]}", (0.0, 0.0), xycoords="axes fraction", xytext=(0, -3 - 11 * row),
+                        textcoords="offset points", fontsize=9, va="top",
+                        color="green" if p == labels[i] else "red")
+    fig.suptitle(f"val images: zero-shot vs adapted = {adapted}\n({pred['shots']}-shot, seed {pred['seed']}; "
+                 f"green: right, red: wrong)")
+    fig.get_layout_engine().set(h_pad=0.3)
+    return readable(fig)
 
 
 def plot_class_changes(pred: dict, adapted: str | None = None, top: int = 10):
     """Per-class accuracy change (adapted − zero-shot): the classes that gained and lost most
     (``adapted`` as in :func:`plot_examples`)."""
-    adapted = adapted or _best_adapted(pred)
+    adapted = adapted or best_adapted(pred)
     labels = np.array(pred["labels"])
     zs = np.array(pred["predictions"]["zero-shot"]) == labels
     ad = np.array(pred["predictions"][adapted]) == labels
@@ -194,8 +199,7 @@ def plot_class_changes(pred: dict, adapted: str | None = None, top: int = 10):
     ax.axvline(0, color="black", lw=0.8)
     ax.set(xlabel=f"per-class top-1 change, {adapted} − zero-shot (points)",
            title=f"classes that lost and gained most ({pred['shots']}-shot)")
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
 def plot_class_accuracy(acc, classnames: list[str], title: str = "zero-shot accuracy per class"):

@@ -29,8 +29,9 @@ def _inline(text: str, folder: Path) -> str:
     return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', text)
 
 
-def to_html(markdown: str, folder: Path, title: str = "report") -> str:
-    """One HTML document for ``markdown``; images are read from ``folder`` and embedded."""
+def to_html(markdown: str, folder: Path, title: str = "report", lang: str = "en") -> str:
+    """One HTML document for ``markdown`` in language ``lang``; images are read from ``folder``
+    and embedded."""
     out, lines, i = [], markdown.splitlines(), 0
     while i < len(lines):
         line = lines[i]
@@ -62,5 +63,5 @@ def to_html(markdown: str, folder: Path, title: str = "report") -> str:
                 para.append(lines[i])
             out.append(f"<p>{_inline(' '.join(para), folder)}</p>")
         i += 1
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    return (f"<!DOCTYPE html><html lang='{html.escape(lang)}'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>" + "\n".join(out) + "</body></html>\n")

@@ -1,15 +1,18 @@
 """The merge study's part of the report: FusionBench's table shape (merging rules × tasks and their
 average, with the pre-trained, individual and multi-task references), the task vectors' cosine
-similarities, and accuracy against λ for task arithmetic and TIES; all from the results files."""
+similarities, and accuracy against λ for task arithmetic and TIES; all from the results files.
+This is the report's own "merging" section: its records (role ``merge``) never enter the few-shot
+tables and figures, and the few-shot records never enter these."""
 from __future__ import annotations
 
 from collections import defaultdict
 
 import numpy as np
 
-from fewshot.figures import subplots
+from fewshot.figstyle import readable, subplots
+from fewshot.i18n import tr
 
-__all__ = ["merge_table", "soup_table", "plot_cosine", "plot_lambda_curves"]
+__all__ = ["merge_table", "soup_table", "plot_cosine", "plot_lambda_curves", "merging_section"]
 
 _ORDER = ["pre-trained", "individual", "multi-task", "average", "task-arithmetic", "ties", "fisher",
           "regmean", "task-arithmetic (oracle)", "ties (oracle)"]
@@ -48,30 +51,68 @@ def soup_table(records) -> str:
 def plot_cosine(diag: dict):
     """Cosine similarity of the task vectors, per kind of expert."""
     tasks, mats = diag["tasks"], diag["cosine"]
-    fig, axes = subplots(1, len(mats), figsize=(4.6 * len(mats), 3.9), squeeze=False)
+    fig, axes = subplots(1, len(mats), figsize=(3.75 * len(mats), 3.9), squeeze=False, layout="constrained")
     for ax, (strategy, m) in zip(axes[0], sorted(mats.items())):
         im = ax.imshow(np.array(m), vmin=-1, vmax=1, cmap="RdBu_r")
         ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
         ax.set_yticks(range(len(tasks)), tasks)
         for i in range(len(tasks)):
             for j in range(len(tasks)):
-                ax.text(j, i, f"{m[i][j]:.2f}", ha="center", va="center", fontsize=7)
-        ax.set_title(f"task vectors ({strategy} fine-tuning)")
+                ax.text(j, i, f"{m[i][j]:.1f}", ha="center", va="center", fontsize=9)
+        ax.set_title(f"task vectors\n({strategy} fine-tuning)")
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    return fig
+    return readable(fig)
 
 
 def plot_lambda_curves(diag: dict):
     """Mean top-1 over the tasks against λ: on the held-out shots (what chooses λ) and on test."""
     curves = diag["curves"]
-    fig, axes = subplots(1, len(curves), figsize=(3.6 * len(curves), 3.2), squeeze=False)
-    for ax, (name, c) in zip(axes[0], sorted(curves.items())):
+    ncols = min(3, len(curves))
+    nrows = -(-len(curves) // ncols)
+    fig, axes = subplots(nrows, ncols, figsize=(7.5, 2.6 * nrows + 0.6), squeeze=False, layout="constrained")
+    for ax, (name, c) in zip(axes.flat, sorted(curves.items())):
         lams = sorted(c, key=float)
         ax.plot([float(x) for x in lams], [c[x][0] for x in lams], marker="o", label="held-out shots")
         ax.plot([float(x) for x in lams], [c[x][1] for x in lams], marker="s", label="test")
         ax.set(title=name.replace(":", ", "), xlabel="λ", ylabel="mean top-1 (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
+    return readable(fig)
+
+
+def _cosine_caption(diag, lang) -> str:
+    parts = []
+    for strategy, m in sorted(diag["cosine"].items()):
+        m = np.array(m)
+        off = m[~np.eye(len(m), dtype=bool)]
+        parts.append(tr("cap_cos_part", lang, s=strategy, mean=f"{off.mean():.2f}", max=f"{off.max():.2f}"))
+    return tr("cap_cos", lang, parts="; ".join(parts))
+
+
+def _lambda_caption(diag, lang) -> str:
+    parts = []
+    for name, c in sorted(diag["curves"].items()):
+        held = max(c, key=lambda x: c[x][0])
+        test = max(c, key=lambda x: c[x][1])
+        parts.append(tr("cap_lambda_part", lang, m=name.replace(":", ", "), held=held, vh=f"{c[held][1]:.1f}",
+                        test=test, vt=f"{c[test][1]:.1f}"))
+    return tr("cap_lambda", lang, parts="; ".join(parts))
+
+
+def merging_section(c) -> str | None:
+    """The merging study's section (c: :class:`fewshot.report_sections.Context`): its table, the
+    task vectors' similarities and the λ curves, each figure with its caption; None without
+    merge records or diagnostics."""
+    from fewshot.rundir import RunDir
+
+    rd = RunDir(c.run["dir"], writer=False)
+    diag = rd.read_json(rd.diagnostics_path("merging"))
+    if not diag or not c.merge_recs:
+        return None
+    text = tr("merge_intro", c.lang) + "\n\n" + merge_table(c.merge_recs, diag["tasks"])
+    text += "\n\n" + c.figure(plot_cosine(diag), "merge_task_vectors", _cosine_caption(diag, c.lang))
+    text += "\n\n" + c.figure(plot_lambda_curves(diag), "merge_lambda", _lambda_caption(diag, c.lang))
+    soup = soup_table(c.merge_recs)
+    return text + ("\n\n" + tr("merge_soup", c.lang) + "\n\n" + soup if soup else "")

@@ -6,23 +6,31 @@ holds a number of its own.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from statistics import mean
 
+from fewshot.figures import few_shot_records
+from fewshot.i18n import join, tr
 from fewshot.results import summarize
 
-__all__ = ["summary_sentences", "method_sentence", "mixing_key", "sweet_spots", "honesty_gap"]
+__all__ = ["summary_sentences", "method_sentence", "mixing_key", "sweet_spots", "honesty_gap",
+           "ranking", "rank_sentence", "sampling_error", "shots_phrase", "cell", "table_rows",
+           "zero_shot_top1"]
 
 _HOW = {"loo-train": "by leave-one-out on the shots", "cv-train": "by cross-validation on the shots",
         "default": "at published defaults", "none": "with nothing to tune",
         "test-oracle": "on the test set (oracle)"}
 
 
-def _table(records, eval_set="val"):
-    return {(r["method"], r["shots"]): r for r in summarize(records) if r["eval_set"] == eval_set}
+def table_rows(records, eval_set="val") -> dict:
+    """{(method, shots): summary row} of the few-shot records on ``eval_set``."""
+    return {(r["method"], r["shots"]): r for r in summarize(few_shot_records(records))
+            if r["eval_set"] == eval_set}
 
 
-def _zero_shot(rows) -> float | None:
+def zero_shot_top1(rows) -> float | None:
+    """Zero-shot's mean top-1 in ``rows`` (of :func:`table_rows`), or None."""
     return rows[("zero-shot", 0)]["mean"] if ("zero-shot", 0) in rows else None
 
 
@@ -34,8 +42,8 @@ def mixing_key(hp: dict):
 def method_sentence(records, method: str, eval_set: str = "val") -> str:
     """One sentence on ``method``: its accuracy at its fewest and most shots, the gain over
     zero-shot, and how its hyperparameters were chosen."""
-    rows = _table(records, eval_set)
-    zs = _zero_shot(rows)
+    rows = table_rows(records, eval_set)
+    zs = zero_shot_top1(rows)
     mine = sorted((k, r) for (m, k), r in rows.items() if m == method and k > 0)
     if not mine:
         return f"There are no {method} results on {eval_set} yet."
@@ -67,7 +75,7 @@ def sweet_spots(records, shifted: list[str]) -> list[tuple[str, int, float, floa
 
 def honesty_gap(honest, oracle) -> dict:
     """{method: mean over shots of (oracle − honest) top-1 on val} for methods in both runs."""
-    h, o = _table(honest), _table(oracle)
+    h, o = table_rows(honest), table_rows(oracle)
     gaps = defaultdict(list)
     for (m, k), r in h.items():
         if k > 0 and (m, k) in o:
@@ -75,56 +83,114 @@ def honesty_gap(honest, oracle) -> dict:
     return {m: mean(v) for m, v in gaps.items()}
 
 
+def cell(row: dict) -> str:
+    """``mean ± std`` of a summary row (the mean alone for one seed), as the tables print it."""
+    return f"{row['mean']:.2f}" + (f" ± {row['std']:.2f}" if row["n"] > 1 else "")
+
+
+def shots_phrase(k: int, lang: str = "en") -> str:
+    """"1 shot", "16 shots" (in ``lang``)."""
+    return tr("k_shot" if k == 1 else "k_shots", lang, k=k)
+
+
+def sampling_error(top1: float, num_test: int | None) -> float:
+    """The binomial standard error (points) of a top-1 of ``top1`` % on ``num_test`` images
+    (0 when the count is unknown)."""
+    if not num_test:
+        return 0.0
+    p = min(max(top1 / 100, 0.0), 1.0)
+    return 100 * math.sqrt(p * (1 - p) / num_test)
+
+
+def ranking(rows: dict, shots: int, num_test: int | None = None) -> dict | None:
+    """The leader at ``shots`` (rows: {(method, shots): summary row}) and every method tied with
+    it: a method is tied when the leader's margin over it is at most the larger of the two
+    seeds' stds and the test set's sampling error. Returns {"leader", "tied", "runner_up",
+    "se", "one_seed"} (methods as (name, row)) or None without rows."""
+    cands = sorted(((m, r) for (m, k), r in rows.items() if k == shots), key=lambda mr: -mr[1]["mean"])
+    if not cands:
+        return None
+    (lead, lr), rest = cands[0], cands[1:]
+    se = sampling_error(lr["mean"], num_test)
+    tied = [(m, r) for m, r in rest if lr["mean"] - r["mean"] <= max(lr["std"], r["std"], se)]
+    return {"leader": (lead, lr), "tied": tied, "runner_up": rest[0] if rest else None, "se": se,
+            "one_seed": lr["n"] < 2 or bool(rest and rest[0][1]["n"] < 2)}
+
+
+def _noise(rank, num_test, lang) -> str:
+    if rank["one_seed"]:
+        return tr("noise_se", lang, se=f"{rank['se']:.2f}", n=num_test) if rank["se"] > 0 else tr("noise_none", lang)
+    if rank["se"] > 0:
+        return tr("noise_std_se", lang, se=f"{rank['se']:.2f}", n=num_test)
+    return tr("noise_std", lang)
+
+
+def rank_sentence(rows, k, zs, num_test=None, lang="en") -> str | None:
+    """The ranking at ``k`` shots in one sentence: the best method, or the methods tied with the
+    leader (rows: {(method, shots): summary row}; ``zs``: zero-shot top-1 or None)."""
+    rank = ranking(rows, k, num_test)
+    if rank is None or rank["runner_up"] is None:
+        return None
+    (m, r), kp = rank["leader"], shots_phrase(k, lang)
+    if rank["tied"]:
+        names = [n for n, _ in rank["tied"]]
+        vals = " vs ".join(cell(x) + " %" for x in [r] + [x for _, x in rank["tied"]][:4])
+        text = tr("tied", lang, k=kp, m=m, others=join(names, lang), vals=vals,
+                  noise=_noise(rank, num_test, lang))
+    else:
+        m2, r2 = rank["runner_up"]
+        gain = tr("gain", lang, d=f"{r['mean'] - zs:+.2f}") if zs is not None else ""
+        text = tr("best", lang, k=kp, m=m, a=cell(r) + " %", gain=gain, m2=m2, b=cell(r2) + " %",
+                  d=f"{r['mean'] - r2['mean']:.2f}", noise=_noise(rank, num_test, lang))
+    if rank["one_seed"]:
+        text = text[:-1] + tr("one_seed", lang) + text[-1]
+    below = sorted(n for (n, kk), x in rows.items() if kk == k and zs is not None
+                   and x["mean"] + max(x["std"], sampling_error(x["mean"], num_test)) < zs)
+    return text + (tr("below_zs", lang, ms=join(below, lang, limit=8)) if below else "")
+
+
+def _shift_sentence(records, rows, zs, k, lang) -> str | None:
+    sets = [s for s in sorted({r["eval_set"] for r in few_shot_records(records)}) if s != "val"]
+    if not sets or zs is None:
+        return None
+    shift, srows = sets[0], table_rows(records, sets[0])
+    szs = zero_shot_top1(srows)
+    lose = sorted(m for (m, kk), r in rows.items() if kk == k and (m, k) in srows and szs is not None
+                  and r["mean"] - r["std"] > zs and srows[(m, k)]["mean"] + srows[(m, k)]["std"] < szs)
+    if not lose:
+        return None
+    verbs = tr("shift_verbs", lang).split("|")
+    beat, fall = (verbs[0], verbs[1]) if len(lose) == 1 else (verbs[2], verbs[3])
+    return tr("shift", lang, k=shots_phrase(k, lang), ms=join(lose, lang, limit=8), beat=beat,
+              fall=fall, s=shift)
+
+
 def summary_sentences(records, oracle_records=None, oracle_run: bool = False,
-                      num_classes: int | None = None) -> list[str]:
-    """The report's summary, sentence by sentence. With ``num_classes``, a zero-shot accuracy
-    under twice the chance level (100/C %) is called out first: every comparison is then noise."""
-    rows = _table(records)
-    zs = _zero_shot(rows)
+                      num_classes: int | None = None, num_test: int | None = None,
+                      lang: str = "en") -> list[str]:
+    """The report's summary, sentence by sentence, from the few-shot records only. With
+    ``num_classes``, a zero-shot accuracy under twice the chance level (100/C %) is called out
+    first. A method is called best at a shot count only when it beats the runner-up by more than
+    the seeds' std (and, given ``num_test`` val images, the sampling error); otherwise the tie is
+    named. Nothing chosen on the test set is reported here (see the WiSE-FT paths' captions)."""
+    records = few_shot_records(records)
+    rows = table_rows(records)
+    zs = zero_shot_top1(rows)
     sets = sorted({r["eval_set"] for r in records} - {"val"})
-    out = []
-    if oracle_run:
-        out.append("**This is an oracle run**: hyperparameters were chosen on the test set, as the "
-                   "coursework notebook and the official scripts do; its numbers are optimistic.")
+    out = [tr("oracle_run", lang)] if oracle_run else []
     if zs is not None and num_classes and zs < 2 * 100 / num_classes:
-        out.append(f"**Zero-shot accuracy is at chance** ({zs:.2f} % against 1/{num_classes} = "
-                   f"{100 / num_classes:.2f} %): the backbone does not recognise these classes "
-                   f"(random or wrong weights, or class names that do not match the folders), so "
-                   f"every difference below is noise.")
+        out.append(tr("chance", lang, zs=f"{zs:.2f}", c=num_classes, chance=f"{100 / num_classes:.2f}"))
     if zs is not None:
-        shifts = _table(records, sets[0]) if sets else {}
-        extra = f" ({_zero_shot(shifts):.2f} % on {sets[0]})" if sets and _zero_shot(shifts) is not None else ""
-        out.append(f"Zero-shot CLIP reaches {zs:.2f} % top-1 on val{extra}, with no training image.")
+        szs = zero_shot_top1(table_rows(records, sets[0])) if sets else None
+        extra = tr("zero_shot_extra", lang, v=f"{szs:.2f}", s=sets[0]) if szs is not None else ""
+        out.append(tr("zero_shot", lang, zs=f"{zs:.2f}", extra=extra))
     shots = sorted({k for (_, k) in rows if k > 0})
-    for k in ([shots[0], shots[-1]] if len(shots) > 1 else shots):
-        cands = {m: r["mean"] for (m, kk), r in rows.items() if kk == k}
-        if not cands:
-            continue
-        best = max(cands, key=cands.get)
-        gain = f", {cands[best] - zs:+.2f} points over zero-shot" if zs is not None else ""
-        worse = sorted(m for m, v in cands.items() if zs is not None and v < zs)
-        out.append(f"With {k} shot{'s' if k > 1 else ''} per class the best method is **{best}** "
-                   f"({cands[best]:.2f} %{gain})" + (f"; below zero-shot: {', '.join(worse)}" if worse else "") + ".")
-    if sets and shots:
-        k = shots[-1]
-        shift = sets[0]
-        srows = _table(records, shift)
-        szs = _zero_shot(srows)
-        lose = sorted(m for (m, kk), r in rows.items() if kk == k and (m, k) in srows and zs is not None
-                      and szs is not None and r["mean"] > zs and srows[(m, k)]["mean"] < szs)
-        if lose:
-            verbs = ("beats", "falls") if len(lose) == 1 else ("beat", "fall")
-            out.append(f"Under distribution shift the picture changes: at {k} shots, "
-                       f"{', '.join(lose)} {verbs[0]} zero-shot on val but {verbs[1]} below it on {shift}.")
-    for method, k, best, acc, lo, hi in sweet_spots(records, sets):
-        if acc - max(lo, hi) >= 0.01:  # a margin the two decimals shown can see
-            out.append(f"Along the {method} path ({k} shots), the mix {best} gives the best mean of "
-                       f"val and the shifted sets ({acc:.2f} %), above both ends ({lo:.2f} % and "
-                       f"{hi:.2f} %; {acc - max(lo, hi):+.2f} points over the better one).")
+    picks = sorted({shots[0], shots[-1]} | ({5} & set(shots))) if shots else []
+    out += [s for s in (rank_sentence(rows, k, zs, num_test, lang) for k in picks) if s]
+    if shots:
+        out += [s for s in [_shift_sentence(records, rows, zs, shots[-1], lang)] if s]
     if oracle_records:
         gap = honesty_gap(records, oracle_records)
         if gap:
-            avg = mean(gap.values())
-            out.append(f"Tuning on the test set (the oracle run) adds {avg:+.2f} points on average "
-                       f"over the methods both runs share: the cost of honesty.")
+            out.append(tr("honesty", lang, d=f"{mean(gap.values()):+.2f}"))
     return out

@@ -9,10 +9,10 @@ from collections import defaultdict
 import numpy as np
 import seaborn as sns
 
-from fewshot.figures import method_order, method_style, subplots
+from fewshot.figures import eval_sets_of, few_shot_records, method_order, method_style, subplots
 from fewshot.narrative import mixing_key
 
-__all__ = ["mixing_paths", "plot_wise_curve", "plot_id_vs_ood", "plot_strategies"]
+__all__ = ["mixing_paths", "sweep_shots", "plot_wise_curve", "plot_id_vs_ood", "plot_strategies"]
 
 
 def mixing_paths(records, shots=None) -> dict:
@@ -30,7 +30,8 @@ def mixing_paths(records, shots=None) -> dict:
     return out
 
 
-def _shots_of_sweeps(records) -> int:
+def sweep_shots(records) -> int:
+    """The shot count with the most swept methods (the largest on ties)."""
     counts = defaultdict(set)
     for r in records:
         if r["role"] == "sweep":
@@ -63,8 +64,9 @@ def plot_id_vs_ood(records: list[dict], shots: int | None = None):
     """The WiSE-FT paper's view: val (in-distribution) against the mean of the shifted sets, for
     every WiSE-FT path (a line per method, from its starting point to its fine-tuned end) and every
     other method (a point), with zero-shot CLIP as a star."""
-    shots = shots or _shots_of_sweeps(records)
-    sets = sorted({r["eval_set"] for r in records} - {"val"})
+    records = few_shot_records(records)  # the merge tasks' test sets are no shifts of val
+    shots = shots or sweep_shots(records)
+    sets = eval_sets_of(records)[1:]
     if not sets:
         raise ValueError("no shifted test set in this run: the ID-vs-OOD plot needs one")
     fig, ax = subplots(figsize=(7.5, 5.5))

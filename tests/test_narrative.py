@@ -23,21 +23,37 @@ def _world(path_mid=70.0):
     return recs
 
 
-def test_summary_names_the_winners_the_shift_and_the_sweet_spot():
+def test_summary_names_a_winner_only_beyond_the_spread_and_the_shift():
     text = "\n".join(summary_sentences(_world(), num_classes=100))
     assert "Zero-shot CLIP reaches 40.00 % top-1 on val (50.00 % on sketch)" in text
-    assert "With 1 shot per class the best method is **A** (56.50 %, +16.50 points" in text
-    assert "With 16 shots per class the best method is **B** (81.50 %, +41.50 points" in text
+    # A: 56, 57 (56.50 ± 0.71) against B: 45, 45 -> 11.5 points, far beyond the std
+    assert ("With 1 shot per class the best method is **A** (56.50 ± 0.71 %, +16.50 points over "
+            "zero-shot), ahead of B (45.00 ± 0.00 %) by 11.50 points, more than the seeds' spread") in text
+    assert "With 16 shots per class the best method is **B** (81.50 ± 0.71 %, +41.50 points" in text
     assert "at 16 shots, B beats zero-shot on val but falls below it on sketch" in text
     assert "A beat" not in text  # A stays above zero-shot on sketch (52 > 50)
-    assert "the mix 0.5 gives the best mean of val and the shifted sets (70.00 %)" in text
-    assert "+5.00 points over the better one" in text  # 70 against max(60, 65)
-    assert "at chance" not in text
+    assert "the mix" not in text and "at chance" not in text  # a mix chosen on test is no summary claim
 
 
-def test_no_sweet_spot_is_claimed_inside_rounding_and_chance_is_called_out():
-    flat = summary_sentences(_world(path_mid=65.004), num_classes=100)
-    assert not any("the mix" in s for s in flat)  # 65.004 vs 65.00: not visibly above the end
+def test_a_lead_inside_the_spread_or_the_sampling_error_is_a_tie():
+    recs = [_rec("zero-shot", 0, None, 40.0)]
+    for seed, (a, b, c) in enumerate(((58.0, 57.0, 50.0), (66.0, 58.0, 50.2)), 1):  # A 62 ± 5.66, B 57.5 ± 0.71
+        recs += [_rec("A", 1, seed, a), _rec("B", 1, seed, b), _rec("C", 1, seed, c)]
+    text = summary_sentences(recs)
+    assert ("With 1 shot per class no single method is best: **A** tied with B "
+            "(62.00 ± 5.66 % vs 57.50 ± 0.71 %); the differences are within the seeds' spread (std)") in text[1]
+    assert "Below zero-shot" not in text[1]
+    close = [_rec("A", 16, s, 78.73 + s / 1000) for s in (1, 2)] + [_rec("B", 16, s, 78.63) for s in (1, 2)]
+    assert "best method is **A**" in summary_sentences(close)[0]  # 0.10 points > std 0.0007
+    sentence = summary_sentences(close, num_test=5000)[0]  # but < sqrt(.787 * .213 / 5000) = 0.58
+    assert "**A** tied with B" in sentence and "(±0.58 points for 5000 images)" in sentence
+
+
+def test_a_winner_on_one_seed_says_so_and_chance_is_called_out():
+    one = [_rec("zero-shot", 0, None, 40.0), _rec("A", 16, 1, 50.0), _rec("B", 16, 1, 45.0)]
+    text = summary_sentences(one, num_test=5000)[1]
+    assert "the best method is **A** (50.00 %" in text and "on one seed only" in text
+    assert "seeds' spread (std)" not in text  # there is no spread to be beyond
     assert sweet_spots(_world(path_mid=65.004), ["sketch"])[0][:3] == ("B", 16, 0.5)
     chance = summary_sentences(_world(), num_classes=2)  # 40 % < 2 × 50 %
     assert chance[0].startswith("**Zero-shot accuracy is at chance** (40.00 % against 1/2 = 50.00 %)")
