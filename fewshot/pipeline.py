@@ -232,6 +232,7 @@ class Run:
             raise ConfigError(f"unknown step {step!r}; steps are {', '.join(list_steps())}")
         if step in ("splits", "features", "merging"):
             return getattr(self, step)()
+        _ = self.eval_sets  # the test sets' features first: their extraction is announced (fewshot.budget)
         budget.check(self.plan(step), self.cfg, f"step {step}", device=self.device)
         return [r for name in list_methods() if name in self.methods
                 and get_method(name).step == step for r in self.run_method(name)]

@@ -124,14 +124,13 @@ def test_a_full_disk_is_one_error_line_naming_the_path_and_earlier_files_stay(wh
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if where == "replace":  # the rename of a finished temporary file fails
         real = os.replace
-        monkeypatch.setattr(os, "replace", lambda a, b: full() if "results" in str(b) else real(a, b))
-    else:  # the write itself fails half-way
-        real = Path.write_bytes
-        monkeypatch.setattr(Path, "write_bytes", lambda self, data: (real(self, data[:10]), full()) if
-                            "tip-adapter.jsonl" in self.name else real(self, data))
+        monkeypatch.setattr(os, "replace", lambda a, b: full() if "fitted" in str(b) else real(a, b))
+    else:  # the write itself fails part-way
+        real = torch.save
+        monkeypatch.setattr(torch, "save", lambda obj, f: (real(obj, f), full()) if "fitted" in str(f) else real(obj, f))
     assert cli.main(_quick(small_world, tiny_clip_path, tmp_path, "--steps", "tip_adapter")) == 1
     err = "".join(line for line in capsys.readouterr().err.splitlines(True) if not line.startswith("warning: "))
-    target = tmp_path / "run" / "results" / "tip-adapter.jsonl"
+    target = tmp_path / "run" / "fitted" / "tip-adapter" / "shots1_seed1.pt"  # the step's first write
     assert err.startswith(f"error: no space left to write {target} (it needs about ") and err.count("\n") == 1, err
     assert "Traceback" not in err and " free on that disk or quota" in err
     assert {**_tree(tmp_path / "run"), **_tree(tmp_path / "cache")} == before  # byte for byte, no temporary file
