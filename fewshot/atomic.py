@@ -2,14 +2,18 @@
 
 All writers go through :func:`atomic_path`: the content goes to a temporary file in the target's
 folder, is flushed to disk, and is renamed over the target (``os.replace`` is atomic on POSIX and
-Windows). A kill at any moment leaves either the old file or the new one, never a cut one.
+Windows). A kill at any moment leaves either the old file or the new one, never a cut one. A full
+disk or quota (``ENOSPC``, ``EDQUOT``) becomes one :class:`~fewshot.errors.DiskFullError` that
+names the path, the space needed and the space free; the old file stays as it was.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -40,28 +44,70 @@ def remove_dead_partial_writes(folder: str | os.PathLike) -> list[Path]:
     return gone
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``,
-    on any exception (KeyboardInterrupt too) it is removed and ``path`` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _mb(n: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _free(folder: Path):
     try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _disk_full(path: Path, size, written: int = 0) -> Exception:
+    from fewshot.errors import DiskFullError
+
+    free = _free(path.parent)
+    need = f"about {_mb(size)}" if size else f"more than the {_mb(written)} written"
+    return DiskFullError(f"no space left to write {path} (it needs {need}; "
+                         f"{'free space unknown' if free is None else _mb(free) + ' free'} on that "
+                         f"disk or quota): free space there, or point `out` / `cache_dir` to a disk "
+                         f"with room, and run the step again (earlier files are intact).")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, size: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``,
+    on any exception (KeyboardInterrupt too) it is removed and ``path`` is left as it was.
+    ``size`` (bytes, if known) is checked against the free space first (a memory-mapped write
+    to a full disk would crash, not raise) and named in a full disk's error."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        free = _free(path.parent) if size else None
+        if free is not None and free < size:
+            raise OSError(errno.ENOSPC, "not enough free space", str(path))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp)
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        written = tmp.stat().st_size if tmp is not None and tmp.exists() else 0
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if err.errno in _FULL:
+            raise _disk_full(path, size, written) from err
+        raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, len(data)) as tmp:
         tmp.write_bytes(data)
 
 
@@ -80,5 +126,18 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     suite reads these files back with ``weights_only=True``, which refuses anything else."""
     import torch
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, _nbytes(obj) + 4096) as tmp:
         torch.save(obj, tmp)
+
+
+def _nbytes(obj) -> int:
+    """Bytes of the tensors in ``obj`` (nested dicts, lists, tuples)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0

@@ -171,8 +171,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
 
 
 def main(argv=None) -> int:
-    """The CLI. Problems with input, data or settings end in one ``error:`` line (exit code 2);
-    the suite's own warnings are printed as one ``warning:`` line each."""
+    """The CLI. Problems with input, data or settings end in one ``error:`` line (exit code 2;
+    a full disk: 1); the suite's own warnings are printed as one ``warning:`` line each."""
     from fewshot.errors import FewshotError
 
     warnings.showwarning = _show_warning
@@ -181,4 +181,4 @@ def main(argv=None) -> int:
         return args.func(args)
     except FewshotError as err:  # bad input, data or settings: say what, no traceback
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code

@@ -30,7 +30,8 @@ DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Fields that change how a run executes or where it writes, never its numbers. They may differ
 # between the notebooks of one run; every other field is fixed once the run folder exists.
 RUNTIME_FIELDS = frozenset({"out", "report_dir", "cache_dir", "download_root", "device", "decode",
-                            "batch_size", "num_workers", "progress", "methods", "grad_checkpointing"})
+                            "batch_size", "num_workers", "progress", "methods", "grad_checkpointing",
+                            "time_budget"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class RunConfig:
     batch_size: int = 128  # image-encoder batch size
     num_workers: int = 2  # image loader workers
     progress: bool = True  # progress bars
+    time_budget: float = 0.0  # minutes a long step may take (its measured estimate, fewshot.budget); 0 = no limit
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -196,6 +198,7 @@ _CHECKS = {
                                                        desc="auto, cpu, mps, cuda or cuda:N"),
     "decode": _str(choices=("auto", "pil", "gpu")), "skip_bad_images": _bool,
     "batch_size": _int(1), "num_workers": _int(0), "progress": _bool,
+    "time_budget": _float(0.0, lo_open=False),
 }
 
 

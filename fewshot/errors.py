@@ -1,12 +1,15 @@
 """Errors: one base class for every problem a user can fix, so the CLI prints one ``error:`` line.
 
 Each subclass names the kind of input at fault; every message names the file or setting and says
-what to do. Anything else that escapes is a bug and keeps its traceback.
+what to do. Anything else that escapes is a bug and keeps its traceback. ``exit_code`` is the CLI's
+exit status: 2 for input, data and settings (as argparse's usage errors), 1 for a machine that
+cannot hold the result (a full disk).
 """
 from __future__ import annotations
 
 __all__ = ["FewshotWarning", "FewshotError", "ConfigError", "DatasetError", "ImageError", "BackboneError",
-           "CacheError", "MissingStepError", "RunLockedError", "NonFiniteError"]
+           "CacheError", "MissingStepError", "RunLockedError", "NonFiniteError", "DiskFullError",
+           "BudgetError"]
 
 
 class FewshotWarning(UserWarning):
@@ -16,6 +19,8 @@ class FewshotWarning(UserWarning):
 
 class FewshotError(Exception):
     """Base of every error caused by input, data or settings (not by a bug)."""
+
+    exit_code = 2
 
 
 class ConfigError(FewshotError, ValueError):
@@ -48,3 +53,14 @@ class RunLockedError(FewshotError, RuntimeError):
 
 class NonFiniteError(FewshotError, FloatingPointError):
     """A loss or logit became NaN or infinite; the message names the step and the setting."""
+
+
+class DiskFullError(FewshotError, OSError):
+    """A cache or run folder's disk (or quota) is full; the message names the path and the space
+    needed. Nothing written before is touched (:mod:`fewshot.atomic`)."""
+
+    exit_code = 1
+
+
+class BudgetError(FewshotError, RuntimeError):
+    """A step's measured estimate exceeds ``time_budget``; the message lists cheaper settings."""

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from fewshot.cache import CacheKey, cached, files_fingerprint
+from fewshot.cache import CacheKey, cache_path, cached, files_fingerprint
 from fewshot.datasets import ImageSet
 from fewshot.errors import NonFiniteError
 from fewshot.loaders import encode_images, encode_images_gpu
 from fewshot.preprocess import AUG_SCALE, augmented, centered
 from fewshot.zeroshot import build_text_classifier
 
-__all__ = ["Features", "image_features", "text_classifier"]
+__all__ = ["Features", "Extraction", "extraction", "image_features", "text_classifier"]
 
 
 @dataclass(frozen=True)
@@ -52,17 +52,25 @@ def _expect(image_set: ImageSet, views: int, skip_bad: bool):
     return check
 
 
-def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug_seed: int = 1,
-                   batch_size: int = 128, num_workers: int = 0, device=None,
-                   progress: bool = True, decode: str = "pil", skip_bad: bool = False) -> Features:
-    """Cached raw features of ``image_set`` on ``device`` (default: the backbone's).
+@dataclass(frozen=True)
+class Extraction:
+    """How one image set's features are made: the cache ``key`` and file ``stem``, ``compute()``
+    (decode and encode every image) and ``expect`` (the checks a cache file must pass)."""
 
-    ``views=0`` uses CLIP's own test-time preprocessing (resize, centre crop); ``views=V`` gives
-    Tip-Adapter's V augmented views per image. ``decode="gpu"`` decodes and resizes on the GPU
-    (centre crops only); the decode path is part of the cache key, as its pixels differ slightly
-    from PIL's. ``skip_bad`` leaves out files that cannot be decoded (listed in ``skipped``)
-    instead of stopping with an error that names the first one; it forces the PIL path.
-    """
+    key: CacheKey
+    stem: str
+    compute: object  # () -> {"feats", "paths", "skipped"}
+    expect: object  # data -> None or the reason it does not fit
+
+    def is_cached(self, cache_dir) -> bool:
+        """Whether its cache file exists (not verified: that happens when it is read)."""
+        return cache_path(self.key, cache_dir, self.stem).exists()
+
+
+def extraction(backbone, image_set: ImageSet, views: int = 0, aug_seed: int = 1, batch_size: int = 128,
+               num_workers: int = 0, progress: bool = True, decode: str = "pil",
+               skip_bad: bool = False) -> Extraction:
+    """The :class:`Extraction` of ``image_set`` (arguments as :func:`image_features`)."""
     if skip_bad:
         decode = "pil"
     decode = "gpu" if decode == "gpu" and not views else "pil"
@@ -99,8 +107,22 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
                 "paths": [paths[i] for i in keep.tolist()],
                 "skipped": [p for p, good in zip(paths, ok.tolist()) if not good]}
 
-    data = cached(key, cache_dir, f"{image_set.name}-{views}v", compute,
-                  _expect(image_set, views, skip_bad))
+    return Extraction(key, f"{image_set.name}-{views}v", compute, _expect(image_set, views, skip_bad))
+
+
+def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug_seed: int = 1,
+                   batch_size: int = 128, num_workers: int = 0, device=None,
+                   progress: bool = True, decode: str = "pil", skip_bad: bool = False) -> Features:
+    """Cached raw features of ``image_set`` on ``device`` (default: the backbone's).
+
+    ``views=0`` uses CLIP's own test-time preprocessing (resize, centre crop); ``views=V`` gives
+    Tip-Adapter's V augmented views per image. ``decode="gpu"`` decodes and resizes on the GPU
+    (centre crops only); the decode path is part of the cache key, as its pixels differ slightly
+    from PIL's. ``skip_bad`` leaves out files that cannot be decoded (listed in ``skipped``)
+    instead of stopping with an error that names the first one; it forces the PIL path.
+    """
+    job = extraction(backbone, image_set, views, aug_seed, batch_size, num_workers, progress, decode, skip_bad)
+    data = cached(job.key, cache_dir, job.stem, job.compute, job.expect)
     if data["skipped"]:
         print(f"skipped {len(data['skipped'])} undecodable file(s) in {image_set.root}: "
               + ", ".join(data["skipped"][:5]) + (" ..." if len(data["skipped"]) > 5 else ""))

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fewshot import distributed as dist
-from fewshot.errors import NonFiniteError
 from fewshot.lora import add_lora, set_mix
 from fewshot.pixels import augment
 from fewshot.preprocess import normalize_pixels
+from fewshot.training import check_finite, warmup_cosine_per_step
 
 __all__ = ["STRATEGIES", "Recipe", "checkpointing_for", "ClipClassifier", "build_classifier", "train", "encode",
            "trainable_state", "load_state", "diagonal_fisher"]
@@ -165,30 +165,29 @@ def _autocast(device):
     return torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16), scaler
 
 
-def _schedule(total: int, warmup: float):
-    warm = max(1, int(round(total * warmup)))
-    return lambda t: (t + 1) / warm if t < warm else 0.5 * (1 + math.cos(math.pi * (t - warm) / max(1, total - warm)))
-
-
 def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: torch.Tensor,
-          recipe: Recipe, device, seed: int = 0, progress: bool = True, what: str = "fine-tuning") -> list:
+          recipe: Recipe, device, seed: int = 0, progress: bool = True, what: str = "fine-tuning",
+          checkpoint=None) -> list:
     """Train ``clf`` on the pool's stored crops ``rows`` [M] with ``labels`` [M]; returns the
     history ``[{"epoch", "loss", "train_acc"}]``. Under ``torchrun`` each process takes its share
-    of every batch and DistributedDataParallel averages the gradients."""
+    of every batch and DistributedDataParallel averages the gradients; a ``checkpoint``
+    (:mod:`fewshot.checkpoint`) keeps every epoch and resumes from the last one."""
     device = torch.device(device)
     model = dist.wrap(clf, device)
     opt = torch.optim.AdamW([dict(g) for g in groups], weight_decay=recipe.weight_decay)
     n = len(rows)
     steps = math.ceil(n / recipe.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(recipe.epochs * steps, recipe.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_per_step(recipe.epochs * steps, recipe.warmup))
     cast, scaler = _autocast(device)
     gen, aug_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     params = [p for g in groups for p in g["params"]]
-    history = []
+    resumable = ({"optimizer": opt, "schedule": sched, "scaler": scaler}, {"order": gen, "augment": aug_gen})
+    saved = checkpoint.resume(params, *resumable) if checkpoint is not None else None
+    history, start = (saved["history"], saved["epoch"]) if saved else ([], 0)
     clf.train()
     _freeze_bn(clf)
     res = clf.visual.input_resolution
-    for epoch in tqdm(range(recipe.epochs), desc=what, disable=not progress, leave=False):
+    for epoch in tqdm(range(start, recipe.epochs), what, recipe.epochs, initial=start, disable=not progress, leave=False):
         order = torch.randperm(n, generator=gen)
         losses, correct = torch.zeros(steps, device=device), torch.zeros((), device=device)
         for i in range(steps):
@@ -212,12 +211,11 @@ def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: t
             sched.step()
             losses[i] = loss.detach()
             correct += (logits.argmax(1) == y).sum()
-        if not bool(torch.isfinite(losses).all()):
-            first = int(torch.nonzero(~torch.isfinite(losses))[0])
-            raise NonFiniteError(f"{what}: the training loss became {float(losses[first])} at epoch "
-                                 f"{epoch + 1}, step {first + 1}; lower ft_lr ({recipe.lr}).")
+        check_finite(losses, what, epoch, f"lower ft_lr ({recipe.lr})")
         history.append({"epoch": epoch + 1, "loss": float(losses.mean()),
                         "train_acc": float(dist.sum_all(correct)) / n})
+        if checkpoint is not None:
+            checkpoint.save(epoch + 1, params, *resumable, history=history)
     clf.eval()
     return history
 

@@ -17,6 +17,7 @@ hyperparameters (strategy, λ), tuned_on. Diagnostics: the task vectors' cosine 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from fewshot import merging, selection
 from fewshot.datasets import load_dataset
-from fewshot.errors import NonFiniteError
+from fewshot.errors import DatasetError, NonFiniteError
 from fewshot.features import text_classifier
 from fewshot.finetune import Recipe, build_classifier, diagonal_fisher, encode, train
 from fewshot.lora import merge as merge_lora
@@ -33,7 +34,7 @@ from fewshot.pixels import augment, pixel_cache, train_size
 from fewshot.preprocess import normalize_pixels
 from fewshot.splits import make_manifest, shot_ranks
 
-__all__ = ["Task", "load_tasks", "run_study", "LAMBDAS"]
+__all__ = ["Task", "load_tasks", "run_study", "check_tasks", "LAMBDAS"]
 
 LAMBDAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 TIES_KEEP, REGMEAN_REDUCE = 0.2, 0.95
@@ -219,3 +220,11 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
     records.extend(record("soup:wise-ft", soup_task.name, {"top1": v}, k, seed, {"alpha": 0.5, "seed": seeds[0]}, "default")
                    for v in score(merging.task_arithmetic(base, experts[:1], 0.5), only=only).values())
     return records, diag
+
+
+def check_tasks(root: str) -> None:
+    """Stop with a DatasetError naming the fix when ``root`` (``cfg.merge_tasks``) is no folder."""
+    if not Path(root).is_dir():
+        raise DatasetError(f"merge_tasks: {root} is not a folder of task datasets; make the "
+                           f"mini-world's with `python -m fewshot world make-tasks --out {root}`, or "
+                           f"set merge_tasks to \"\" to skip the merging study.")

@@ -16,10 +16,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from fewshot.config import RunConfig, config_digest, load_config
+from fewshot import budget
+from fewshot.config import RunConfig, config_digest
 from fewshot.datasets import check_shots, load_dataset
 from fewshot.errors import ConfigError, DatasetError
 from fewshot.evaluation import class_accuracy, evaluate, predict
+from fewshot.merge_study import check_tasks, run_study
 from fewshot.protocol import Context, Fitted, Shots, get_method, list_methods
 from fewshot.resources import Resources, TrainPool
 from fewshot.results import format_table, git_revision, make_record, summarize
@@ -70,11 +72,6 @@ class Run:
             if missing:
                 raise ConfigError(f"method {name} builds on {', '.join(missing)}: add "
                                   f"{'it' if len(missing) == 1 else 'them'} to `methods`.")
-
-    @classmethod
-    def from_config(cls, name_or_path: str, **overrides) -> "Run":
-        """A run from a shipped config name or a JSON file, with field overrides."""
-        return cls(load_config(name_or_path, **overrides))
 
     @classmethod
     def from_tensors(cls, cfg: RunConfig, dataset, text_weights: torch.Tensor, logit_scale: float,
@@ -129,7 +126,8 @@ class Run:
                  for d in method.after}
         return Context(self.text_weights, self.logit_scale, self.cfg, self.device, prior,
                        self.eval_sets["val"] if self.cfg.oracle else None, self.cfg.progress,
-                       self.res.encoder if method.needs_encoder else None)
+                       self.res.encoder if method.needs_encoder else None,
+                       self.dir.checkpoint(method.name, shots, seed, self.digest))
 
     def _records(self, method, scores, head, shots, seed, role="final", hp=None):
         return [make_record(method, name, m, context=self.context, shots=shots, seed=seed,
@@ -189,6 +187,7 @@ class Run:
                 if first and (m.shot_free or k == max(self.shots_of(m))):
                     self._save_predictions(name, head, k, seed)
             self.dir.write_records(name, records)
+            self.dir.remove_checkpoints(name)  # the long fits' results are written
             if m.diagnose:
                 self.dir.write_json(self.dir.diagnostics_path(name), diagnostics)
         return records
@@ -218,9 +217,7 @@ class Run:
         if not self.cfg.merge_tasks:
             print("merging: no merge_tasks in the config; skipped")
             return []
-        from fewshot.merge_study import run_study
-
-        _check_tasks(self.cfg.merge_tasks)
+        check_tasks(self.cfg.merge_tasks)
         def record(method, eval_set, metrics, shots, seed, hp, tuned_on):
             return make_record(method, eval_set, metrics, context=self.context, shots=shots, seed=seed,
                                hyperparameters=hp, tuned_on=tuned_on, role="merge")
@@ -237,8 +234,22 @@ class Run:
             raise ConfigError(f"unknown step {step!r}; steps are {', '.join(list_steps())}")
         if step in ("splits", "features", "merging"):
             return getattr(self, step)()
+        _ = self.eval_sets  # the test sets' features first: their extraction is announced (fewshot.budget)
+        budget.check(self.plan(step), self.cfg, f"step {step}", device=self.device)
         return [r for name in list_methods() if name in self.methods
                 and get_method(name).step == step for r in self.run_method(name)]
+
+    def plan(self, step: str) -> budget.Plan:
+        """The long fits of ``step`` (:mod:`fewshot.budget`); a narrower scope among the cheaper settings."""
+        plan = budget.Plan()
+        for m in [get_method(n) for n in self.methods if get_method(n).step == step and get_method(n).budget]:
+            grid = [(k, s) for s in self.seeds_of(m) for k in self.shots_of(m)]
+            for k, seed in grid:
+                plan.add(m.budget(self.shots_data(k, seed), self._context(m, k, seed)))
+            if len(grid) > 1 and m.shots_field:
+                narrow = f"--set {m.shots_field}=[{max(self.shots_of(m))}] {m.seeds_field}=[{self.seeds_of(m)[0]}]"
+                plan.add(budget.Plan(cheaper=lambda share, narrow=narrow: [narrow]))
+        return plan
 
     def zeroshot(self) -> list[dict]:
         """Zero-shot CLIP on every test set (the ``zeroshot`` step)."""
@@ -258,13 +269,6 @@ class Run:
         return format_table(summarize(self.records()), eval_set)
 
 
-def _check_tasks(root: str) -> None:
-    if not Path(root).is_dir():
-        raise DatasetError(f"merge_tasks: {root} is not a folder of task datasets; make the "
-                           f"mini-world's with `python -m fewshot world make-tasks --out {root}`, or "
-                           f"set merge_tasks to \"\" to skip the merging study.")
-
-
 def run_all(cfg: RunConfig, steps=None, stream=None, fresh: bool = False) -> Run:
     """Run ``steps`` (default: all) in order and print the summary table for every test set (to
     ``stream``, default: the current ``sys.stdout``)."""
@@ -280,7 +284,7 @@ def run_all(cfg: RunConfig, steps=None, stream=None, fresh: bool = False) -> Run
         if os.environ.get("RANK", "0") == "0":
             print(f"warning: {warning}", file=sys.stderr)
     if cfg.merge_tasks and "merging" in steps:
-        _check_tasks(cfg.merge_tasks)
+        check_tasks(cfg.merge_tasks)
     if launch.under_torchrun():
         return launch.run_processes(cfg, steps, stream, fresh)
     run = Run(cfg, fresh=fresh, dataset=dataset)

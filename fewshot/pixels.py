@@ -98,7 +98,7 @@ def pixel_cache(image_set, size: int, cache_dir, num_workers: int = 0, progress:
                       f"again.", FewshotWarning, stacklevel=2)
     files = ImageFiles(Path(image_set.root), image_set.paths, functools.partial(centered, size=size))
     loader = torch.utils.data.DataLoader(files, batch_size=64, num_workers=num_workers)
-    with atomic_path(npy) as tmp:
+    with atomic_path(npy, len(image_set) * 3 * size * size + 4096) as tmp:  # checked before the memmap
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(image_set), 3, size, size))
         start = 0
         for x, _ in tqdm(loader, desc=f"decoding {image_set.name} ({size} px)", disable=not progress, leave=False):

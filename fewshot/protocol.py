@@ -63,6 +63,7 @@ class EncoderAccess:
     pool: Callable  # () -> (PixelSet of the training pool's stored crops, {path: row}), decoded once
     eval_pixels: Callable  # set name -> PixelSet of its centre crops at the input resolution
     classnames: tuple  # [C]
+    eval_counts: Mapping = field(default_factory=dict)  # set name -> images (for fewshot.budget)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Context:
     oracle: Optional[EvalSet] = None  # set only when cfg.oracle: the test set to tune on
     progress: bool = True
     encoder: Optional[EncoderAccess] = None  # only for methods with ``needs_encoder``
+    checkpoint: Optional[Callable] = None  # fit part ("main", "fold0") -> fewshot.checkpoint.Checkpoint; None: none
 
     @property
     def cache_dtype(self):
@@ -131,6 +133,7 @@ class Method:
     shots_field: str = ""  # a config field listing the shots it runs at (empty: cfg.shots)
     seeds_field: str = ""  # a config field listing the seeds it runs at (empty: cfg.seeds)
     companions: tuple = ()  # names its Head's companions are recorded under
+    budget: Optional[Callable] = None  # (Shots, Context) -> fewshot.budget.Plan of one fit: its ETA
 
 
 _REGISTRY: dict[str, Method] = {}

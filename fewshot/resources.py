@@ -4,17 +4,19 @@ zero-shot head, the test sets' and the training pool's cached features, each (sh
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 
+from fewshot import budget
 from fewshot.backbones import LazyBackbone
 from fewshot.datasets import ImageSet, load_dataset
 from fewshot.shifts import find_shift_sets, load_shift_set
 from fewshot.errors import MissingStepError
-from fewshot.features import image_features, text_classifier
+from fewshot.features import extraction, image_features, text_classifier
 from fewshot.protocol import EncoderAccess, EvalSet, Shots
 from fewshot.results import git_revision
 from fewshot.splits import load_manifest, shot_ranks
@@ -78,6 +80,40 @@ class Resources:
     def logit_scale(self) -> float:
         return self.backbone.logit_scale
 
+    def _check_extraction(self, sets: list, what: str) -> None:
+        """Announce, or refuse over ``time_budget`` (:mod:`fewshot.budget`), the encoding of the
+        (image set, views) in ``sets`` that are not in the feature cache yet."""
+        c, plan = self.cfg, budget.Plan(cheaper=self._cheaper_extraction)
+        for image_set, views in sets:
+            if len(image_set) and not self._extraction(image_set, views).is_cached(c.cache_dir):
+                rate = f"encode ({views} views)" if views else "encode"
+                plan.works.append(budget.Work(f"encode {image_set.name}: {len(image_set):,} images"
+                                              + (f" × {views} views" if views else ""),
+                                              len(image_set) * max(1, views), "image encodes", rate))
+                plan.probes.setdefault(rate, lambda s=image_set, v=views: self._probe_extraction(s, v))
+        budget.check(plan, c, f"feature extraction ({what})", device=self.device)
+
+    def _probe_extraction(self, image_set: ImageSet, views: int) -> float:
+        """Seconds per encode of ``image_set``'s first images through the run's own loader."""
+        n = min(len(image_set), self.cfg.batch_size * max(2, self.cfg.num_workers))
+        sub = ImageSet(image_set.name, image_set.root, image_set.items[:n], image_set.class_indices)
+        return budget.seconds_per(self._extraction(sub, views, progress=False).compute, n * max(1, views))
+
+    def _cheaper_extraction(self, share: float) -> list:
+        c, out = self.cfg, []
+        if c.views > 1:
+            out.append(f"--set views={max(1, int(c.views * share))}")
+        if self.device.type == "cuda" and self.decode != "gpu":
+            out.append("--set decode=gpu")
+        if (os.cpu_count() or 1) > c.num_workers:
+            out.append(f"--set num_workers={os.cpu_count()}")
+        return out
+
+    def _extraction(self, image_set: ImageSet, views: int = 0, progress=None):
+        c = self.cfg
+        return extraction(self.backbone, image_set, views, c.aug_seed, c.batch_size, c.num_workers,
+                          c.progress if progress is None else progress, self.decode, c.skip_bad_images)
+
     def _features(self, image_set: ImageSet, views: int = 0):
         c = self.cfg
         return image_features(self.backbone, image_set, c.cache_dir, views, c.aug_seed,
@@ -96,6 +132,7 @@ class Resources:
     @cached_property
     def eval_sets(self) -> dict[str, EvalSet]:
         """The val set and every shifted test set, as normalised cached features."""
+        self._check_extraction([(s, 0) for s in self.image_sets.values()], "test sets")
         out = {}
         for name, s in self.image_sets.items():
             f = self._features(s)
@@ -123,6 +160,7 @@ class Resources:
     @cached_property
     def pool(self) -> TrainPool:
         """Features of the training pool: centre crops and augmented views."""
+        self._check_extraction([(self.pool_set, 0), (self.pool_set, self.cfg.views)], "training pool")
         center, views = self._features(self.pool_set), self._features(self.pool_set, self.cfg.views)
         if center.paths != views.paths:
             raise RuntimeError("centre-crop and augmented passes kept different files")
@@ -163,4 +201,5 @@ class Resources:
                                            c.cache_dir, c.num_workers, c.progress)
             return loaded[name]
 
-        return EncoderAccess(self.backbone.model, pool, eval_pixels, tuple(self.dataset.classnames))
+        return EncoderAccess(self.backbone.model, pool, eval_pixels, tuple(self.dataset.classnames),
+                             {n: len(s.labels) for n, s in self.eval_sets.items()})

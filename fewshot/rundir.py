@@ -11,6 +11,8 @@ Layout of a run folder (``cfg.out``)::
     diagnostics/{method}.json            extra data for figures (e.g. Tip-Adapter's grids)
     predictions/{method}.json            per-image val predictions (first seed, most shots)
     predictions/index.json               the images those predictions are for
+    checkpoints/{method}/shots{k}_seed{s}_{part}.pt   a long fit's last complete epoch
+                                         (fewshot.checkpoint); removed once its results are written
 
 Every write is atomic (:mod:`fewshot.atomic`); every read of a file the suite wrote names the file
 when it is damaged, and refuses state made under another config.
@@ -73,6 +75,21 @@ class RunDir:
 
     def predictions_path(self, method: str) -> Path:
         return self.root / "predictions" / f"{method}.json"
+
+    def checkpoint_path(self, method: str, shots: Optional[int], seed: Optional[int], part: str) -> Path:
+        return self.root / "checkpoints" / method / f"shots{shots}_seed{seed}_{part}.pt"
+
+    def checkpoint(self, method: str, shots: Optional[int], seed: Optional[int], digest: str):
+        """``part -> Checkpoint`` for the fits of ``method`` at (shots, seed) ("main", "fold0")."""
+        from fewshot.checkpoint import Checkpoint
+
+        return lambda part: Checkpoint(self.checkpoint_path(method, shots, seed, part), digest,
+                                       f"{method} ({shots}-shot, seed {seed}) {part}", self.writer)
+
+    def remove_checkpoints(self, method: str) -> None:
+        """Delete ``method``'s checkpoints (its results are written)."""
+        if self.writer:
+            shutil.rmtree(self.root / "checkpoints" / method, ignore_errors=True)
 
     # ---------------------------------------------------------------- config: set once
     def start(self, cfg: RunConfig, fresh: bool = False) -> RunConfig:

@@ -21,7 +21,7 @@ import torch
 
 from fewshot import tip_adapter as tip
 
-__all__ = ["Choice", "choose", "loo_alpha_beta", "fold_masks", "cross_validate"]
+__all__ = ["Choice", "choose", "tunes_inside", "loo_alpha_beta", "fold_masks", "cross_validate"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,15 @@ def choose(ctx, shots: Optional[int], *, default, inside: Optional[Callable] = N
     if ctx.oracle is not None and on_test is not None:
         value, curve = on_test(ctx.oracle)
         return Choice(value, "test-oracle", curve)
-    if inside is not None and shots is not None and shots >= min_shots:
+    if inside is not None and tunes_inside(ctx, shots, min_shots, on_test is not None):
         value, curve = inside()
         return Choice(value, inside_label, curve)
     return Choice(default, "default")
+
+
+def tunes_inside(ctx, shots: Optional[int], min_shots: int = 2, has_on_test: bool = True) -> bool:
+    """Whether :func:`choose` calls ``inside()`` (a method's fits on held-out shots: its cost)."""
+    return not (ctx.oracle is not None and has_on_test) and shots is not None and shots >= min_shots
 
 
 def loo_alpha_beta(center_feats, labels, text_weights, keys, values, alphas, betas,

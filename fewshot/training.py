@@ -19,12 +19,21 @@ from tqdm.auto import tqdm
 from fewshot.errors import NonFiniteError
 from fewshot import graphed
 
-__all__ = ["train_head", "cosine_per_step", "warmup_cosine_per_epoch"]
+__all__ = ["train_head", "check_finite", "cosine_per_step", "warmup_cosine_per_step",
+           "warmup_cosine_per_epoch"]
 
 
 def cosine_per_step(total_steps: int) -> Callable[[int], float]:
     """Cosine decay over all steps, no warm-up (Tip-Adapter-F, APE-T): lr factor at step t."""
     return lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps))
+
+
+def warmup_cosine_per_step(total_steps: int, warmup: float) -> Callable[[int], float]:
+    """WiSE-FT's schedule (encoder fine-tuning): linear warm-up over the first ``warmup`` share of
+    the steps, then cosine decay per step. Returns the lr factor at step t."""
+    warm = max(1, int(round(total_steps * warmup)))
+    return lambda t: (t + 1) / warm if t < warm else \
+        0.5 * (1 + math.cos(math.pi * (t - warm) / max(1, total_steps - warm)))
 
 
 def warmup_cosine_per_epoch(epochs: int, steps_per_epoch: int, base_lr: float,
@@ -39,19 +48,30 @@ def warmup_cosine_per_epoch(epochs: int, steps_per_epoch: int, base_lr: float,
     return factor
 
 
+def check_finite(step_loss: torch.Tensor, what: str, epoch: int, hint: str) -> None:
+    """Stop with :class:`NonFiniteError` (naming ``what``, the epoch and step) unless every
+    loss of the epoch, ``step_loss`` [steps], is finite."""
+    if not bool(torch.isfinite(step_loss).all()):  # one sync per epoch
+        first = int(torch.nonzero(~torch.isfinite(step_loss))[0])
+        raise NonFiniteError(f"{what}: the training loss became {float(step_loss[first])} at "
+                             f"epoch {epoch + 1}, step {first + 1}; {hint}.")
+
+
 def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: torch.Tensor, *,
                optimizer: torch.optim.Optimizer, schedule: Callable[[int], float], epochs: int,
                batch_size: int, seed: int, progress: bool = True, what: str = "training",
                hint: str = "lower the learning rate", drop_last: bool = False,
-               select_epoch: Optional[Callable[[], float]] = None, graph: bool = False) -> dict:
+               select_epoch: Optional[Callable[[], float]] = None, checkpoint=None,
+               graph: bool = False) -> dict:
     """Fit ``params`` by minimising cross-entropy of ``logits_fn(x [b, D]) -> [b, C]``.
 
     views: [V, N, D] normalised features of V augmented views of the N training images; labels
     [N]. ``schedule(step)`` multiplies the optimiser's lr. ``select_epoch()``, if given, scores the
     current parameters after each epoch; the best epoch's parameters are restored at the end.
+    ``checkpoint`` (:class:`fewshot.checkpoint.Checkpoint`) keeps every epoch and resumes from it.
     ``graph=True`` (a head whose ``logits_fn`` is plain tensor algebra) replays each step as a
-    CUDA graph on a GPU (:mod:`fewshot.graphed`: same update, float rounding aside); on a CPU, and
-    for optimisers it does not cover, the eager loop runs.
+    CUDA graph on a GPU (:mod:`fewshot.graphed`: same update, float rounding aside); on a CPU, with
+    a checkpoint, and for optimisers it does not cover, the eager loop runs.
     Returns ``{"history": [{"epoch", "loss", "train_acc"}], "best_epoch": int}``.
     """
     device = views.device
@@ -66,10 +86,18 @@ def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: t
     step_loss = torch.zeros(steps, device=device)
     weights = torch.tensor(sizes, device=device, dtype=torch.float32)
     best = (-math.inf, None, epochs)
-    manual = graphed.manual_optimizer(optimizer) if graph and (device.type == "cuda" or graphed.ON_CPU) else None
+    manual = graphed.manual_optimizer(optimizer) if graph and checkpoint is None and \
+        (device.type == "cuda" or graphed.ON_CPU) else None
     stepper = graphed.GraphedStep(params, logits_fn, labels, manual, batch_size) if manual else None
     t = 0  # steps taken: the schedule's argument
-    for epoch in tqdm(range(epochs), desc=what, disable=not progress, leave=False):
+    resumable = ({"optimizer": optimizer, "schedule": sched}, {"order": gen})
+    saved = checkpoint.resume(params, *resumable) if checkpoint is not None else None
+    if saved is not None:
+        stats.copy_(saved["stats"])
+        best = (saved["best"][0], saved["best"][1] or None, saved["best"][2])
+    start = saved["epoch"] if saved is not None else 0
+    for epoch in tqdm(range(start, epochs), desc=what, disable=not progress, leave=False,
+                      initial=start, total=epochs):
         x = views[epoch % views.shape[0]]
         order = torch.randperm(n, generator=gen).to(device)
         for i, s in enumerate(range(0, sum(sizes), batch_size)):
@@ -87,15 +115,14 @@ def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: t
             sched.step()
             step_loss[i] = loss.detach()
             stats[epoch, 1] += (logits.argmax(dim=1) == labels[idx]).sum()
-        if not bool(torch.isfinite(step_loss).all()):  # one sync per epoch
-            first = int(torch.nonzero(~torch.isfinite(step_loss))[0])
-            raise NonFiniteError(f"{what}: the training loss became {float(step_loss[first])} at "
-                                 f"epoch {epoch + 1}, step {first + 1}; {hint}.")
+        check_finite(step_loss, what, epoch, hint)
         stats[epoch, 0] = (step_loss * weights).sum()
         if select_epoch is not None:
             score = select_epoch()
             if score > best[0]:
                 best = (score, [p.detach().clone() for p in params], epoch + 1)
+        if checkpoint is not None:
+            checkpoint.save(epoch + 1, params, *resumable, stats=stats, best=[best[0], best[1] or [], best[2]])
     if select_epoch is not None:
         with torch.no_grad():
             for p, kept in zip(params, best[1]):

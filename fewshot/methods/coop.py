@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import _clip_compat, selection
+from fewshot.budget import Plan, Work, fit_steps, seconds_per
 from fewshot.metrics import topk_correct
 from fewshot.protocol import Head, Method, register
 from fewshot.training import train_head, warmup_cosine_per_epoch
@@ -92,7 +93,7 @@ def encode_prompts(parts: PromptParts, ctx: torch.Tensor) -> torch.Tensor:
     return F.normalize(x[torch.arange(C, device=x.device), parts.eot] @ parts.projection, dim=-1)
 
 
-def _train(parts, views, labels, scale, seed, progress, what, epochs):
+def _train(parts, views, labels, scale, seed, progress, what, epochs, checkpoint=None):
     ctx = torch.nn.Parameter(parts.ctx.clone())
     n = labels.numel()
     steps = max(1, n // BATCH_SIZE) if n >= BATCH_SIZE else 1
@@ -100,7 +101,7 @@ def _train(parts, views, labels, scale, seed, progress, what, epochs):
     out = train_head([ctx], lambda x: scale * x @ encode_prompts(parts, ctx).T, views, labels,
                      optimizer=opt, schedule=warmup_cosine_per_epoch(epochs, steps, LR), epochs=epochs,
                      batch_size=BATCH_SIZE, seed=seed, progress=progress, what=what,
-                     drop_last=n >= BATCH_SIZE)
+                     drop_last=n >= BATCH_SIZE, checkpoint=checkpoint)
     return ctx.detach(), out["history"]
 
 
@@ -114,7 +115,8 @@ def fit(shots, ctx) -> Head:
     views = F.normalize(shots.views.float(), dim=-1)
     scale, what = ctx.logit_scale, f"CoOp ({shots.shots}-shot, seed {shots.seed})"
     epochs = ctx.cfg.coop_epochs
-    learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what, epochs)
+    part = ctx.checkpoint or (lambda name: None)  # checkpoint/resume of each fit
+    learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what, epochs, part("main"))
 
     def text_at(a: float, c1=learned) -> torch.Tensor:
         with torch.no_grad():
@@ -122,7 +124,7 @@ def fit(shots, ctx) -> Head:
 
     def inside():
         held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]
-        c1, _ = _train(parts, views[:, ~held], shots.labels[~held], scale, shots.seed, False, what, epochs)
+        c1, _ = _train(parts, views[:, ~held], shots.labels[~held], scale, shots.seed, False, what, epochs, part("fold0"))
         scores = [_top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
         return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
 
@@ -141,5 +143,26 @@ def fit(shots, ctx) -> Head:
                 state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise})
 
 
-register(Method("coop", fit, step="prompt", needs_encoder=True, companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
+def plan(shots, ctx) -> Plan:
+    """The fits of one (shots, seed) (the learned context; again without fold 0 when α is chosen
+    inside the shots) in optimiser steps, timed on a few real steps."""
+    n, epochs = shots.labels.numel(), ctx.cfg.coop_epochs
+    sizes = [n] + ([int((~selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]).sum())]
+                   if selection.tunes_inside(ctx, shots.shots) else [])
+    steps = sum(fit_steps(m, BATCH_SIZE, epochs, drop_last=True) for m in sizes)
+
+    def probe(m=min(n, 3 * BATCH_SIZE)):
+        parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
+        views = F.normalize(shots.views[:1, :m].float(), dim=-1)
+        return seconds_per(lambda: _train(parts, views, shots.labels[:m], ctx.logit_scale, 0, False, "probe", 1),
+                           fit_steps(m, BATCH_SIZE, 1, drop_last=True))
+
+    def cheaper(share):  # the recipe's epochs cut to fit
+        return [f"--set coop_epochs={max(1, int(epochs * share))}"] if epochs > 1 else []
+
+    return Plan([Work(f"coop ({shots.shots}-shot, seed {shots.seed}): {len(sizes)} fit(s) × {epochs} epochs",
+                      steps, f"steps of batch {BATCH_SIZE}", "coop step")], {"coop step": probe}, cheaper)
+
+
+register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))

@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import selection
+from fewshot.budget import Plan, Work, fit_steps, seconds_per
 from fewshot.finetune import (FISHER_IMAGES, Recipe, build_classifier, diagonal_fisher, encode,
                               load_state, mix_lora, train, trainable_state)
 from fewshot.metrics import topk_correct
+from fewshot.pixels import train_size
 from fewshot.preprocess import normalize_pixels
 from fewshot.protocol import Head, Method, register
 from fewshot.wise import DEFAULT_LAMBDA, interpolate
@@ -76,12 +78,14 @@ def _fit(strategy: str):
         def fresh():
             return build_classifier(enc.model, ctx.text_weights, ctx.logit_scale, strategy, dev, recipe, shots.seed)
 
+        part = ctx.checkpoint or (lambda name: None)  # checkpoint/resume of each fit
+
         def inside():
             held = selection.fold_masks(shots.ranks, cfg.cv_folds)[0].cpu()
             clf, groups = fresh()
             t0 = trainable_state(clf)
             train(clf, groups, pool, rows[~held], shots.labels.cpu()[~held], recipe, dev, shots.seed,
-                  ctx.progress, f"{label}, held-out fold")
+                  ctx.progress, f"{label}, held-out fold", part("fold0"))
             t1 = trainable_state(clf)
             scores = []
             for a in alphas:
@@ -93,7 +97,8 @@ def _fit(strategy: str):
         clf, groups = fresh()
         theta0 = trainable_state(clf)
         start = time.perf_counter()
-        history = train(clf, groups, pool, rows, shots.labels.cpu(), recipe, dev, shots.seed, ctx.progress, label)
+        history = train(clf, groups, pool, rows, shots.labels.cpu(), recipe, dev, shots.seed, ctx.progress, label,
+                        part("main"))
         seconds = time.perf_counter() - start
         theta1 = trainable_state(clf)
         fishers = None
@@ -150,9 +155,60 @@ def _fit(strategy: str):
     return fit
 
 
+class _Noise:
+    """``n`` random uint8 images [3, size, size] posing as a pixel cache (the cost of a step does
+    not depend on the pixels): what the probes train and encode on."""
+
+    def __init__(self, n: int, size: int):
+        self.x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batch(self, rows) -> torch.Tensor:
+        return self.x[torch.as_tensor(rows)]
+
+
+def _plan(strategy: str):
+    def plan(shots, ctx) -> Plan:
+        """Fine-tuning steps of one (shots, seed) (the fit, and the fit without fold 0 when α is
+        chosen inside the shots), the Fisher estimates and the test sets through the encoder at
+        every α of the path, each timed on a few steps / batches of the real model."""
+        cfg, dev, bs, n = ctx.cfg, ctx.device, ctx.cfg.ft_batch_size, len(shots.paths)
+        res, key, labels = ctx.encoder.model.visual.input_resolution, f"ft-{strategy}", shots.labels.cpu()
+        held = int(selection.fold_masks(shots.ranks, cfg.cv_folds)[0].sum()) if selection.tunes_inside(ctx, shots.shots) else 0
+        steps = sum(fit_steps(m, bs, cfg.ft_epochs) for m in [n] + ([n - held] if held else []))
+        passes = len([a for a in cfg.ft_alphas if a != 0.0]) + (strategy != "lora")
+        images = passes * sum(ctx.encoder.eval_counts.values()) + held * len(cfg.ft_alphas)
+        recipe, m, k = Recipe(1, cfg.ft_lr, bs, cfg.grad_checkpointing), min(n, 2 * bs), min(n, 16)
+
+        def fresh():
+            return build_classifier(ctx.encoder.model, ctx.text_weights, ctx.logit_scale, strategy, dev, recipe)
+
+        def train_probe():
+            pool = _Noise(m, train_size(res))
+            return seconds_per(lambda: train(*fresh(), pool, torch.arange(m), labels[:m], recipe, dev, 0, False),
+                               fit_steps(m, bs, 1))
+
+        def encode_probe():
+            return seconds_per(lambda: encode(fresh()[0], _Noise(m, res), dev, bs), m)
+
+        def fisher_probe():
+            return seconds_per(lambda: diagonal_fisher(fresh()[0], _Noise(k, res).x.float(), labels[:k], dev), k)
+
+        works = [Work(f"{key} ({shots.shots}-shot, seed {shots.seed}): {1 + bool(held)} fit(s) × {cfg.ft_epochs} epochs",
+                      steps, f"steps of batch {bs}", f"{key} step"),
+                 Work(f"{key}: the test sets at {passes} point(s) of the α path", images, "images", f"{key} encode")]
+        if strategy != "lora":
+            works.append(Work(f"{key}: Fisher of both ends", 2 * min(n, FISHER_IMAGES), "images", f"{key} fisher"))
+        return Plan(works, {f"{key} step": train_probe, f"{key} encode": encode_probe, f"{key} fisher": fisher_probe},
+                    lambda share: [f"--set ft_epochs={max(1, int(cfg.ft_epochs * share))}"] if cfg.ft_epochs > 1 else [])
+    return plan
+
+
 for _strategy, _summary in (("partial", "the last stage of the image encoder and the head"),
                             ("full", "the whole image encoder and the head (Wortsman et al., 2022)"),
                             ("lora", "low-rank updates of the encoder's attention, and the head (Hu et al., 2022)")):
-    register(Method(f"ft-{_strategy}", _fit(_strategy), step="finetune", needs_encoder=True,
+    register(Method(f"ft-{_strategy}", _fit(_strategy), step="finetune", needs_encoder=True, budget=_plan(_strategy),
                     shots_field="ft_shots", seeds_field="ft_seeds", summary=f"fine-tunes {_summary}",
                     companions=(f"wise-ft-{_strategy}",) + (() if _strategy == "lora" else (f"wise-ft-{_strategy}-fisher",))))
