@@ -27,7 +27,7 @@ EN = {
     "noise_std_se": "the seeds' spread (std) and the test set's sampling error (±{se} points for {n} images)",
     "one_seed": " (on one seed only: the seeds' spread is unknown)",
     "noise_se": "the test set's sampling error (±{se} points for {n} images)",
-    "noise_none": "nothing measured: no second seed, no test-set size",
+    "noise_none": "a spread it could be measured against (none here: one seed, test-set size unknown)",
     "below_zs": " Below zero-shot: {ms}.",
     "shift": "Under distribution shift the picture changes: at {k}, {ms} {beat} zero-shot on "
              "val but {fall} below it on {s}.",
