@@ -55,7 +55,7 @@ def plot_wise_curve(records: list[dict], method: str = "wise-ft", shots: int | N
            ylabel="top-1 accuracy (%)", title=f"{method}, {shots}-shot\n(dotted: the choice made "
                                                f"without test data, per seed)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, title="test set", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the curves
     fig.tight_layout()
     return fig
 

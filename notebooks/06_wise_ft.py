@@ -56,7 +56,9 @@ spots = [s for s in sweet_spots(run.records(), shifted) if s[0] == "wise-ft"]
 text = method_sentence(run.records(), "wise-ft")
 if spots:
     m, k, best, acc, lo, hi = spots[0]
-    text += f" Along the λ path at {k} shots, λ = {best} gives the best mean of val and {', '.join(shifted) or 'val'} ({acc:.2f} %; ends: {lo:.2f} and {hi:.2f} %)."
+    text += (f" For illustration only (read off the test sets, so not a choice this protocol may make): along the λ path at {k} shots, "
+             f"λ = {best} gives the best mean of val and {', '.join(shifted) or 'val'} ({acc:.2f} %; ends: {lo:.2f} and {hi:.2f} %); "
+             f"the λ the run used was chosen by cross-validation on the shots (dotted lines below).")
 display(Markdown("**What you should see.** " + text))
 plot_wise_curve(run.records(), "wise-ft")
 
