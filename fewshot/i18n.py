@@ -64,6 +64,8 @@ EN = {
     "lb_pub": " [pub.] is the published figure (ImageNet, RN50; tuned on test: see the last section).",
     "lb_oracle": " (oracle) is the same method with its hyperparameters tuned on test.",
     "missing": "This run holds no results for this section (its step has not run).",
+    "partial": "**Partial run: this report lacks the results of {steps}.** Run those steps "
+               "(the notebooks, or `python -m fewshot run --steps {names}`) and build the report again.",
     "t_cached": "methods on cached features",
     "t_tuned": "fine-tuning the encoders and prompts",
     "how_oracle": "on the test set itself (oracle run: the coursework's protocol)",
@@ -173,6 +175,8 @@ ZH = {
     "lb_pub": " [pub.] 为已发表的数字（ImageNet，RN50；在测试集上调参：见最后一节）。",
     "lb_oracle": " (oracle) 为同一方法在测试集上调参的结果。",
     "missing": "本次运行没有这一节的结果（对应步骤尚未运行）。",
+    "partial": "**运行不完整：本报告缺少 {steps} 的结果。** 请运行这些步骤（相应的笔记本，或 "
+               "`python -m fewshot run --steps {names}`）后重新生成报告。",
     "t_cached": "methods on cached features", "t_tuned": "fine-tuning the encoders and prompts",
     "how_oracle": "在测试集上（oracle 运行：课程的协议）", "how_honest": "不使用测试数据（在训练样本上留一法）",
     "how_default": "来自已发表的默认值",

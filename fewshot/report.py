@@ -81,6 +81,26 @@ def load_run(run_dir: str | os.PathLike) -> dict:
             "predictions": rd.predictions(), "dir": rd.root}
 
 
+def missing_steps(run: dict) -> list[tuple[str, list[str]]]:
+    """(step, its methods) of the run's config that have no records yet, in run order: what a
+    report of a partial run lacks."""
+    from fewshot.protocol import get_method, list_methods
+
+    config = run["config"] or {}
+    present = {r["method"] for r in run["records"]}
+    wanted = list(config.get("methods") or list_methods())
+    out: dict[str, list[str]] = {}
+    if "zero-shot" not in present:
+        out["zeroshot"] = ["zero-shot"]
+    for name in wanted:
+        method = get_method(name)
+        if name not in present and name != "zero-shot":
+            out.setdefault(method.step, []).append(name)
+    if config.get("merge_tasks") and not any(r.get("role") == "merge" for r in run["records"]):
+        out["merging"] = ["merge study"]
+    return list(out.items())
+
+
 def _stale_figures(out: Path) -> set[str]:
     """Figure names the previous report in ``out`` showed (removed unless written again)."""
     md = out / "report.md"
@@ -118,7 +138,10 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
     for name in stale - set(ctx.written):
         for ext in ("png", "pdf"):
             (out / f"{name}.{ext}").unlink(missing_ok=True)
-    text = (f"# {tr('title', lang)}\n\n" + tr("intro", lang, run=run["dir"], sections=", ".join(shown))
+    lacking = missing_steps(run)
+    partial = tr("partial", lang, steps="; ".join(f"`{s}` ({', '.join(m)})" for s, m in lacking),
+                 names=" ".join(s for s, _ in lacking)) + "\n\n" if lacking else ""
+    text = (f"# {tr('title', lang)}\n\n" + partial + tr("intro", lang, run=run["dir"], sections=", ".join(shown))
             + "\n\n" + "\n\n".join(parts) + "\n")
     md = out / "report.md"
     atomic_write_text(md, text)

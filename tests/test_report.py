@@ -100,3 +100,18 @@ def test_the_chinese_report_states_the_same_numbers_in_chinese_prose(run_dir, tm
     assert not english, english[:5]
     assert re.findall(r"\b[A-Za-z]+ [a-z]+ [a-z]+ [a-z]+\b", _prose(en))  # the check can see English
     assert "lang='zh'" in (tmp_path / "zh" / "report.html").read_text()
+
+
+def test_a_partial_run_says_at_its_top_which_steps_are_missing(run_dir, tmp_path):
+    from fewshot.report import load_run, missing_steps
+
+    present = sorted({r["method"] for r in world() if r.get("role") != "merge" and ":" not in r["method"]})
+    config = {"methods": present + ["coop", "taskres"], "merge_tasks": "data/tasks"}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    lacking = dict(missing_steps(load_run(run_dir)))
+    assert lacking == {"prompt": ["coop"], "peers": ["taskres"]}  # merge records exist: merging is not missing
+    top = build_report(run_dir, tmp_path / "rep").read_text().split("\n\n")[1]
+    assert top.startswith("**Partial run") and "`prompt` (coop)" in top and "--steps prompt peers" in top
+    config["methods"] = present
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert "Partial run" not in build_report(run_dir, tmp_path / "rep2").read_text()

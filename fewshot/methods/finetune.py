@@ -178,7 +178,9 @@ def _plan(strategy: str):
         res, key, labels = ctx.encoder.model.visual.input_resolution, f"ft-{strategy}", shots.labels.cpu()
         held = int(selection.fold_masks(shots.ranks, cfg.cv_folds)[0].sum()) if selection.tunes_inside(ctx, shots.shots) else 0
         steps = sum(fit_steps(m, bs, cfg.ft_epochs) for m in [n] + ([n - held] if held else []))
-        passes = len([a for a in cfg.ft_alphas if a != 0.0]) + (strategy != "lora")
+        # the test sets are encoded at the chosen α and at α = 1 only (α = 0 is zero-shot), plus the
+        # Fisher merge: an upper bound of 3 passes whatever the length of ft_alphas
+        passes = min(2, len([a for a in cfg.ft_alphas if a != 0.0])) + (strategy != "lora")
         images = passes * sum(ctx.encoder.eval_counts.values()) + held * len(cfg.ft_alphas)
         recipe, m, k = Recipe(1, cfg.ft_lr, bs, cfg.grad_checkpointing), min(n, 2 * bs), min(n, 16)
 
