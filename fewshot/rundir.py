@@ -10,6 +10,8 @@ Layout of a run folder (``cfg.out``)::
     diagnostics/{method}.json            extra data for figures (e.g. Tip-Adapter's grids)
     predictions/{method}.json            per-image val predictions (first seed, most shots)
     predictions/index.json               the images those predictions are for
+    analysis/{name}/shots{k}_seed{s}.pt  per-image top-3 (and a cache's snapshot) at 1, 5, 16 shots,
+                                         first seed, for the qualitative analysis (fewshot.analysis_data)
 
 Every write is atomic (:mod:`fewshot.atomic`); every read of a file the suite wrote names the file
 when it is damaged, and refuses state made under another config.
@@ -69,7 +71,10 @@ class RunDir:
     def predictions_path(self, method: str) -> Path:
         return self.root / "predictions" / f"{method}.json"
 
-    # ---------------------------------------------------------------- config: set once
+    def analysis_path(self, name: str, shots: Optional[int], seed: Optional[int]) -> Path:
+        return self.root / "analysis" / self.fitted_path(name, shots, seed).relative_to(self.root / "fitted")
+
+        # ---------------------------------------------------------------- config: set once
     def start(self, cfg: RunConfig, fresh: bool = False) -> RunConfig:
         """Create the folder for ``cfg``, or check that it already belongs to ``cfg``.
 
@@ -196,7 +201,29 @@ class RunDir:
             raise MissingStepError(f"{path} was made under another config; {hint}.")
         return Fitted(method, shots, seed, hp, data["tuned_on"], data["state"])
 
-    # ---------------------------------------------------------------- JSON side files
+    def save_analysis(self, name: str, shots: Optional[int], seed: Optional[int], payload: dict,
+                      digest: str) -> None:
+        """Keep the analysis tensors of one record name at (shots, seed), tagged with the digest."""
+        if self.writer:
+            atomic_torch_save({**payload, "config_digest": digest}, self.analysis_path(name, shots, seed))
+
+    def load_analysis(self, name: str, shots: Optional[int], seed: Optional[int], digest: str) -> Optional[dict]:
+        """What :meth:`save_analysis` kept, or None when absent; a damaged file, or one made under
+        another config, raises :class:`MissingStepError` naming it."""
+        import torch
+
+        path = self.analysis_path(name, shots, seed)
+        if not path.exists():
+            return None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise MissingStepError(f"{path} cannot be read ({type(err).__name__}); rerun the step of {name}.") from err
+        if data.get("config_digest") != digest:
+            raise MissingStepError(f"{path} was made under another config; rerun the step of {name}.")
+        return data
+
+        # ---------------------------------------------------------------- JSON side files
     def write_json(self, path: Path, obj) -> None:
         """Write a side file (diagnostics, predictions) atomically."""
         if self.writer:

@@ -133,5 +133,5 @@ def fit(shots, ctx) -> Head:
                 state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise})
 
 
-register(Method("coop", fit, step="prompt", needs_encoder=True, companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
+register(Method("coop", fit, step="prompt", needs_encoder=True, learnable=True, companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))

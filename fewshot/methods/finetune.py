@@ -150,6 +150,6 @@ def _fit(strategy: str):
 for _strategy, _summary in (("partial", "the last stage of the image encoder and the head"),
                             ("full", "the whole image encoder and the head (Wortsman et al., 2022)"),
                             ("lora", "low-rank updates of the encoder's attention, and the head (Hu et al., 2022)")):
-    register(Method(f"ft-{_strategy}", _fit(_strategy), step="finetune", needs_encoder=True,
+    register(Method(f"ft-{_strategy}", _fit(_strategy), step="finetune", needs_encoder=True, learnable=True,
                     shots_field="ft_shots", seeds_field="ft_seeds", summary=f"fine-tunes {_summary}",
                     companions=(f"wise-ft-{_strategy}",) + (() if _strategy == "lora" else (f"wise-ft-{_strategy}-fisher",))))
