@@ -165,7 +165,7 @@ def key_movement(keys0, keys, key_labels, feats, labels) -> dict:
     with labels [N]. Returns per-key arrays [M]: ``"shift"`` = 1 − cos(keys0, keys),
     ``"own0"``/``"own"`` = cosine to the mean test feature of the key's own class before/after,
     ``"other0"``/``"other"`` = the highest cosine to another class's mean (NaN where a class has
-    no test image).
+    no test image); ``"norm"`` = ‖keys‖ (fine-tuning may change it, and the affinity with it).
     """
     dev = feats.device
     labels, y = labels.long().to(dev), key_labels.long().to(dev)
@@ -174,7 +174,8 @@ def key_movement(keys0, keys, key_labels, feats, labels) -> dict:
     cent = F.normalize(sums, dim=1)  # [C, D]
     cent[torch.bincount(labels, minlength=C) == 0] = float("nan")
     keys0, keys = keys0.float().to(dev), keys.float().to(dev)
-    out = {"shift": (1 - F.cosine_similarity(keys0, keys, dim=1)).cpu().numpy()}
+    out = {"shift": (1 - F.cosine_similarity(keys0, keys, dim=1)).cpu().numpy(),
+           "norm": keys.norm(dim=1).cpu().numpy()}
     for tag, k in (("0", keys0), ("", keys)):
         sim = F.normalize(k, dim=1) @ cent.T  # [M, C]
         out["own" + tag] = sim.gather(1, y[:, None])[:, 0].cpu().numpy()
@@ -184,7 +185,7 @@ def key_movement(keys0, keys, key_labels, feats, labels) -> dict:
 
 
 @torch.no_grad()
-def cache_snapshot(shots, ctx, keys, alpha: float, beta: float, logits_fn, val, max_classes: int = 8,
+def cache_snapshot(shots, ctx, keys, alpha: float, beta: float, logits_fn, val, max_classes: int = 6,
                    per_class: int = 40) -> dict:
     """What the report needs of a fitted cache (a ``Method.explain`` hook's payload).
 

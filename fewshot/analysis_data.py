@@ -119,8 +119,13 @@ def choose_method(records: list[dict], data: dict, requested: str = "") -> tuple
                                f"{', '.join(map(str, shots))} shots: run e.g. the tip_adapter_f step.")
     best = max(candidates, key=lambda n: (rows[n]["mean"], -candidates.index(n)))
     how = "not tuned on test" if honest else "tuned on test (oracle run)"
+    ties = [n for n in candidates if n != best and rows[best]["mean"] - rows[n]["mean"]
+            <= max(rows[best]["std"], rows[n]["std"])]
+    named = ", ".join(f"{n} ({rows[n]['mean']:.2f} %)" for n in ties)
+    tied = (f"; tied with {named} within the "
+            f"seeds' spread, so shown as the first in the registry") if ties else ""
     return best, (f"the best learnable method at {shots[-1]} shots by mean val top-1 "
-                  f"({rows[best]['mean']:.2f} %, {how}) among {len(candidates)} kept")
+                  f"({rows[best]['mean']:.2f} %, {how}) among {len(candidates)} kept{tied}")
 
 
 def image_path(data: dict, relative: str) -> Path:

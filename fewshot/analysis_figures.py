@@ -12,11 +12,16 @@ from fewshot.analysis import class_gain, confused_pairs, failures, project_2d
 from fewshot.analysis_data import image_path
 from fewshot.figures import subplots
 
-__all__ = ["confusion_data", "plot_confusions", "feature_map_data", "plot_feature_map",
+__all__ = ["class_label", "confusion_data", "plot_confusions", "feature_map_data", "plot_feature_map",
            "plot_cache_explanation", "plot_failures", "gain_data", "plot_class_gain", "FONT"]
 
 FONT = 9  # the smallest text of these figures (points), readable at page width
 _PAL = sns.color_palette("colorblind", 10)
+
+
+def class_label(names, c: int) -> str:
+    """The name of class ``c``, with its index where another class has the same name."""
+    return names[c] + (f" (#{c})" if names.count(names[c]) > 1 else "")
 
 
 def _image(ax, data, relative):
@@ -54,7 +59,8 @@ def confusion_data(data, method, pairs: int = 3) -> dict:
 def plot_confusions(data, method, conf: dict):
     """The most confused pairs at each shot count: one row per shot count, two val images per
     pair (a said b; b said a, or a b image when that never happened)."""
-    names, labels = data["classnames"], data["labels"]
+    labels = data["labels"]
+    names = [class_label(data["classnames"], c) for c in range(len(data["classnames"]))]
     ks = [k for k in conf if conf[k]]
     pairs = max(len(conf[k]) for k in ks)
     fig, axes = subplots(len(ks), 2 * pairs, figsize=(2.2 * 2 * pairs, 2.9 * len(ks)), squeeze=False)
@@ -101,7 +107,7 @@ def plot_feature_map(fmap: dict, data, method_name: str, projection: str = "PCA"
         vlab = f["val_labels"]
         for j, c in enumerate(f["classes"]):
             col = _PAL[j % 10]
-            ax.scatter(*f["val"][vlab == c].T, s=10, color=col, alpha=0.35, label=data["classnames"][c])
+            ax.scatter(*f["val"][vlab == c].T, s=10, color=col, alpha=0.35, label=class_label(data["classnames"], c))
             mine = f["key_labels"] == c
             ax.scatter(*f["keys0"][mine].T, s=46, facecolors="none", edgecolors=col, linewidths=1.4)
             ax.scatter(*f["keys"][mine].T, s=46, marker="^", color=col, edgecolors="black", linewidths=0.5)
@@ -111,7 +117,10 @@ def plot_feature_map(fmap: dict, data, method_name: str, projection: str = "PCA"
         ax.set_xlabel(f"{projection} 1", fontsize=FONT)
         ax.set_ylabel(f"{projection} 2", fontsize=FONT)
         ax.tick_params(labelsize=FONT)
-        ax.legend(fontsize=FONT, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+        leg = ax.legend(fontsize=FONT, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False,
+                        markerscale=2.0)
+        for h in leg.legend_handles:
+            h.set_alpha(1.0)
     fig.suptitle(f"val features and {method_name}'s cache keys of its most confused classes", fontsize=FONT + 2)
     fig.tight_layout()
     return fig
@@ -120,7 +129,8 @@ def plot_feature_map(fmap: dict, data, method_name: str, projection: str = "PCA"
 def plot_cache_explanation(data, snap: dict, k: int, method_name: str):
     """One row per explained val image: the image, its nearest shots (affinity before → after
     fine-tuning) and the zero-shot and adapted top-3 with their probabilities."""
-    names, idx = data["classnames"], snap["explained"].tolist()
+    names = [class_label(data["classnames"], c) for c in range(len(data["classnames"]))]
+    idx = snap["explained"].tolist()
     n_near = snap["explain_nearest"].shape[1]
     fig, axes = subplots(len(idx), n_near + 2, figsize=(2.1 * n_near + 2.1 + 4.4, 2.6 * len(idx)), squeeze=False)
     key_labels = snap["key_labels"].long()
@@ -160,7 +170,7 @@ def plot_failures(data, method, k: int, n: int = 8, cols: int = 4):
     fig, axes = subplots(nrow, cols, figsize=(2.9 * cols, 2.2 * nrow), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    names = data["classnames"]
+    names = [class_label(data["classnames"], c) for c in range(len(data["classnames"]))]
     for j, i in enumerate(rows):
         img, bar = axes[2 * (j // cols), j % cols], axes[2 * (j // cols) + 1, j % cols]
         img.axis("on")
@@ -210,7 +220,7 @@ def plot_class_gain(gains: dict, classnames, method, top: int = 8):
     b.barh(y, g[idx], color=[_PAL[2] if v > 0 else _PAL[3] for v in g[idx]], alpha=0.8, label=f"{ks[-1]}-shot")
     for j, k in enumerate(ks[:-1]):
         b.plot(gains[k][2][idx], y, "o^sD"[j], color=_PAL[j], ls="none", label=f"{k}-shot")
-    b.set_yticks(y, [classnames[i] for i in idx], fontsize=FONT)
+    b.set_yticks(y, [class_label(list(classnames), i) for i in idx], fontsize=FONT)
     b.axvline(0, color="black", lw=0.8)
     b.set_xlabel("gain over zero-shot (points)", fontsize=FONT)
     b.tick_params(axis="x", labelsize=FONT)

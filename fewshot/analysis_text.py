@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fewshot.analysis_figures import class_label
 from fewshot.results import summarize
 
 __all__ = ["confusion_text", "feature_text", "explanation_text", "failure_text", "gain_text",
@@ -23,7 +24,8 @@ def _n(x: float) -> str:
 
 def confusion_text(conf: dict, data, method: str, zs_pred) -> str:
     """conf: :func:`fewshot.analysis_figures.confusion_data`; zs_pred [N] zero-shot's top-1."""
-    names, labels = data["classnames"], np.asarray(data["labels"])
+    raw, labels = data["classnames"], np.asarray(data["labels"])
+    names = [class_label(raw, c) for c in range(len(raw))]
     zs_pred, parts, keys = np.asarray(zs_pred), [], []
     for k, pairs in conf.items():
         errors = int((np.asarray(data["top3"][method][k][0][:, 0]) != labels).sum())
@@ -35,14 +37,24 @@ def confusion_text(conf: dict, data, method: str, zs_pred) -> str:
         parts.append(f"At {k} shot{'s' if k > 1 else ''} the most confused pair is {names[p['a']]} ↔ "
                      f"{names[p['b']]} ({p['a_to_b']} + {p['b_to_a']} val images); the {len(pairs)} "
                      f"pairs shown hold {_n(share)} % of its {errors} mistakes.")
-        keys.append({(q["a"], q["b"]) for q in pairs})
+        keys.append({tuple(sorted((q["a"], q["b"]))) for q in pairs})
+    twins = sorted({pair for ks in keys for pair in ks if raw[pair[0]] == raw[pair[1]]})
+    def mixed(pred, a, b):
+        return int(((labels == a) & (pred == b)).sum() + ((labels == b) & (pred == a)).sum())
+    for a, b in twins:
+        z = mixed(zs_pred, a, b)
+        counts = {k: mixed(np.asarray(data["top3"][method][k][0][:, 0]), a, b) for k in conf}
+        last = counts[max(counts)]
+        parts.append(f"Classes {a} and {b} share the name '{raw[a]}' (a label ambiguity of the "
+                     f"dataset): zero-shot, which only has the names, mixes them up {z} times; "
+                     f"{method} " + ", ".join(f"{n} times at {k} shot{'s' if k > 1 else ''}" for k, n in counts.items()) + ", "
+                     + ("so the images separate what the names cannot." if last < z else
+                        "so their images look alike too."))
     lasting = set.intersection(*keys) if len(keys) > 1 else set()
     for a, b in sorted(lasting):
         z = int(((labels == a) & (zs_pred == b)).sum() + ((labels == b) & (zs_pred == a)).sum())
-        why = (f"they share the name '{names[a]}', so no prompt can tell them apart"
-               if names[a] == names[b] else "more shots do not separate them")
         parts.append(f"{names[a]} ↔ {names[b]} stays among the top pairs at every shot count "
-                     f"({why}); zero-shot confuses it {z} times, so the confusion "
+                     f"(more shots do not separate them); zero-shot confuses it {z} times, so the confusion "
                      f"{'is already in CLIP’s features and prompts' if z > 0 else 'comes with the shots'}.")
     if len(keys) > 1 and not lasting:
         parts.append("No pair stays on top at every shot count: the shots change which classes "
@@ -59,15 +71,19 @@ def feature_text(cache_by_k: dict, shares: dict, method: str) -> str:
         before = 100 * float((s["move_own0"] > s["move_other0"]).float().mean())
         after = 100 * float((s["move_own"] > s["move_other"]).float().mean())
         own0, own = float(s["move_own0"].mean()), float(s["move_own"].mean())
-        verdict = ("closer to their own class's test images" if own > own0 else "further from their own class's test images")
-        parts.append(f"At {k} shot{'s' if k > 1 else ''} fine-tuning moves the keys by a median "
-                     f"1 − cos = {shift:.4f}, {verdict} (mean cosine {own0:.3f} → {own:.3f}); "
-                     f"keys nearer their own class's mean test feature than any other class's: "
-                     f"{_n(before)} % → {_n(after)} %.")
-    gain = [k for k, s in cache_by_k.items() if float(s["move_own"].mean()) > float(s["move_own0"].mean())]
-    if gain:
-        parts.append(f"{method} thus pulls the cache towards the test distribution of each class at "
-                     f"{', '.join(map(str, gain))} shots, which is where its cache term can correct the text head.")
+        norm = s["move_norm"].numpy()
+        verdict = "closer to" if own > own0 else "further from"
+        parts.append(f"At {k} shot{'s' if k > 1 else ''} fine-tuning turns the keys by a median "
+                     f"1 − cos = {shift:.4f}, {verdict} their own class's test images (mean cosine "
+                     f"{own0:.3f} → {own:.3f}; keys nearer their own class's mean test feature than any "
+                     f"other's: {_n(before)} % → {_n(after)} %), and changes their lengths from 1 to "
+                     f"{norm.min():.2f}–{norm.max():.2f} (mean {norm.mean():.2f}).")
+    spread = [k for k, s in cache_by_k.items() if float(s["move_norm"].max() - s["move_norm"].min()) > 0.2]
+    if spread:
+        parts.append(f"Since the affinity exp(−β(1 − f·k)) grows with a key's length (above 1 once "
+                     f"f·k > 1), fine-tuning at {', '.join(map(str, spread))} shots reweights the shots "
+                     f"as much as it turns them: a long key can outvote nearer shots of the right class "
+                     f"(see the next figure).")
     share = min(shares.values()) if shares else None
     if share is not None:
         parts.append(f"The picture is a projection: its two axes hold {_n(100 * share)} % or more of "
@@ -78,7 +94,8 @@ def feature_text(cache_by_k: dict, shares: dict, method: str) -> str:
 
 def explanation_text(snap: dict, data, method: str) -> str:
     """One sentence per explained image of the snapshot, then what they have in common."""
-    names, labels, parts = data["classnames"], data["labels"], []
+    names = [class_label(data["classnames"], c) for c in range(len(data["classnames"]))]
+    labels, parts = data["labels"], []
     key_labels = snap["key_labels"].long()
     agree_fixed, agree_other = [], []
     for r, i in enumerate(snap["explained"].tolist()):
@@ -110,13 +127,16 @@ def failure_text(data, method: str, k: int, shown: list[int]) -> str:
         return f"{method} makes no mistake on val at {k} shots."
     in3 = 100 * float((classes[wrong, 1:] == labels[wrong, None]).any(1).mean())
     cw, cr = float(conf[wrong].mean()), float(conf[~wrong].mean()) if (~wrong).any() else float("nan")
-    calib = ("so its confidence is a usable warning" if cr - cw > 0.1 else
+    calib = ("so on average its confidence is a usable warning" if cr - cw > 0.1 else
              "so a wrong answer looks almost as sure as a right one")
     names = data["classnames"]
-    same = sum(names[labels[i]] == names[classes[i, 0]] for i in shown)
+    same = sum(names[labels[i]] == names[classes[i, 0]] for i in shown)  # a twin's name
     text = (f"At {k} shots {method} gets {int(wrong.sum())} of {len(labels)} val images wrong "
             f"({_n(100 * wrong.mean())} %); for {_n(in3)} % of them the true class is second or third. "
             f"Its mean top-1 probability is {cw:.2f} on mistakes against {cr:.2f} on correct answers, {calib}.")
+    if shown:
+        text += (f" The mistakes shown are its most confident ones (top-1 probability "
+                 f"{float(conf[shown].min()):.2f}–{float(conf[shown].max()):.2f}): on those it warns of nothing.")
     if same:
         text += (f" {same} of the {len(shown)} most confident mistakes shown pick a class with the "
                  f"same name as the true one: label ambiguity, not a failure of the method.")
@@ -125,7 +145,7 @@ def failure_text(data, method: str, k: int, shown: list[int]) -> str:
 
 def gain_text(gains: dict, classnames, method: str) -> str:
     """gains: {k: (acc, base_acc, gain)} (:func:`fewshot.analysis_figures.gain_data`)."""
-    parts = []
+    parts, classnames = [], [class_label(list(classnames), c) for c in range(len(classnames))]
     for k, (acc, base, gain) in gains.items():
         ok = ~np.isnan(gain)
         up, down = int((gain[ok] > 0).sum()), int((gain[ok] < 0).sum())
@@ -139,6 +159,10 @@ def gain_text(gains: dict, classnames, method: str) -> str:
                      f"most where the text prompts were weakest.")
         elif r == r:
             text += f" Gain and zero-shot accuracy are hardly related (r = {r:.2f})."
+        worst = np.flatnonzero(ok)[np.argsort(gain[ok], kind="stable")][:3]
+        if gain[worst[0]] < 0:
+            text += (f" The classes that lose most ({', '.join(classnames[c] for c in worst if gain[c] < 0)}) "
+                     f"stood at {_n(float(np.mean(base[worst])))} % zero-shot on average.")
         parts.append(text)
     return " ".join(parts)
 

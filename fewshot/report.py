@@ -14,10 +14,11 @@ import json
 import os
 from pathlib import Path
 
+from fewshot.analysis_report import analysis_section
 from fewshot.atomic import atomic_path, atomic_write_text
 from fewshot.errors import MissingStepError
-from fewshot.figures import (eval_sets_of, method_order, plot_accuracy_vs_shots, plot_class_changes,
-                             plot_examples, plot_grid, plot_training_curves)
+from fewshot.figures import (eval_sets_of, method_order, plot_accuracy_vs_shots, plot_examples,
+                             plot_grid, plot_training_curves)
 from fewshot.markdown import to_html
 from fewshot.narrative import summary_sentences
 from fewshot.protocol import get_method, list_methods
@@ -207,8 +208,8 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
     if any("trainable_params" in (r.get("extra") or {}) for r in recs):
         sections.append("## What fine-tuning costs\n\n" + _save(plot_strategies(recs), out, "finetuning_costs"))
     if run["predictions"] and len(run["predictions"]["predictions"]) > 1:
-        sections.append("## Qualitative examples\n\n" + _save(plot_examples(run["predictions"]), out, "examples")
-                        + "\n\n" + _save(plot_class_changes(run["predictions"]), out, "class_changes"))
+        sections.append("## Qualitative examples\n\n" + _save(plot_examples(run["predictions"]), out, "examples"))
+    sections.append(analysis_section(run, out))  # fewshot.analysis_report (its per-class gain supersedes class_changes)
     merge_diag = RunDir(run["dir"]).read_json(RunDir(run["dir"]).diagnostics_path("merging"))
     if merge_diag and any(r["role"] == "merge" for r in recs):
         from fewshot.merge_report import merge_table, plot_cosine, plot_lambda_curves, soup_table

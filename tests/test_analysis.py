@@ -119,16 +119,18 @@ def test_key_movement_equals_loops():
     feats = F.normalize(torch.randn(12, 4, generator=g), dim=1)
     labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
     keys0 = F.normalize(torch.randn(6, 4, generator=g), dim=1)
-    keys = F.normalize(keys0 + 0.3 * torch.randn(6, 4, generator=g), dim=1)
+    keys = 1.5 * F.normalize(keys0 + 0.3 * torch.randn(6, 4, generator=g), dim=1)  # not unit norm
     key_labels = torch.tensor([0, 0, 1, 1, 2, 2])
     out = key_movement(keys0, keys, key_labels, feats, labels)
     cent = [F.normalize(feats[labels == c].sum(0), dim=0) for c in range(3)]
     for m in range(6):
         y = int(key_labels[m])
-        assert out["shift"][m] == pytest.approx(1 - float(keys0[m] @ keys[m]), abs=1e-6)
+        assert out["shift"][m] == pytest.approx(1 - float(keys0[m] @ keys[m]) / 1.5, abs=1e-6)
+        assert out["norm"][m] == pytest.approx(math.sqrt(sum(float(v) ** 2 for v in keys[m])), abs=1e-6)
         for tag, k in (("0", keys0), ("", keys)):
-            assert out["own" + tag][m] == pytest.approx(float(k[m] @ cent[y]), abs=1e-6)
-            assert out["other" + tag][m] == pytest.approx(max(float(k[m] @ cent[c]) for c in range(3) if c != y), abs=1e-6)
+            unit = k[m] / k[m].norm()
+            assert out["own" + tag][m] == pytest.approx(float(unit @ cent[y]), abs=1e-6)
+            assert out["other" + tag][m] == pytest.approx(max(float(unit @ cent[c]) for c in range(3) if c != y), abs=1e-6)
 
 
 def test_cache_snapshot_keeps_consistent_tensors():
