@@ -109,7 +109,7 @@ def choose_method(records: list[dict], data: dict, requested: str = "") -> tuple
                                    f"{', '.join(map(str, shots))} shots; run its step with it set "
                                    f"(`python -m fewshot run --steps {step_of(requested)} --set "
                                    f"report_method={requested}`).")
-        return requested, "chosen in the config (report_method)"
+        return requested, "as chosen (report_method)"
     finals = [r for r in records if r["role"] == "final" and r["eval_set"] == "val" and r["shots"] == shots[-1]]
     honest = [r for r in finals if "test-oracle" not in r["tuned_on"]]
     rows = {r["method"]: r for r in summarize(honest or finals)}

@@ -182,8 +182,10 @@ def plot_failures(data, method, k: int, n: int = 8, cols: int = 4):
         bar.set_yticks(range(3)[::-1], [names[x] for x in c], fontsize=FONT)
         bar.set_xlim(0, 1)
         bar.tick_params(axis="x", labelsize=FONT)
-        for y, v in zip(range(3)[::-1], p):
-            bar.text(min(v + 0.02, 0.8), y, f"{v:.2f}", va="center", fontsize=FONT)
+        for y, v in zip(range(3)[::-1], p):  # inside a long bar, beside a short one
+            inside = v > 0.75
+            bar.text(v - 0.03 if inside else v + 0.02, y, f"{v:.2f}", va="center", fontsize=FONT,
+                     ha="right" if inside else "left", color="white" if inside else "black")
     fig.suptitle(f"the most confident mistakes of {method} ({k}-shot): top-3 probabilities",
                  fontsize=FONT + 2)
     fig.tight_layout()

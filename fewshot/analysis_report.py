@@ -36,7 +36,7 @@ def analysis_figures(run: dict, method: str = "") -> dict:
     Raises :class:`MissingStepError` when the run kept no analysis data."""
     data = load_analysis(run["dir"])
     if data is None or "zero-shot" not in data["top3"] or not data["shots"]:
-        raise MissingStepError("this run kept no per-image top-3 predictions at 1, 5 or 16 shots "
+        raise MissingStepError("This run kept no per-image top-3 predictions at 1, 5 or 16 shots "
                                "(made by an older version, or without those shots): rerun its "
                                "zeroshot and method steps.")
     name, why = choose_method(run["records"], data, method or (run["config"] or {}).get("report_method", ""))
