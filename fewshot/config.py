@@ -31,7 +31,7 @@ DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # between the notebooks of one run; every other field is fixed once the run folder exists.
 RUNTIME_FIELDS = frozenset({"out", "report_dir", "cache_dir", "download_root", "device", "decode",
                             "batch_size", "num_workers", "progress", "methods", "grad_checkpointing",
-                            "time_budget"})
+                            "time_budget", "report_method"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class RunConfig:
     backbone: str = "miniclip-rn"  # registered name (fewshot.backbones.list_backbones) or a path
     out: str = "runs/miniworld"  # the run folder (fewshot.rundir): results, splits, config.json
     report_dir: str = "report"  # where notebook 07 / `fewshot report` write the report
+    report_method: str = ""  # the method the report's qualitative analysis shows; "" = the best honest learnable one at 16 shots
     cache_dir: str = "cache"  # feature cache (safe to share between runs)
     download_root: str = ""  # where named CLIP checkpoints are downloaded ("" = ~/.cache/clip)
     templates: str = "clip80"  # prompt set: fewshot.templates.list_templates()
@@ -171,6 +172,14 @@ def _templates():
     return list_templates()
 
 
+def _report_method(name, v):
+    from fewshot.protocol import list_record_names
+
+    if not isinstance(v, str) or (v and v not in list_record_names()):
+        _fail(name, f'"" (automatic) or one of {", ".join(list_record_names())}', v)
+    return v
+
+
 def _methods(name, v):
     from fewshot.methods import list_methods
 
@@ -181,6 +190,7 @@ def _methods(name, v):
 
 _CHECKS = {
     "data": _str(), "backbone": _str(), "out": _str(), "report_dir": _str(), "cache_dir": _str(),
+    "report_method": _report_method,
     "download_root": _str(empty=True), "templates": _str(choices=_templates),
     "shots": _list(_int(1), "integers >= 1"), "seeds": _list(_int(0), "integers >= 0"),
     "methods": _methods, "views": _int(1), "aug_seed": _int(0), "shift_sets": _shift_sets,

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fewshot import budget
+from fewshot.analysis_data import save_analysis
 from fewshot.config import RunConfig, config_digest
 from fewshot.datasets import check_shots, load_dataset
 from fewshot.errors import ConfigError, DatasetError
@@ -181,25 +182,25 @@ class Run:
                 records += self._score(name, head, k, seed, what)
                 self.dir.save_fitted(Fitted(name, k, seed, head.hyperparameters, head.tuned_on,
                                             head.state), self.digest)
-                first = m.shot_free or (seed == self.seeds_of(m)[0])
-                if m.diagnose and first:
-                    diagnostics.append(m.diagnose(shots, ctx, head, self.eval_sets["val"]))
-                if first and (m.shot_free or k == max(self.shots_of(m))):
-                    self._save_predictions(name, head, k, seed)
+                if m.shot_free or seed == self.seeds_of(m)[0]:  # the first seed's figures' data
+                    diagnostics += [m.diagnose(shots, ctx, head, self.eval_sets["val"])] if m.diagnose else []
+                    self._save_predictions(m, head, shots, ctx)
             self.dir.write_records(name, records)
             self.dir.remove_checkpoints(name)  # the long fits' results are written
             if m.diagnose:
                 self.dir.write_json(self.dir.diagnostics_path(name), diagnostics)
         return records
 
-    def _save_predictions(self, name, head, shots, seed) -> None:
+    def _save_predictions(self, m, head, shots, ctx) -> None:
         val = self.eval_sets["val"]
-        self.dir.write_json(self.dir.predictions_path("index"), {
-            "shots": max(self.cfg.shots), "seed": self.cfg.seeds[0],
-            "dataset_root": str(self.dataset.root), "paths": list(val.paths),
-            "labels": val.labels.tolist(), "classnames": self.dataset.classnames})
-        feats = val.feats if head.encoder is None else head.encoder("val")
-        self.dir.write_json(self.dir.predictions_path(name), predict(head.logits, feats, name).tolist())
+        save_analysis(self.dir, m, head, shots, ctx, val, self.digest)  # top-3 at 1, 5, 16 shots
+        if m.shot_free or shots.shots == max(self.shots_of(m)):  # top-1 at the most shots
+            self.dir.write_json(self.dir.predictions_path("index"), {
+                "shots": max(self.cfg.shots), "seed": self.cfg.seeds[0],
+                "dataset_root": str(self.dataset.root), "paths": list(val.paths),
+                "labels": val.labels.tolist(), "classnames": self.dataset.classnames})
+            feats = val.feats if head.encoder is None else head.encoder("val")
+            self.dir.write_json(self.dir.predictions_path(m.name), predict(head.logits, feats, m.name).tolist())
 
     # ------------------------------------------------------------------ steps
     def splits(self) -> list:

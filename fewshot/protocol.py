@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Optional
 import torch
 
 __all__ = ["Method", "Head", "Fitted", "Shots", "EvalSet", "Context", "EncoderAccess", "register",
-           "get_method", "list_methods", "list_record_names", "TUNED_ON"]
+           "get_method", "list_methods", "list_record_names", "list_learnable", "TUNED_ON"]
 
 # How a hyperparameter was chosen; every record carries one of these.
 TUNED_ON = ("none", "default", "loo-train", "cv-train", "test-oracle")
@@ -134,6 +134,10 @@ class Method:
     seeds_field: str = ""  # a config field listing the seeds it runs at (empty: cfg.seeds)
     companions: tuple = ()  # names its Head's companions are recorded under
     budget: Optional[Callable] = None  # (Shots, Context) -> fewshot.budget.Plan of one fit: its ETA
+    learnable: bool = False  # trains parameters on the shots by optimisation (not a cache, not
+    #                          closed-form statistics): the course's "learnable model"; companions too
+    explain: Optional[Callable] = None  # (Shots, Context, Head, EvalSet) -> tensors for the
+    #                                     qualitative analysis (fewshot.analysis), first seed only
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -163,6 +167,11 @@ def list_methods() -> list[str]:
 def list_record_names() -> list[str]:
     """Every name records can carry: each method, followed by its companions."""
     return [n for m in list_methods() for n in (m, *get_method(m).companions)]
+
+
+def list_learnable() -> list[str]:
+    """Record names of the learnable methods (``Method.learnable``), companions included."""
+    return [n for m in list_methods() if get_method(m).learnable for n in (m, *get_method(m).companions)]
 
 
 def get_method(name: str) -> Method:

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fewshot.atomic import atomic_path
-from fewshot.captions import (caption_accuracy, caption_class_changes, caption_costs,
+from fewshot.captions import (caption_accuracy, caption_costs,
                               caption_examples, caption_grid, caption_id_vs_ood, caption_training,
                               caption_wise_path)
 from fewshot.figstyle import readable
-from fewshot.figures import (best_adapted, method_order, plot_accuracy_vs_shots, plot_class_changes,
+from fewshot.figures import (best_adapted, method_order, plot_accuracy_vs_shots,
                              plot_examples, plot_grid, plot_training_curves)
 from fewshot.i18n import tr
 from fewshot.narrative import summary_sentences
@@ -121,9 +121,13 @@ def _examples(c: Context):
     if not pred or len(pred["predictions"]) < 2:
         return None
     adapted = best_adapted(pred)
-    return (c.figure(plot_examples(pred, adapted), "examples", caption_examples(pred, adapted, c.lang))
-            + "\n\n" + c.figure(plot_class_changes(pred, adapted), "class_changes",
-                                caption_class_changes(pred, adapted, c.lang)))
+    return c.figure(plot_examples(pred, adapted), "examples", caption_examples(pred, adapted, c.lang))
+
+
+def _analysis(c: Context):
+    from fewshot.analysis_report import analysis_section  # its per-class gain supersedes class_changes
+
+    return analysis_section(c.run, c.out, figure=c.figure)
 
 
 def _merging(c: Context):
@@ -145,6 +149,7 @@ SECTIONS = [
     ("wise-ft", "h_wise", _wise, True),
     ("costs", "h_costs", _costs, True),
     ("examples", "h_examples", _examples, True),
+    ("analysis", "h_analysis", _analysis, True),
     ("merging", "h_merging", _merging, False),
     ("published", "h_published", lambda c: reference_section(c.recs, c.lang), True),
 ]

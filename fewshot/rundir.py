@@ -13,6 +13,8 @@ Layout of a run folder (``cfg.out``)::
     predictions/index.json               the images those predictions are for
     checkpoints/{method}/shots{k}_seed{s}_{part}.pt   a long fit's last complete epoch
                                          (fewshot.checkpoint); removed once its results are written
+    analysis/{name}/shots{k}_seed{s}.pt  per-image top-3 (and a cache's snapshot) at 1, 5, 16 shots,
+                                         first seed, for the qualitative analysis (fewshot.analysis_data)
 
 Every write is atomic (:mod:`fewshot.atomic`); every read of a file the suite wrote names the file
 when it is damaged, and refuses state made under another config.
@@ -90,6 +92,9 @@ class RunDir:
         """Delete ``method``'s checkpoints (its results are written)."""
         if self.writer:
             shutil.rmtree(self.root / "checkpoints" / method, ignore_errors=True)
+
+    def analysis_path(self, name: str, shots: Optional[int], seed: Optional[int]) -> Path:
+        return self.root / "analysis" / self.fitted_path(name, shots, seed).relative_to(self.root / "fitted")
 
     # ---------------------------------------------------------------- config: set once
     def start(self, cfg: RunConfig, fresh: bool = False) -> RunConfig:
@@ -218,7 +223,29 @@ class RunDir:
             raise MissingStepError(f"{path} was made under another config; {hint}.")
         return Fitted(method, shots, seed, hp, data["tuned_on"], data["state"])
 
-    # ---------------------------------------------------------------- JSON side files
+    def save_analysis(self, name: str, shots: Optional[int], seed: Optional[int], payload: dict,
+                      digest: str) -> None:
+        """Keep the analysis tensors of one record name at (shots, seed), tagged with the digest."""
+        if self.writer:
+            atomic_torch_save({**payload, "config_digest": digest}, self.analysis_path(name, shots, seed))
+
+    def load_analysis(self, name: str, shots: Optional[int], seed: Optional[int], digest: str) -> Optional[dict]:
+        """What :meth:`save_analysis` kept, or None when absent; a damaged file, or one made under
+        another config, raises :class:`MissingStepError` naming it."""
+        import torch
+
+        path = self.analysis_path(name, shots, seed)
+        if not path.exists():
+            return None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise MissingStepError(f"{path} cannot be read ({type(err).__name__}); rerun the step of {name}.") from err
+        if data.get("config_digest") != digest:
+            raise MissingStepError(f"{path} was made under another config; rerun the step of {name}.")
+        return data
+
+        # ---------------------------------------------------------------- JSON side files
     def write_json(self, path: Path, obj) -> None:
         """Write a side file (diagnostics, predictions) atomically."""
         if self.writer:

@@ -18,3 +18,22 @@ from fewshot.report import build_report
 path = build_report(run.out, run.cfg.report_dir)
 print(f"written: {path} and {path.with_suffix('.html')} (self-contained: figures embedded)")
 HTML(path.with_suffix(".html").read_text())
+
+# %% [markdown]
+# ## Qualitative analysis
+#
+# The report's qualitative section, figure by figure, for the method set in `report_method`
+# (notebook 01's `overrides`, e.g. `{"report_method": "tip-adapter-f"}`; empty: the best learnable
+# method at 16 shots that was not tuned on test), at 1, 5 and 16 shots: the most confused class
+# pairs, the per-class gain over zero-shot, the most confident mistakes, Tip-Adapter-F's cache keys
+# before and after fine-tuning, and how its cache decides for a few test images. Each paragraph is
+# computed from the numbers in its figure.
+
+# %%
+from fewshot.analysis_report import analysis_figures
+from fewshot.report import load_run
+
+analysis = analysis_figures(load_run(run.out))
+display(Markdown(f"Method shown: **{analysis['method']}**, {analysis['why']}."))
+for name, title, fig, text in analysis["figures"]:
+    display(Markdown(f"### {title}\n\n{text}"), fig)

@@ -40,7 +40,8 @@ def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_pa
     text = md.read_text()
     for fig in ("accuracy_vs_shots", "accuracy_vs_shots_finetuning", "tip_adapter_grid",
                 "tip_adapter_f_training", "path_wise_ft", "path_wise_linear", "path_wise_ft_full",
-                "id_vs_ood", "finetuning_costs", "examples", "class_changes"):
+                "id_vs_ood", "finetuning_costs", "examples", "analysis_confusions", "analysis_class_gain",
+                "analysis_failures", "analysis_features", "analysis_cache"):
         assert f"![{fig}]({fig}.png)" in text and (md.parent / f"{fig}.pdf").exists()
     assert "would not be comparable" in text  # no published ImageNet numbers beside a toy run
     html = (md.parent / "report.html").read_text()

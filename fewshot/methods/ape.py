@@ -164,5 +164,5 @@ def fit_ape_t(shots, ctx) -> Head:
 
 register(Method("ape", fit_ape, step="peers",
                 summary="training-free cache on the most discriminative channels (Zhu et al., 2023)"))
-register(Method("ape-t", fit_ape_t, step="peers",
+register(Method("ape-t", fit_ape_t, step="peers", learnable=True,
                 summary="APE with a trained class residual and entry weights (Zhu et al., 2023)"))

@@ -59,5 +59,5 @@ def fit(shots, ctx) -> Head:
                 state={"w1": w1, "w2": w2}, extra={"history": out["history"]})
 
 
-register(Method("clip-adapter", fit, step="peers",
+register(Method("clip-adapter", fit, step="peers", learnable=True,
                 summary="residual MLP on the image feature (Gao et al., 2023)"))

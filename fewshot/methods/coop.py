@@ -164,5 +164,5 @@ def plan(shots, ctx) -> Plan:
                       steps, f"steps of batch {BATCH_SIZE}", "coop step")], {"coop step": probe}, cheaper)
 
 
-register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
+register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))

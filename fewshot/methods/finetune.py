@@ -212,5 +212,6 @@ for _strategy, _summary in (("partial", "the last stage of the image encoder and
                             ("full", "the whole image encoder and the head (Wortsman et al., 2022)"),
                             ("lora", "low-rank updates of the encoder's attention, and the head (Hu et al., 2022)")):
     register(Method(f"ft-{_strategy}", _fit(_strategy), step="finetune", needs_encoder=True, budget=_plan(_strategy),
+                    learnable=True,
                     shots_field="ft_shots", seeds_field="ft_seeds", summary=f"fine-tunes {_summary}",
                     companions=(f"wise-ft-{_strategy}",) + (() if _strategy == "lora" else (f"wise-ft-{_strategy}-fisher",))))

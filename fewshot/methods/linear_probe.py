@@ -148,9 +148,9 @@ def fit_wise_linear(shots, ctx) -> Head:
                 extra={"cv_curve": choice.curve}, sweep=tuple(({"lambda": x}, head_at(x)) for x in MIX))
 
 
-register(Method("linear-probe", _fit_probe(False), step="linear_probe",
+register(Method("linear-probe", _fit_probe(False), step="linear_probe", learnable=True,
                 summary="logistic regression on the shots' features, from scratch (Radford et al., 2021)"))
-register(Method("linear-probe-zs", _fit_probe(True), step="linear_probe",
+register(Method("linear-probe-zs", _fit_probe(True), step="linear_probe", learnable=True,
                 summary="logistic regression initialised at, and pulled towards, the zero-shot head"))
-register(Method("wise-linear", fit_wise_linear, step="linear_probe", after=("linear-probe-zs",),
+register(Method("wise-linear", fit_wise_linear, step="linear_probe", after=("linear-probe-zs",), learnable=True,
                 summary="WiSE-FT of heads: zero-shot head and probe interpolated (Wortsman et al., 2022)"))

@@ -89,5 +89,5 @@ def fit(shots, ctx) -> Head:
                                    if (e + 1) % 10 == 0]})
 
 
-register(Method("lp++", fit, step="peers",
+register(Method("lp++", fit, step="peers", learnable=True,
                 summary="linear probe blended with the text head, data-driven steps (Huang et al., 2024)"))

@@ -52,5 +52,5 @@ def fit(shots, ctx) -> Head:
                 state={"residual": residual}, extra={"history": out["history"]})
 
 
-register(Method("taskres", fit, step="peers",
+register(Method("taskres", fit, step="peers", learnable=True,
                 summary="a learned residual on the zero-shot text head (Yu et al., 2023)"))

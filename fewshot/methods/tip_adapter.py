@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from fewshot import selection, tip_adapter as tip
+from fewshot.analysis import cache_snapshot
 from fewshot.metrics import topk_correct
 from fewshot.protocol import Head, Method, register
 
@@ -137,7 +138,14 @@ def fit_tip_adapter_f(shots, ctx) -> Head:
                 extra={"history": res["history"], "recipe_cv": recipe.curve})
 
 
+def explain_tip_adapter_f(shots, ctx, head: Head, val) -> dict:
+    """The cache before and after fine-tuning, for the qualitative analysis (fewshot.analysis)."""
+    hp = head.hyperparameters
+    return cache_snapshot(shots, ctx, head.state["keys"], hp["alpha"], hp["beta"], head.logits, val)
+
+
 register(Method("tip-adapter", fit_tip_adapter, step="tip_adapter", diagnose=diagnose_tip_adapter,
                 summary="training-free cache of the shots' features (Zhang et al., 2022)"))
-register(Method("tip-adapter-f", fit_tip_adapter_f, step="tip_adapter_f", after=("tip-adapter",),
+register(Method("tip-adapter-f", fit_tip_adapter_f, step="tip_adapter_f", after=("tip-adapter",), learnable=True,
+                explain=explain_tip_adapter_f,
                 summary="Tip-Adapter with the cache keys fine-tuned (Zhang et al., 2022)"))

@@ -75,11 +75,11 @@ def _fit_fisher(kind: str):
     return fit
 
 
-register(Method("wise-ft", fit_wise, step="wise", after=("tip-adapter-f",),
+register(Method("wise-ft", fit_wise, step="wise", after=("tip-adapter-f",), learnable=True,
                 summary="WiSE-FT: Tip-Adapter and Tip-Adapter-F keys interpolated (Wortsman et al., 2022)"))
-register(Method("wise-ft-fisher", _fit_fisher("empirical"), step="wise",
+register(Method("wise-ft-fisher", _fit_fisher("empirical"), step="wise", learnable=True,
                 after=("tip-adapter-f", "wise-ft"),
                 summary="WiSE-FT, Fisher-weighted; empirical Fisher (true labels of the shots)"))
-register(Method("wise-ft-fisher-model", _fit_fisher("model"), step="wise",
+register(Method("wise-ft-fisher-model", _fit_fisher("model"), step="wise", learnable=True,
                 after=("tip-adapter-f", "wise-ft"),
                 summary="WiSE-FT, Fisher-weighted; Fisher under the model's own predictions (the WiSE-FT code's)"))

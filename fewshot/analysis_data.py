@@ -1,0 +1,133 @@
+"""The run-folder side of the qualitative analysis: what a run keeps for it, and reading it back.
+
+During a run (:func:`save_analysis`, called for every fit of the first seed), at the shot counts
+of :data:`ANALYSIS_SHOTS` that the config runs: the top-3 classes and probabilities of every val
+image (int16 + float16, 12 bytes an image: 0.6 MB per method and shot count on ImageNet's 50,000)
+for zero-shot, every learnable method (``Method.learnable``) and ``cfg.report_method``, plus the
+snapshot of a method's ``explain`` hook (Tip-Adapter-F's cache before and after fine-tuning).
+Heads with their own fine-tuned encoder are kept only when named in ``report_method`` (each
+costs one more pass of the encoder over val). Files: ``analysis/`` of :mod:`fewshot.rundir`.
+
+For the report, :func:`load_analysis` reads them back and :func:`choose_method` picks the method
+to show.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fewshot.analysis import top_predictions
+from fewshot.errors import MissingStepError
+from fewshot.protocol import get_method, list_learnable, list_methods
+from fewshot.results import summarize
+from fewshot.rundir import RunDir
+
+__all__ = ["ANALYSIS_SHOTS", "analysis_shots", "save_analysis", "load_analysis", "choose_method",
+           "step_of"]
+
+ANALYSIS_SHOTS = (1, 5, 16)  # the shot counts the course asks about
+
+
+def analysis_shots(shots) -> list[int]:
+    """The shot counts of :data:`ANALYSIS_SHOTS` among ``shots`` (a config's ``shots``)."""
+    return [k for k in ANALYSIS_SHOTS if k in tuple(shots)]
+
+
+def step_of(name: str) -> str:
+    """The run step that produces the record name ``name`` (a method or a companion)."""
+    owner = next((m for m in list_methods() if name in (m, *get_method(m).companions)), None)
+    if owner is None:
+        raise KeyError(f"unknown method {name!r}")
+    return get_method(owner).step
+
+
+def save_analysis(rundir: RunDir, method, head, shots, ctx, val, digest: str) -> None:
+    """Keep what the analysis needs of one fit (first seed): see the module's docstring.
+
+    method: the :class:`~fewshot.protocol.Method`; head its fitted Head; shots its Shots (None
+    when shot-free); val the val EvalSet (feats [N, D]).
+    """
+    cfg = ctx.cfg
+    k = None if method.shot_free else shots.shots
+    if k is not None and k not in analysis_shots(cfg.shots):
+        return
+    seed = None if k is None else shots.seed
+    for name, h in [(method.name, head), *head.companions.items()]:
+        payload = {}
+        wanted = method.shot_free or name in list_learnable() or name == cfg.report_method
+        if wanted and (h.encoder is None or name == cfg.report_method):
+            feats = val.feats if h.encoder is None else h.encoder("val")
+            payload["top3_classes"], payload["top3_probs"] = top_predictions(h.logits, feats)
+        if name == method.name and method.explain is not None:
+            payload["cache"] = method.explain(shots, ctx, head, val)
+        if payload:
+            rundir.save_analysis(name, k, seed, payload, digest)
+
+
+def load_analysis(run_dir) -> dict | None:
+    """Everything kept for the analysis: ``{"shots": [k], "seed", "labels": [N], "paths": [N],
+    "root": dataset root, "classnames": [C], "top3": {name: {k: (classes [N, 3], probs [N, 3])}},
+    "cache": {name: {k: snapshot}}}`` (k = 0 for zero-shot); None when the run kept none."""
+    rd = RunDir(run_dir)
+    index = rd.read_json(rd.predictions_path("index"))
+    folder = rd.root / "analysis"
+    if index is None or not folder.is_dir():
+        return None
+    cfg, digest = rd.read_config(), rd.digest
+    shots, seed = analysis_shots(cfg.shots), cfg.seeds[0]
+    out = {"shots": shots, "seed": seed, "labels": index["labels"], "paths": index["paths"],
+           "root": index["dataset_root"], "classnames": index["classnames"], "top3": {}, "cache": {}}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for k in [0] + shots:
+            data = rd.load_analysis(sub.name, k or None, seed if k else None, digest)
+            if data is None:
+                continue
+            if "top3_classes" in data:
+                if len(data["top3_classes"]) != len(out["labels"]):
+                    raise MissingStepError(f"{rd.analysis_path(sub.name, k or None, seed)} holds "
+                                           f"{len(data['top3_classes'])} images, the val set "
+                                           f"{len(out['labels'])}: rerun the {step_of(sub.name)} step.")
+                out["top3"].setdefault(sub.name, {})[k] = (data["top3_classes"].long(), data["top3_probs"].float())
+            if "cache" in data:
+                out["cache"].setdefault(sub.name, {})[k] = data["cache"]
+    return out
+
+
+def choose_method(records: list[dict], data: dict, requested: str = "") -> tuple[str, str]:
+    """(record name, why): ``requested`` when given, else the learnable method with the best
+    mean val top-1 at the largest analysis shot count, among those kept at every analysis shot
+    count and not tuned on test (in an oracle run, among the test-tuned ones: it says so);
+    a tie goes to the earlier method in the registry.
+
+    A ``requested`` name without its kept predictions raises :class:`MissingStepError` naming
+    the step to rerun.
+    """
+    shots = data["shots"]
+    kept = [n for n, by_k in data["top3"].items() if all(k in by_k for k in shots)]
+    if requested:
+        if requested not in kept:
+            raise MissingStepError(f"report_method {requested}: no per-image predictions kept at "
+                                   f"{', '.join(map(str, shots))} shots; run its step with it set "
+                                   f"(`python -m fewshot run --steps {step_of(requested)} --set "
+                                   f"report_method={requested}`).")
+        return requested, "as chosen (report_method)"
+    finals = [r for r in records if r["role"] == "final" and r["eval_set"] == "val" and r["shots"] == shots[-1]]
+    honest = [r for r in finals if "test-oracle" not in r["tuned_on"]]
+    rows = {r["method"]: r for r in summarize(honest or finals)}
+    candidates = [n for n in list_learnable() if n in kept and n in rows]
+    if not candidates:
+        raise MissingStepError("no learnable method has per-image predictions at "
+                               f"{', '.join(map(str, shots))} shots: run e.g. the tip_adapter_f step.")
+    best = max(candidates, key=lambda n: (rows[n]["mean"], -candidates.index(n)))
+    how = "not tuned on test" if honest else "tuned on test (oracle run)"
+    ties = [n for n in candidates if n != best and rows[best]["mean"] - rows[n]["mean"]
+            <= max(rows[best]["std"], rows[n]["std"])]
+    named = ", ".join(f"{n} ({rows[n]['mean']:.2f} %)" for n in ties)
+    tied = (f"; tied with {named} within the "
+            f"seeds' spread, so shown as the first in the registry") if ties else ""
+    return best, (f"the best learnable method at {shots[-1]} shots by mean val top-1 "
+                  f"({rows[best]['mean']:.2f} %, {how}) among {len(candidates)} kept{tied}")
+
+
+def image_path(data: dict, relative: str) -> Path:
+    """The file of a dataset-relative path (val images and shots)."""
+    return Path(data["root"]) / relative
