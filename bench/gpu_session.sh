@@ -8,8 +8,8 @@
 #   bash bench/gpu_session.sh torchrun-ft  # the finetune step of the CLI on 2 GPUs, in a copy of the run
 #   bash bench/gpu_session.sh benches      # every cached-feature method's cost, fine-tuning memory
 #   bash bench/gpu_session.sh multi-gpu    # fine-tuning and re-encoding on 1 and 2 GPUs (torchrun)
-#   bash bench/gpu_session.sh default-a    # data, then notebooks 01-07 with imagenet-rn50's DEFAULTS
-#   bash bench/gpu_session.sh default-b    # notebooks 08-12 of the same run (call it right after -a)
+#   bash bench/gpu_session.sh default-a    # data, then the steps zeroshot .. linear_probe with imagenet-rn50's DEFAULTS
+#   bash bench/gpu_session.sh default-b    # peers, finetune, prompt of the same run (right after -a, machine warm)
 # Rows go to $OUT (or bench/) as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,9 +40,9 @@ case "$1" in
       python3 finetune.py --model vitb16 --batch 128 --cap-gib 15 --checkpointing ;;
   default-a|default-b) data
       OVR="{\"data\": \"$WORK/data/ImageNet-1K-16shot\", \"backbone\": \"$WORK/data/rn50-random.pt\", \"out\": \"$WORK/def\", \"cache_dir\": \"$WORK/cache\", \"report_dir\": \"$WORK/report\", \"progress\": false, \"num_workers\": 16}"
-      if [[ $1 == default-a ]]; then NBS=(01_zeroshot 02_splits 03_features 04_tip_adapter 05_tip_adapter_f 06_wise_ft 07_linear_probe)
-      else NBS=(08_finetune 09_prompt_tuning 10_peers 11_merging 12_report); fi
-      python3 bench/rehearse.py --config imagenet-rn50 --overrides "$OVR" --out "$WORK/rehearsal" --notebooks "${NBS[@]}"
+      if [[ $1 == default-a ]]; then STEPS=(zeroshot splits features class_means tip_adapter tip_adapter_f wise linear_probe)
+      else STEPS=(peers finetune prompt); fi
+      python3 bench/rehearse.py --config imagenet-rn50 --overrides "$OVR" --out "$WORK/rehearsal" --steps "${STEPS[@]}"
       cp "$WORK/rehearsal/rehearsal.json" "$OUT/rehearsal-default.json" ;;
   multi-gpu) cd bench; for m in "rn50 256" "vitb16 128"; do set -- $m
         python3 finetune.py --model $1 --batch $2 --checkpointing

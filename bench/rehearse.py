@@ -52,15 +52,24 @@ def main():
     p.add_argument("--overrides", default="{}")
     p.add_argument("--out", required=True)
     p.add_argument("--notebooks", nargs="*", help="a subset, in run order (default: all)")
+    p.add_argument("--steps", nargs="*", help="instead of notebooks, these CLI steps, one process "
+                   "each (`python -m fewshot run --steps S`: what each notebook runs, without Jupyter)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = args.notebooks or list_notebooks()
+    names = args.steps or args.notebooks or list_notebooks()
+    if args.steps:  # one config file for every step: the named config with the overrides
+        from fewshot.config import load_config, save_config
+
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(load_config(args.config, **json.loads(args.overrides)), out / "rehearsal-config.json")
     done = out / "rehearsal.json"
-    rows = [r for r in json.loads(done.read_text()) if r["notebook"] not in names] if args.notebooks and done.exists() else []
+    rows = [r for r in json.loads(done.read_text()) if r["notebook"] not in names] \
+        if (args.notebooks or args.steps) and done.exists() else []
     for name in names:
         cmd = [sys.executable, "-m", "fewshot.notebooks", "--out", str(out / "executed"), "--config",
-               args.config, "--overrides", args.overrides, name]
+               args.config, "--overrides", args.overrides, name] if not args.steps else \
+            [sys.executable, "-m", "fewshot", "run", "--config", str(out / "rehearsal-config.json"), "--steps", name]
         with GpuPeak() as gpu:
             t0 = time.time()
             res = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True)
