@@ -23,8 +23,6 @@ from fewshot.errors import ImageError
 from fewshot.images import decode_images, load_rgb, nvjpeg_decodable, resize_crop_batch
 from fewshot.preprocess import normalize_pixels
 
-DECODE_BATCH = 512  # images per nvjpeg call on CUDA (the encoder's batch stays ``batch_size``)
-
 __all__ = ["ImageFiles", "ByteBatches", "ahead", "decode_stage", "encode_images", "encode_images_gpu"]
 
 
@@ -178,12 +176,12 @@ def encode_images_gpu(model, root: Path, paths: list[str], size: int, device, ba
     stages overlap: a thread receives byte batches from the workers, a thread decodes them on a
     side CUDA stream, and this thread resizes and encodes on the current stream. Returns [N, D]
     fp16 on the CPU. On a CPU ``device`` the same code runs with torchvision's CPU decoder.
-    ``decode_batch``: images per decoder call (default: at least :data:`DECODE_BATCH` on CUDA,
-    ``batch_size`` on a CPU); the encoder always sees batches of ``batch_size``."""
+    ``decode_batch``: images per decoder call (default ``batch_size``); the encoder always sees
+    batches of ``batch_size``."""
     device = torch.device(device)
-    # nvjpeg decodes a batch of 512 at 20,800 img/s on an H200, one of 256 at 8,600-19,900: decode
-    # in batches of at least DECODE_BATCH, encode in batches of ``batch_size`` (bench/pipeline_probe.py)
-    per_decode = decode_batch or (max(batch_size, DECODE_BATCH) if device.type == "cuda" else batch_size)
+    # nvjpeg alone decodes 512 images per call at 20,800 img/s on an H200, but the whole pipeline ran
+    # no faster with 512 than with 256 (7,104 vs 7,902 img/s, bench/RESULTS.md): by default, one size
+    per_decode = decode_batch or batch_size
     batches = torch.utils.data.BatchSampler(range(len(paths)), per_decode, drop_last=False)
     loader = torch.utils.data.DataLoader(ByteBatches(Path(root), paths), batch_size=None,
                                          sampler=batches, num_workers=num_workers)
