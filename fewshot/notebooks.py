@@ -8,7 +8,9 @@ stops at the first cell that fails.
 ``notebooks/NN_name.py`` (py:percent) are the sources. The header every notebook shares
 (parameters, platform setup, the start of the run) is written once, in ``notebooks/_header.py``,
 and spliced in where a source has the cell ``# fewshot: shared header``; the ``.ipynb`` files are
-generated from them without outputs (``--sync``; ``make test`` fails when they drift).
+generated from them without outputs (``--sync``; ``make test`` fails when they drift). In the
+header, notebook 01's parameters start a run (``config = "miniworld"``) and every later
+notebook's continue the last run started (``config = "last"``, :mod:`fewshot.lastrun`).
 """
 from __future__ import annotations
 

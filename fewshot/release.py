@@ -14,7 +14,8 @@ with ``pip install --no-index``:
   (driver >= 450.80.02);
 - ``numpy<2`` (torch 2.1 is compiled against NumPy 1.x), the suite's other dependencies, ``ftfy``,
   ``regex``, ``tqdm``, ``ipykernel`` (to register a conda environment as a notebook kernel) and
-  ``hatchling`` (the build backend of the suite's editable install);
+  ``hatchling`` and ``editables`` (the build backend of the suite's editable install, which pip
+  fetches into an isolated build environment: offline, from the wheelhouse too);
 - ``openai-clip`` 1.0.1, built here as a wheel (PyPI has only its sdist).
 """
 from __future__ import annotations
@@ -27,13 +28,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-__all__ = ["ROOT", "archive", "wheelhouse_commands", "wheelhouse", "TORCH", "REQUIREMENTS"]
+__all__ = ["ROOT", "archive", "wheelhouse_commands", "missing_requirements", "wheelhouse", "TORCH", "REQUIREMENTS"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH = ["torch==2.1.2", "torchvision==0.16.2"]
 # with the versions the suite supports (pyproject.toml) and torch 2.1.2 can use
 REQUIREMENTS = ["numpy>=1.22,<2", "packaging>=23", "pillow>=9", "tqdm>=4.60", "matplotlib>=3.7",
-                "seaborn>=0.13", "ftfy", "regex", "ipykernel", "hatchling>=1.18"]
+                "seaborn>=0.13", "ftfy", "regex", "ipykernel", "hatchling>=1.18", "editables~=0.3"]
 CLIP = "openai-clip==1.0.1"
 # glibc >= 2.17 (manylinux2014 and older): what the course's ModelArts images (Ubuntu 18.04) run
 PLATFORMS = ["manylinux_2_17_x86_64", "manylinux2014_x86_64"]
@@ -75,6 +76,37 @@ def wheelhouse_commands(folder: str | os.PathLike, python: str = "3.10", torch_i
             pip + ["wheel", "-q", "--no-deps", "-w", folder, CLIP]]
 
 
+def _wheel_requirements(wheel: Path) -> list[str]:
+    """The ``Requires-Dist`` lines of a wheel's METADATA."""
+    from email.parser import Parser
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        return Parser().parsestr(z.read(meta).decode("utf-8")).get_all("Requires-Dist") or []
+
+
+def missing_requirements(folder: str | os.PathLike, python: str = "3.10") -> list[str]:
+    """Requirements of the wheels in ``folder`` that apply on CPython ``python`` (x86_64 Linux) but
+    have no wheel there. pip evaluates markers for the interpreter it runs on, not for its
+    ``--python-version``, so a wheelhouse for 3.10 downloaded by Python 3.11 lacks the 3.10-only
+    backports (``tomli`` for hatchling, ``exceptiongroup`` for IPython)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    env = {"python_version": python, "python_full_version": python + ".0", "sys_platform": "linux",
+           "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    wheels = sorted(Path(folder).glob("*.whl"))
+    have = {canonicalize_name(w.name.split("-")[0]) for w in wheels}
+    missing = []
+    for wheel in wheels:
+        for line in _wheel_requirements(wheel):
+            req = Requirement(line)
+            if (req.marker is None or req.marker.evaluate(env)) and canonicalize_name(req.name) not in have:
+                missing.append(f"{req.name}{req.specifier}")
+    return sorted(set(missing))
+
+
 def wheelhouse(out: str | os.PathLike = ROOT / "dist" / "wheelhouse-py310.zip", python: str = "3.10",
                torch_index: str = "") -> Path:
     """Download and build the wheelhouse (about 2.5 GB with PyPI's CUDA 12.1 torch), then zip it
@@ -85,9 +117,18 @@ def wheelhouse(out: str | os.PathLike = ROOT / "dist" / "wheelhouse-py310.zip", 
     name = out.name[:-4] if out.name.endswith(".zip") else out.name
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as tmp:
         folder = Path(tmp) / name
-        for cmd in wheelhouse_commands(folder, python, torch_index):
+        commands = wheelhouse_commands(folder, python, torch_index)
+        for cmd in commands:
             print("+ " + " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
+        for _ in range(5):  # what pip's markers missed for the target Python, until nothing is
+            missing = missing_requirements(folder, python)
+            if not missing:
+                break
+            print(f"+ for Python {python}: {' '.join(missing)}", flush=True)
+            subprocess.run(commands[1][:-len(REQUIREMENTS)] + missing, check=True)  # same target, from PyPI
+        else:
+            raise RuntimeError(f"the wheelhouse still lacks {', '.join(missing)} for Python {python}")
         wheels = sorted(folder.glob("*.whl"))
         with atomic_path(out) as tmp_zip, zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
             for wheel in wheels:

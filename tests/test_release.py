@@ -51,8 +51,8 @@ def test_the_wheelhouse_targets_python_310_manylinux_with_a_numpy_torch_2_1_can_
     # everything the suite imports (bootstrap's list) and the editable install's backend are in it
     from fewshot import bootstrap
 
-    names = {r.split("=")[0].split(">")[0].split("<")[0] for r in download_rest}
-    assert {r.split(">")[0] for r in bootstrap.PURE_DEPENDENCIES.values()} | {"ipykernel", "hatchling", "ftfy", "regex"} <= names
+    names = {r.split("=")[0].split(">")[0].split("<")[0].split("~")[0] for r in download_rest}
+    assert {r.split(">")[0] for r in bootstrap.PURE_DEPENDENCIES.values()} | {"ipykernel", "hatchling", "editables", "ftfy", "regex"} <= names
     backend = (ROOT / "pyproject.toml").read_text().split('build-backend = "')[1].split(".")[0]
     assert backend == "hatchling"
 
@@ -126,3 +126,17 @@ def test_each_way_of_not_finding_the_suite_is_one_line_saying_what_to_do(tmp_pat
                                "set archive = '' to clone /no/such/repo",
             "foreign-zip": "error: fewshot-suite.zip holds no fewshot-suite/fewshot/: make the archive with "
                            "`make release`"}[case] == last
+
+
+def test_requirements_that_only_the_target_python_needs_are_found_missing(tmp_path):
+    from test_bootstrap import _wheel
+
+    _wheel(tmp_path, "hatchling", "1.33", {"hatchling/__init__.py": ""},
+           requires=["pathspec>=0.10", "tomli>=1.2.2; python_version < '3.11'", "pluggy; extra == 'dev'"])
+    _wheel(tmp_path, "ipython", "8.39", {"IPython/__init__.py": ""},
+           requires=["exceptiongroup; python_version < \"3.11\"", "colorama; sys_platform == 'win32'",
+                     "new-thing; python_version >= '3.12'"])
+    _wheel(tmp_path, "pathspec", "1.1", {"pathspec/__init__.py": ""})
+    # by hand: on 3.10 the two backports; on 3.12 only the 3.12 one; never Windows' or an extra's
+    assert release.missing_requirements(tmp_path, "3.10") == ["exceptiongroup", "tomli>=1.2.2"]
+    assert release.missing_requirements(tmp_path, "3.12") == ["new-thing"]
