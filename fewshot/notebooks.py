@@ -39,11 +39,11 @@ def _header_values(first: bool) -> dict[str, str]:
     """The header's placeholders: notebook 01 starts a run, the later ones continue the last one."""
     if first:
         return {"FIRST_NOTEBOOK": "True", "CONFIG_HELP": (
-            'the run\'s settings, set here once: "miniworld" (offline demo, CPU), "coursework" or '
+            'the settings of the run, set here once: "miniworld" (offline demo, CPU), "coursework" or '
             '"imagenet-rn50" (ImageNet-1K-16shot + CLIP RN50), or a config file'), "CONFIG": '"miniworld"'}
     return {"FIRST_NOTEBOOK": "False", "CONFIG_HELP": (
-        '"last": the run notebook 01 started last (printed below); or a config name / a run\'s '
-        'config.json to open that run'), "CONFIG": '"last"'}
+        '"last": the run notebook 01 started last (printed below); or a config name or the '
+        'config.json of a run, to open that run'), "CONFIG": '"last"'}
 
 
 def _to_notebook(py: Path):

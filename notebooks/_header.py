@@ -10,7 +10,7 @@ overrides = {}  # any RunConfig field, e.g. {"data": "/content/data/ImageNet-1K-
 #                 "out": "/content/drive/MyDrive/fewshot/runs/rn50", "cache_dir": "/content/drive/MyDrive/fewshot/cache",
 #                 "report_dir": "/content/drive/MyDrive/fewshot/report"}; later notebooks: runtime ones only (device, batch_size, num_workers)
 repo = "https://github.com/YOUR-ACCOUNT/fewshot-clip"  # the suite's public repository: cloned on Colab/ModelArts when no archive is found
-archive = ""  # the suite as a zip (`make release`); "" = fewshot-suite.zip in this folder, /content or Drive's MyDrive
+archive = ""  # the suite as a zip (`make release`); empty: fewshot-suite.zip in this folder, in /content or in MyDrive on Google Drive
 
 # %% [markdown]
 # **Setup.** Paths in the configs are relative to the repository root, so a notebook opened from

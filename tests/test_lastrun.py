@@ -2,6 +2,7 @@
 continue it with its own config.json, printed; the pointer survives a Colab reset on Drive."""
 import json
 
+import papermill
 import pytest
 
 from fewshot import lastrun, notebooks
@@ -90,3 +91,7 @@ def test_notebook_01_sets_the_settings_and_the_others_default_to_the_last_run():
         assert first_line.startswith(want + "  # "), (name, first_line)
         code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
         assert f"first={name == '01_zeroshot'})" in code
+        # papermill reads every parameter (a comment it cannot parse drops the parameter silently)
+        params = papermill.inspect_notebook(str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb"))
+        assert {k: v["default"] for k, v in params.items()} == {
+            "config": want.split(" = ")[1], "overrides": "{}", "repo": params["repo"]["default"], "archive": '""'}
