@@ -11,7 +11,7 @@ NB := $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.py)))
 OLD := .venv-oldest
 OLD_STAMP := $(OLD)/.installed-$(shell cat requirements.txt pyproject.toml .ci/oldest.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-oldest demo world notebooks report clean-runs
+.PHONY: install test test-oldest demo world notebooks report clean-runs release wheelhouse
 install: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,13 @@ demo: world  ## the whole suite on the mini-world: notebooks/executed/, runs/min
 
 report: install  ## refresh the committed report/ from the demo's run (an explicit step: make demo leaves tracked files alone)
 	$(BIN)/python -m fewshot report --run runs/miniworld --out report
+
+release:  ## dist/fewshot-suite.zip: the committed suite (git archive of HEAD) for Colab/ModelArts without GitHub
+	$(PY) -m fewshot.release archive
+
+TORCH_INDEX ?=
+wheelhouse:  ## dist/wheelhouse-py310.zip: every wheel for ModelArts offline (TORCH_INDEX=https://download.pytorch.org/whl/cu118 for drivers < 525)
+	$(PY) -m fewshot.release wheelhouse --python 3.10 $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
 
 clean-runs:
 	rm -rf runs cache notebooks/executed

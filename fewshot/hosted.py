@@ -38,23 +38,36 @@ def show_figures_inline() -> bool:
     return True
 
 
+def _mount_drive_for(*values) -> None:
+    """Mount Google Drive on Colab when one of ``values`` is a path on it (and it is not mounted)."""
+    if on_colab() and any(str(v).startswith("/content/drive") for v in values) and \
+            not os.path.isdir("/content/drive/MyDrive"):
+        from google.colab import drive  # only importable on Colab
+
+        drive.mount("/content/drive")
+
+
 def start(config: str, overrides: dict, first: bool = False):
     """What every notebook does first: mount Google Drive on Colab when a path points there,
     open the run (:class:`fewshot.pipeline.Run`) and print the banner. Returns the run.
 
-    The first notebook (``first=True``) creates the run folder and its config.json; later ones
-    use that config.json, and stop if one of their ``overrides`` contradicts it.
+    The first notebook (``first=True``) creates the run folder and its config.json and records it
+    as the last run started (:mod:`fewshot.lastrun`). Later ones with ``config = "last"`` continue
+    that run; with a config name they open that config's folder. Either way they use the folder's
+    config.json, and stop if one of their ``overrides`` contradicts it.
     """
     from fewshot.config import load_config
+    from fewshot.lastrun import DRIVE_POINTER, LAST, LOCAL_POINTER, record_run, resolve
     from fewshot.pipeline import Run
 
-    if on_colab() and any(str(v).startswith("/content/drive") for v in overrides.values()):
-        from google.colab import drive  # only importable on Colab
-
-        drive.mount("/content/drive")
+    after_reset = config == LAST and not LOCAL_POINTER.exists()  # Colab: the pointer's copy on Drive
+    _mount_drive_for(*overrides.values(), *([DRIVE_POINTER] if after_reset else []))
+    config, overrides = resolve(config, overrides, first)
+    _mount_drive_for(*overrides.values())
     show_figures_inline()
     run = Run(load_config(config, **overrides), resume=None if first else dict(overrides))
     if first:
+        record_run(run.out, config)
         run.preflight()
     run.banner()
     return run

@@ -8,7 +8,9 @@ stops at the first cell that fails.
 ``notebooks/NN_name.py`` (py:percent) are the sources. The header every notebook shares
 (parameters, platform setup, the start of the run) is written once, in ``notebooks/_header.py``,
 and spliced in where a source has the cell ``# fewshot: shared header``; the ``.ipynb`` files are
-generated from them without outputs (``--sync``; ``make test`` fails when they drift).
+generated from them without outputs (``--sync``; ``make test`` fails when they drift). In the
+header, notebook 01's parameters start a run (``config = "miniworld"``) and every later
+notebook's continue the last run started (``config = "last"``, :mod:`fewshot.lastrun`).
 
 A re-run resumes: a notebook whose executed copy carries the stamp of the same inputs (its own
 text, the parameters, the package's source and the notebooks before it) is skipped, so a
@@ -38,6 +40,17 @@ def list_notebooks() -> list[str]:
     return sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
 
 
+def _header_values(first: bool) -> dict[str, str]:
+    """The header's placeholders: notebook 01 starts a run, the later ones continue the last one."""
+    if first:
+        return {"FIRST_NOTEBOOK": "True", "CONFIG_HELP": (
+            'the settings of the run, set here once: "miniworld" (offline demo, CPU), "coursework" or '
+            '"imagenet-rn50" (ImageNet-1K-16shot + CLIP RN50), or a config file'), "CONFIG": '"miniworld"'}
+    return {"FIRST_NOTEBOOK": "False", "CONFIG_HELP": (
+        '"last": the run notebook 01 started last (printed below); or a config name or the '
+        'config.json of a run, to open that run'), "CONFIG": '"last"'}
+
+
 def _to_notebook(py: Path):
     import jupytext
 
@@ -45,7 +58,8 @@ def _to_notebook(py: Path):
     first = py.stem == list_notebooks()[0]
     header = jupytext.read(NOTEBOOK_DIR / "_header.py", fmt="py:percent").cells
     for cell in header:
-        cell["source"] = cell["source"].replace("FIRST_NOTEBOOK", str(first))
+        for token, value in sorted(_header_values(first).items(), key=lambda kv: -len(kv[0])):
+            cell["source"] = cell["source"].replace(token, value)
     marks = [i for i, c in enumerate(nb.cells) if c["source"].strip() == HEADER_MARK]
     if len(marks) != 1:
         raise ValueError(f"{py}: expected one cell '{HEADER_MARK}', found {len(marks)}")

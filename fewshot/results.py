@@ -25,7 +25,8 @@ __all__ = ["git_revision", "make_record", "dumps_records", "append_records", "lo
 
 
 def git_revision(cwd: str | os.PathLike | None = None) -> str:
-    """Short commit of the repository holding ``cwd`` (with ``+dirty`` if modified), or "unknown"."""
+    """Short commit of the repository holding ``cwd`` (with ``+dirty`` if modified); outside git,
+    the commit stamped into ``fewshot/REVISION`` by ``make release``; else "unknown"."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=cwd, text=True,
@@ -33,8 +34,10 @@ def git_revision(cwd: str | os.PathLike | None = None) -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
                                text=True, capture_output=True).stdout.strip()
         return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    except (OSError, subprocess.CalledProcessError):  # no git: a release archive (make release)?
+        stamp = Path(__file__).resolve().parent / "REVISION"  # filled in by git archive (export-subst)
+        rev = stamp.read_text().strip() if stamp.is_file() else ""
+        return rev[:10] if rev and not rev.startswith("$") else "unknown"
 
 
 def make_record(method: str, eval_set: str, metrics: dict, *, context: dict, shots=None, seed=None,

@@ -1,6 +1,23 @@
 # %% [markdown]
 # # 01 · Zero-shot CLIP
 #
+# > **Coursework** (the README's "Coursework path" has the details and the Colab and ModelArts steps).
+# > 1. **Settings: here, once.** In the parameters cell below set `config = "imagenet-rn50"` (the
+# >    honest protocol: nothing tuned on test) and `overrides`, e.g. `{"data": ..., "shots": [1, 5, 16],
+# >    "out": ..., "cache_dir": ..., "report_dir": ...}` (on Colab: `out`, `cache_dir`, `report_dir`
+# >    on Drive). Later notebooks keep `config = "last"`: they continue this run and print which.
+# >    To change a setting, change it here and rerun this notebook with a new `out`.
+# > 2. **Run in order** 01 → 05, 07, then 12 (zero-shot, splits, features, Tip-Adapter,
+# >    Tip-Adapter-F, linear probes, the report): the four requirements. 06 and 10 are cheap extras;
+# >    08 and 09 take hours on a T4 and are optional; 11 needs task datasets (`merge_tasks`).
+# > 3. **A learnable model**: `tip-adapter-f` (05) and `linear-probe-zs` (07) learn from the shots;
+# >    `tip-adapter` (04) is training-free (lazy), the contrast.
+# > 4. **Hand in the honest table** (1, 5, 16 shots) from this run's report. Beside it, the same
+# >    settings with `"oracle": True` (another `out`; `python -m fewshot report --run RUN
+# >    --oracle-run ORACLE_RUN`) shows what tuning on test adds: explain that gap, never hand in the
+# >    oracle table alone. `config = "coursework"` (oracle, one template, seed 31) checks your numbers
+# >    against the course notebook's.
+#
 # CLIP scores an image against *prompts*. For class $c$ and templates $t_1 \dots t_T$ ("a photo of
 # a {}.", ...), the text encoder $g$ gives one embedding per prompt; normalised and averaged, they
 # form the class's row of the **zero-shot head** $W \in \mathbb{R}^{C \times D}$:

@@ -1,4 +1,6 @@
 """Shared fixtures: a tiny random CLIP saved in OpenAI's format, and a small mini-world tree."""
+import os
+
 import pytest
 import torch
 
@@ -21,3 +23,16 @@ def tiny_clip_path(tmp_path_factory):
 def small_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world") / "miniworld"
     return make_world(root, per_class={"train": 5, "val": 2, "shift/sketch": 1}, workers=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_pointer_outside_the_checkout(tmp_path_factory):
+    """Notebook 01 records the run it starts (fewshot.lastrun); the tests' runs must not replace
+    the user's notebooks/.fewshot-run.json. Notebook kernels inherit the variable."""
+    old = os.environ.get("FEWSHOT_RUN_POINTER")
+    os.environ["FEWSHOT_RUN_POINTER"] = str(tmp_path_factory.mktemp("pointer") / "current_run.json")
+    yield
+    if old is None:
+        os.environ.pop("FEWSHOT_RUN_POINTER", None)
+    else:
+        os.environ["FEWSHOT_RUN_POINTER"] = old
