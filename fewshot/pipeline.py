@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -20,7 +19,7 @@ from fewshot import budget
 from fewshot.analysis_data import save_analysis
 from fewshot.config import RunConfig, config_digest
 from fewshot.datasets import check_shots, load_dataset
-from fewshot.errors import ConfigError, DatasetError
+from fewshot.errors import ConfigError
 from fewshot.evaluation import class_accuracy, evaluate, predict
 from fewshot.merge_study import check_tasks, run_study
 from fewshot.protocol import Context, Fitted, Shots, get_method, list_methods

@@ -57,6 +57,28 @@ def check_finite(step_loss: torch.Tensor, what: str, epoch: int, hint: str) -> N
                              f"epoch {epoch + 1}, step {first + 1}; {hint}.")
 
 
+def _epoch(x, order, sizes, logits_fn, labels, optimizer, sched, stepper, schedule, t: int,
+           step_loss: torch.Tensor, stats: torch.Tensor) -> int:
+    """One epoch of :func:`train_head` over view ``x`` [N, D] in ``order``: each step's loss into
+    ``step_loss`` [steps], correct predictions added to ``stats[1]``; returns the steps taken."""
+    for i, s in enumerate(range(0, sum(sizes), sizes[0])):
+        idx = order[s:s + sizes[i]]
+        if stepper is not None:  # fewshot.graphed: a CUDA graph per step
+            step_loss[i], correct = stepper.step(x, idx, sched.base_lrs[0] * schedule(t))
+            stats[1] += correct
+            t += 1
+            continue
+        logits = logits_fn(x[idx])
+        loss = F.cross_entropy(logits, labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sched.step()
+        step_loss[i] = loss.detach()
+        stats[1] += (logits.argmax(dim=1) == labels[idx]).sum()
+    return t
+
+
 def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: torch.Tensor, *,
                optimizer: torch.optim.Optimizer, schedule: Callable[[int], float], epochs: int,
                batch_size: int, seed: int, progress: bool = True, what: str = "training",
@@ -98,23 +120,9 @@ def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: t
     start = saved["epoch"] if saved is not None else 0
     for epoch in tqdm(range(start, epochs), desc=what, disable=not progress, leave=False,
                       initial=start, total=epochs):
-        x = views[epoch % views.shape[0]]
         order = torch.randperm(n, generator=gen).to(device)
-        for i, s in enumerate(range(0, sum(sizes), batch_size)):
-            idx = order[s:s + sizes[i]]
-            if stepper is not None:
-                step_loss[i], correct = stepper.step(x, idx, sched.base_lrs[0] * schedule(t))
-                stats[epoch, 1] += correct
-                t += 1
-                continue
-            logits = logits_fn(x[idx])
-            loss = F.cross_entropy(logits, labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sched.step()
-            step_loss[i] = loss.detach()
-            stats[epoch, 1] += (logits.argmax(dim=1) == labels[idx]).sum()
+        t = _epoch(views[epoch % views.shape[0]], order, sizes, logits_fn, labels, optimizer, sched,
+                   stepper, schedule, t, step_loss, stats[epoch])
         check_finite(step_loss, what, epoch, hint)
         stats[epoch, 0] = (step_loss * weights).sum()
         if select_epoch is not None:
