@@ -1,10 +1,7 @@
 """Pipeline: one run of the suite. Resources are loaded once; then any registered method is
-evaluated the same way over shots × seeds × test sets (:mod:`fewshot.protocol`).
-
-Steps, in order: ``zeroshot``, ``splits``, ``features``, then one step per group of methods
-(``tip_adapter``, ``tip_adapter_f``, ``wise``, ...: each method names its step). Each step reads
-what earlier steps wrote to the run folder (:mod:`fewshot.rundir`) and writes its own files, so a
-notebook can run one step after a restart.
+evaluated the same way over shots × seeds × test sets (:mod:`fewshot.protocol`). Steps, in order:
+``zeroshot``, ``splits``, ``features``, then one per group of methods (each method names its step);
+each reads what earlier steps wrote to the run folder (:mod:`fewshot.rundir`) and writes its own.
 """
 from __future__ import annotations
 
