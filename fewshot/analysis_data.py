@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fewshot.analysis import top_predictions
 from fewshot.errors import MissingStepError
+from fewshot.i18n import tr
 from fewshot.protocol import get_method, list_learnable, list_methods
 from fewshot.results import summarize
 from fewshot.rundir import RunDir
@@ -92,11 +93,11 @@ def load_analysis(run_dir) -> dict | None:
     return out
 
 
-def choose_method(records: list[dict], data: dict, requested: str = "") -> tuple[str, str]:
+def choose_method(records: list[dict], data: dict, requested: str = "", lang: str = "en") -> tuple[str, str]:
     """(record name, why): ``requested`` when given, else the learnable method with the best
     mean val top-1 at the largest analysis shot count, among those kept at every analysis shot
     count and not tuned on test (in an oracle run, among the test-tuned ones: it says so);
-    a tie goes to the earlier method in the registry.
+    a tie goes to the earlier method in the registry. ``why`` is written in ``lang``.
 
     A ``requested`` name without its kept predictions raises :class:`MissingStepError` naming
     the step to rerun.
@@ -109,7 +110,7 @@ def choose_method(records: list[dict], data: dict, requested: str = "") -> tuple
                                    f"{', '.join(map(str, shots))} shots; run its step with it set "
                                    f"(`python -m fewshot run --steps {step_of(requested)} --set "
                                    f"report_method={requested}`).")
-        return requested, "as chosen (report_method)"
+        return requested, tr("a_why_chosen", lang)
     finals = [r for r in records if r["role"] == "final" and r["eval_set"] == "val" and r["shots"] == shots[-1]]
     honest = [r for r in finals if "test-oracle" not in r["tuned_on"]]
     rows = {r["method"]: r for r in summarize(honest or finals)}
@@ -118,14 +119,13 @@ def choose_method(records: list[dict], data: dict, requested: str = "") -> tuple
         raise MissingStepError("no learnable method has per-image predictions at "
                                f"{', '.join(map(str, shots))} shots: run e.g. the tip_adapter_f step.")
     best = max(candidates, key=lambda n: (rows[n]["mean"], -candidates.index(n)))
-    how = "not tuned on test" if honest else "tuned on test (oracle run)"
+    how = tr("a_why_honest" if honest else "a_why_oracle", lang)
     ties = [n for n in candidates if n != best and rows[best]["mean"] - rows[n]["mean"]
             <= max(rows[best]["std"], rows[n]["std"])]
-    named = ", ".join(f"{n} ({rows[n]['mean']:.2f} %)" for n in ties)
-    tied = (f"; tied with {named} within the "
-            f"seeds' spread, so shown as the first in the registry") if ties else ""
-    return best, (f"the best learnable method at {shots[-1]} shots by mean val top-1 "
-                  f"({rows[best]['mean']:.2f} %, {how}) among {len(candidates)} kept{tied}")
+    named = tr("list_sep", lang).join(tr("a_why_item", lang, m=n, mean=f"{rows[n]['mean']:.2f}") for n in ties)
+    tied = tr("a_why_tied", lang, named=named) if ties else ""
+    return best, tr("a_why_best", lang, k=shots[-1], mean=f"{rows[best]['mean']:.2f}", how=how,
+                    n=len(candidates), tied=tied)
 
 
 def image_path(data: dict, relative: str) -> Path:

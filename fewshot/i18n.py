@@ -1,11 +1,13 @@
 """The report's prose in each language it is written in: string templates, one per sentence.
 
 Numbers and method names are filled in by the caller (:mod:`fewshot.narrative`,
-:mod:`fewshot.captions`, :mod:`fewshot.report`), so every language states the same figures.
+:mod:`fewshot.captions`, :mod:`fewshot.report`; the analysis' in
+:mod:`fewshot.i18n_analysis`), so every language states the same figures.
 """
 from __future__ import annotations
 
 from fewshot.errors import ConfigError
+from fewshot.i18n_analysis import EN as _EN_ANALYSIS, ZH as _ZH_ANALYSIS
 
 __all__ = ["tr", "join", "list_languages", "EN", "ZH"]
 
@@ -53,8 +55,6 @@ EN = {
     "h_examples": "Qualitative examples",
     "h_analysis": "Qualitative analysis",
     "analysis_missing": "This run kept no data for the qualitative analysis: rerun its zeroshot and method steps, then build the report again.",
-    "analysis_en_only": "The paragraphs that interpret these figures exist in English only.",
-    "analysis_caption": "See the English report for this figure's reading.",
     "h_merging": "Merging several fine-tuned encoders",
     "h_published": "Published numbers (for comparison)",
     "h_shift": "Top-1 (%) on {s}, mean ± std over seeds",
@@ -171,8 +171,7 @@ ZH = {
     "h_tip_f": "Tip-Adapter-F 训练", "h_wise": "WiSE-FT 路径", "h_costs": "微调的代价",
     "h_examples": "定性示例", "h_analysis": "定性分析",
     "analysis_missing": "本次运行没有保存定性分析所需的数据：请重新运行 zeroshot 及各方法步骤后再生成报告。",
-    "analysis_en_only": "下列图的逐图解读段落目前只有英文版（见 `report --lang en` 生成的报告）；图中数字与英文版相同。",
-    "analysis_caption": "解读见英文报告的同一图。", "h_merging": "合并多个微调编码器", "h_published": "已发表的数字（供比较）",
+    "h_merging": "合并多个微调编码器", "h_published": "已发表的数字（供比较）",
     "h_shift": "{s} 上的 top-1 (%)，各种子的均值 ± 标准差",
     "proto_oracle": "oracle：在测试集上调参",
     "proto_honest": "不在测试集上调参（只用训练样本：留一法、交叉验证或留出样本；样本无法判断时用已发表的默认值）",
@@ -232,6 +231,8 @@ ZH = {
     "no_results": "本次运行没有按样本数的结果；见下面各节。",
 }
 
+EN.update(_EN_ANALYSIS)  # the qualitative analysis' sentences
+ZH.update(_ZH_ANALYSIS)
 _LANGS = {"en": EN, "zh": ZH}
 
 

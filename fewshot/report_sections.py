@@ -127,19 +127,7 @@ def _examples(c: Context):
 def _analysis(c: Context):
     from fewshot.analysis_report import analysis_section  # its per-class gain supersedes class_changes
 
-    if c.lang == "en":
-        return analysis_section(c.run, c.out, figure=c.figure)
-    # the analysis paragraphs exist in English only: other languages get the figures, each with
-    # a translated note, and the English report carries the paragraphs
-    from fewshot.analysis_report import analysis_figures
-    from fewshot.errors import MissingStepError
-
-    try:
-        figs = analysis_figures(c.run)["figures"]
-    except MissingStepError:
-        return tr("analysis_missing", c.lang)
-    return "\n\n".join([tr("analysis_en_only", c.lang)] + [
-        f"### {t}\n\n{c.figure(fig, fname, tr('analysis_caption', c.lang))}" for fname, t, fig, _ in figs])
+    return analysis_section(c.run, c.out, figure=c.figure, lang=c.lang)
 
 
 def _merging(c: Context):
