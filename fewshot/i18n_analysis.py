@@ -105,7 +105,7 @@ ZH = {
     "a_conf_pair": "每类 {shots}时，最易混淆的一对是 {a} ↔ {b}（{ab} + {ba} 张 val 图像）；图中的 {n} 对占其 "
                    "{errors} 个错误的 {share} %。",
     "a_conf_twins": "类别 {a} 和 {b} 同名 '{name}'（数据集的标签歧义）：只有类名可用的零样本把它们混淆了 {z} 次；"
-                    "{m} {counts}，{verdict}",
+                    "{m} 则为{counts}，{verdict}",
     "a_conf_twin_count": "每类 {shots}时 {n} 次",
     "a_conf_twin_apart": "说明图像能区分类名区分不了的类别。",
     "a_conf_twin_alike": "说明它们的图像也很相似。",

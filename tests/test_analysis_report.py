@@ -1,6 +1,7 @@
 """The qualitative analysis end to end on a small synthetic run (``Run.from_tensors``): what the
 run keeps, which method is shown, and that every figure draws the numbers computed for it."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -151,3 +152,50 @@ def test_every_figure_draws_its_numbers_readably(done, tmp_path):
     for name in figs:
         assert f"![{name}]({name}.png)" in md and (tmp_path / f"{name}.pdf").exists()
     assert "would" not in md or "coursework" in md
+
+
+def _prose(text):
+    """The section's sentences: no tables, images, code, links or headings (as tests/test_report.py)."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("|", "![", "#"))]
+    return re.sub(r"`[^`]*`|\[[^\]]*\]\([^)]*\)", "", "\n".join(lines))
+
+
+def test_the_chinese_section_states_the_english_numbers_in_chinese_prose(done, tmp_path):
+    run = load_run(done.out)
+    en = analysis_section(run, tmp_path / "en")
+    zh = analysis_section(run, tmp_path / "zh", lang="zh")
+    numbers = lambda t: sorted(re.findall(r"\d+\.\d+", t))  # noqa: E731
+    assert numbers(zh) == numbers(en) and len(numbers(en)) > 50
+    assert zh.startswith("## 定性分析") and zh.count("\n### ") == en.count("\n### ") == 5
+    assert "### 最易混淆的类别" in zh and "### 错误样例（每类 16 个样本）" in zh
+    for name in ("lp++", "tip-adapter-f", "class 0", "class 5"):  # "zero-shot" in prose is 零样本
+        assert zh.count(name) == en.count(name), name
+    english = re.findall(r"\b[A-Za-z]+ [a-z]+ [a-z]+ [a-z]+\b", _prose(zh))
+    assert not english, english[:5]
+    assert re.findall(r"\b[A-Za-z]+ [a-z]+ [a-z]+ [a-z]+\b", _prose(en))  # the check can see English
+    # the English sentences as they were, their numbers counted here from the kept predictions
+    data = load_analysis(done.out)
+    name = analysis_figures(run)["method"]
+    labels = np.array(data["labels"])
+    pred = data["top3"][name][16][0][:, 0].numpy()
+    wrong = int((pred != labels).sum())
+    assert (f"At 16 shots {name} gets {wrong} of {len(labels)} val images wrong "
+            f"({100 * wrong / len(labels):.1f} %); for ") in en
+    assert f"The method shown is **{name}**, the best learnable method at 16 shots by mean val top-1 (" in en
+    assert "### Failure gallery (16 shots)" in en and "### Per-class gain over zero-shot" in en
+    # inside the report (a caption per figure) the paragraphs are there too, in its language
+    caps = {}
+    md = analysis_section(run, tmp_path / "cap", figure=lambda fig, n, cap: caps.setdefault(n, cap), lang="zh")
+    assert set(caps) == {"analysis_confusions", "analysis_class_gain", "analysis_failures",
+                         "analysis_features", "analysis_cache"}
+    assert all(cap in zh and cap in md for cap in caps.values())
+
+
+def test_a_report_section_without_analysis_data_says_so_in_its_language(tmp_path):
+    from fewshot.i18n import tr
+
+    run = {"dir": tmp_path, "records": [], "config": {}}
+    for lang, expected in (("en", "This run kept no data"), ("zh", "本次运行没有保存定性分析所需的数据")):
+        text = analysis_section(run, tmp_path, figure=lambda *a: "", lang=lang)
+        assert text == tr("analysis_missing", lang) and text.startswith(expected)
+    assert "rerun its zeroshot and method steps" in analysis_section(run, tmp_path)
