@@ -60,19 +60,19 @@ def plot_confusions(data, method, conf: dict):
     """The most confused pairs at each shot count: one row per shot count, two val images per
     pair (a said b; b said a, or a b image when that never happened)."""
     labels = data["labels"]
-    names = [class_label(data["classnames"], c) for c in range(len(data["classnames"]))]
-    ks = [k for k in conf if conf[k]]
+    names = [class_label(data["classnames"], c).replace(" (#", "\n(#") for c in range(len(data["classnames"]))]
+    ks = [k for k in conf if conf[k]]  # a twin's index on its own line: six cells share 7.5 in
     pairs = max(len(conf[k]) for k in ks)
-    fig, axes = subplots(len(ks), 2 * pairs, figsize=(2.2 * 2 * pairs, 2.9 * len(ks)), squeeze=False)
+    fig, axes = subplots(len(ks), 2 * pairs, figsize=(2.2 * 2 * pairs, 4.4 * len(ks)), squeeze=False)
     for row, k in zip(axes, ks):
         for ax in row:
             ax.axis("off")
         for j, p in enumerate(conf[k]):
             a, b = names[p["a"]], names[p["b"]]
-            cells = [(p["example_ab"], f"{a}\nsaid {b} ({p['a_to_b']}×)")]
+            cells = [(p["example_ab"], f"{a}\nsaid\n{b}\n({p['a_to_b']}×)")]
             if p["example_ba"] is not None:
                 said = p["b_to_a"] and labels[p["example_ba"]] == p["b"]
-                cells.append((p["example_ba"], f"{b}\nsaid {a} ({p['b_to_a']}×)" if said else f"{b}\n(never said {a})"))
+                cells.append((p["example_ba"], f"{b}\nsaid\n{a}\n({p['b_to_a']}×)" if said else f"{b}\n(never said\n{a})"))
             for ax, (i, title) in zip(row[2 * j:2 * j + 2], cells):
                 ax.axis("on")
                 _image(ax, data, data["paths"][i])
@@ -175,7 +175,7 @@ def plot_failures(data, method, k: int, n: int = 8, cols: int = 4):
         img, bar = axes[2 * (j // cols), j % cols], axes[2 * (j // cols) + 1, j % cols]
         img.axis("on")
         _image(img, data, data["paths"][i])
-        img.set_title(f"true: {names[labels[i]]}", fontsize=FONT, weight="bold")
+        img.set_title(f"true:\n{names[labels[i]]}", fontsize=FONT, weight="bold")
         bar.axis("on")
         c, p = classes[i].tolist(), probs[i].float().numpy()
         bar.barh(range(3)[::-1], p, color=[_PAL[2] if x == labels[i] else _PAL[3] for x in c])
