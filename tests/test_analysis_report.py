@@ -129,8 +129,8 @@ def test_every_figure_draws_its_numbers_readably(done, tmp_path):
     (a, b, n), m = max([(top["a"], top["b"], top["a_to_b"]), (top["b"], top["a"], top["b_to_a"])],
                        key=lambda t: t[2]), min(top["a_to_b"], top["b_to_a"])
     titles = [ax.get_title() for ax in figs["analysis_confusions"][0].axes]
-    assert f"class {a}\nsaid class {b} ({n}×)" in titles
-    assert (f"class {b}\nsaid class {a} ({m}×)" if m else f"class {b}\n(never said class {a})") in titles
+    assert f"class {a}\nsaid\nclass {b}\n({n}×)" in titles
+    assert (f"class {b}\nsaid\nclass {a}\n({m}×)" if m else f"class {b}\n(never said\nclass {a})") in titles
     # class gain: the bars are the per-class gain at 16 shots, computed here by loops
     zs = data["top3"]["zero-shot"][0][0][:, 0].numpy()
     gain = {c: 100 * (np.mean(pred[labels == c] == c) - np.mean(zs[labels == c] == c)) for c in range(C)}
