@@ -51,7 +51,7 @@ def compare(a: dict, b: dict) -> dict:
         if ra.get("hyperparameters") != rb.get("hyperparameters"):
             s["hp_differ"] += 1
         d1 = abs(ra["metrics"]["top1"] - rb["metrics"]["top1"])
-        d5 = abs(ra["metrics"]["top5"] - rb["metrics"]["top5"])
+        d5 = abs(ra["metrics"].get("top5", 0.0) - rb["metrics"].get("top5", 0.0))  # merge records: top-1 only
         if d1 > s["max_top1"]:
             s["worst"] = (key[1:5], ra["metrics"]["top1"], rb["metrics"]["top1"])
         s["max_top1"], s["max_top5"] = max(s["max_top1"], d1), max(s["max_top5"], d5)
