@@ -110,10 +110,11 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
-def _stamp(name: str, parameters: dict, before: str) -> str:
-    """Digest of one notebook's inputs: its text, the parameters, the code, the stamps before it."""
+def _stamp(name: str, parameters: dict, code: str, before: str) -> str:
+    """Digest of one notebook's inputs: its text, the parameters, the code (``code``:
+    :func:`_source_digest`), the stamps before it."""
     text = (NOTEBOOK_DIR / f"{name}.ipynb").read_bytes()
-    blob = json.dumps([name, parameters, _source_digest(), before], sort_keys=True).encode()
+    blob = json.dumps([name, parameters, code, before], sort_keys=True).encode()
     return hashlib.sha256(text + b"\0" + blob).hexdigest()
 
 
@@ -139,9 +140,9 @@ def execute(names: list[str], out_dir: str | Path, parameters: dict, fresh: bool
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    times, stamp, rerun = {}, "", fresh
+    times, stamp, rerun, code = {}, "", fresh, _source_digest()  # the package hashed once
     for name in names:
-        stamp = _stamp(name, parameters, stamp)
+        stamp = _stamp(name, parameters, code, stamp)
         target = out_dir / f"{name}.ipynb"
         if not rerun and _executed_stamp(target) == stamp:
             print(f"[notebooks] {name}: already executed with these inputs, skipped "
