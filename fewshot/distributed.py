@@ -6,13 +6,14 @@ Nothing here starts a process group: ``torchrun`` sets the environment and the c
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 
 import torch
 import torch.distributed as td
 
-__all__ = ["init", "active", "rank", "world", "is_main", "wrap", "my_share", "my_rows",
+__all__ = ["init", "finish", "active", "rank", "world", "is_main", "wrap", "my_share", "my_rows",
            "gather_rows", "sum_all", "barrier"]
 
 
@@ -29,7 +30,16 @@ def init(device: str = "auto") -> torch.device:
     if gpu:
         torch.cuda.set_device(local)
     td.init_process_group(backend, timeout=datetime.timedelta(hours=2))
+    atexit.register(finish)
     return torch.device(f"cuda:{local}" if backend == "nccl" else "cpu")
+
+
+def finish() -> None:
+    """Leave the process group (registered at exit by :func:`init`): without it a gloo process
+    that exits while its peers still work can abort in its communication threads
+    ("terminate called without an active exception")."""
+    if active():
+        td.destroy_process_group()
 
 
 def active() -> bool:
