@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="build report/ (Markdown, PNG, PDF) from a run's results",
-                         epilog=_report_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=_report_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("--run", default="runs/miniworld", help="the run's output folder")
     rep.add_argument("--out", default="report", help="where to write the report")
     rep.add_argument("--oracle-run", help="an oracle run of the same setting: its numbers beside ours")

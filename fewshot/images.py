@@ -14,11 +14,14 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
 
 from fewshot.errors import ImageError
+
+if TYPE_CHECKING:  # torch is imported where it is used: check-data starts without it
+    import torch
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
            "read_bytes", "jpeg_header", "jpeg_channels", "nvjpeg_decodable", "resize_crop_batch", "decode_images",
@@ -113,6 +116,8 @@ def read_bytes(path: str | os.PathLike) -> torch.Tensor:
     data = Path(path).read_bytes()
     if not data:
         raise ImageError(f"{path}: empty file (0 bytes). Re-download it or remove it.")
+    import torch
+
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
@@ -128,6 +133,7 @@ def resize_crop_batch(images: list[torch.Tensor], size: int) -> torch.Tensor:
     side to ``size`` (bicubic, antialiased, rounded as PIL does), then the centre crop; CLIP's
     Resize + CenterCrop. Images of the same size are resized in one call (photo collections
     repeat a few sizes), so a batch costs a few kernel launches, not a few per image."""
+    import torch
     import torch.nn.functional as F
 
     if not images:

@@ -1,0 +1,30 @@
+"""Start-up cost: the commands that only describe or check things start without torch or clip
+(importing torch alone costs 1.5–3 s on a course machine)."""
+import subprocess
+import sys
+
+import pytest
+
+_PROBE = r"""
+import contextlib, io, sys
+from fewshot.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as stop:  # argparse ends --help with SystemExit(0)
+        code = stop.code
+heavy = sorted(m for m in ("torch", "clip", "torchvision", "matplotlib", "seaborn") if m in sys.modules)
+print(code, ",".join(heavy) or "-", len(out.getvalue()))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["check-data", "--help"], ["splits", "--help"],
+                                  ["world", "--help"], ["check-data", "WORLD", "--no-decode"]])
+def test_describing_and_checking_commands_never_import_torch(argv, small_world):
+    argv = [str(small_world) if a == "WORLD" else a for a in argv]
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    code, heavy, printed = done.stdout.split()
+    assert code in ("0", "None") and int(printed) > 50  # it did its job: help or a report
+    assert heavy == "-", f"{argv} imported {heavy}"
