@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ManualSGD", "ManualAdam", "manual_optimizer", "GraphedStep", "ON_CPU"]
+__all__ = ["ManualSGD", "ManualAdam", "ManualAdamWFp16", "manual_optimizer", "GraphedStep", "ON_CPU"]
 
 ON_CPU = False  # tests: use the manual update (eagerly) on a CPU too
 
@@ -68,15 +68,44 @@ class ManualAdam:
             p.sub_(m / denom * step_size)
 
 
+class ManualAdamWFp16(ManualAdam):
+    """:class:`fewshot.optim.AdamWFp16State` (AdamW whose parameters, moments and intermediates are
+    rounded to fp16 precision: Tip-Adapter-F's "official" recipe) with ``lr`` and the step count as
+    tensors, rounding at the same points in the same order."""
+
+    def __init__(self, params: list, lr: float, betas: tuple, eps: float, weight_decay: float):
+        super().__init__(params, lr, betas, eps, weight_decay, decoupled=True)
+
+    @torch.no_grad()
+    def step(self, grads: list) -> None:
+        from fewshot.optim import to_fp16_precision as r
+
+        self.t.add_(1)
+        step_size = (self.lr.double() / (1 - self.b1 ** self.t)).float()
+        bias2_sqrt = (1 - self.b2 ** self.t).sqrt().float()
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            g = r(g.float())
+            p.copy_(r(p * (1 - self.lr * self.wd)))
+            m.copy_(r(m + (1 - self.b1) * (g - m)))
+            v.copy_(r(r(v * self.b2) + (1 - self.b2) * g * g))
+            denom = r(r(r(v.sqrt()) / bias2_sqrt) + self.eps)
+            p.copy_(r(p - step_size * m / denom))
+
+
 def manual_optimizer(optimizer: torch.optim.Optimizer):
     """The graph-safe twin of ``optimizer`` (fresh state), or None where it is not covered: one
-    parameter group of plain SGD, Adam or AdamW, before any step."""
+    parameter group of plain SGD, Adam, AdamW or :class:`~fewshot.optim.AdamWFp16State`, before
+    any step."""
     if len(optimizer.param_groups) != 1 or optimizer.state:
         return None
     g = optimizer.param_groups[0]
     if g.get("maximize") or g.get("differentiable") or isinstance(g["lr"], torch.Tensor):
         return None
+    from fewshot.optim import AdamWFp16State
+
     kind = type(optimizer)
+    if kind is AdamWFp16State:
+        return ManualAdamWFp16(g["params"], g["lr"], g["betas"], g["eps"], g["weight_decay"])
     if kind is torch.optim.SGD and not g["nesterov"] and not g["dampening"]:
         return ManualSGD(g["params"], g["lr"], g["momentum"], g["weight_decay"])
     if kind in (torch.optim.Adam, torch.optim.AdamW) and not g["amsgrad"]:

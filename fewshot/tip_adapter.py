@@ -194,6 +194,9 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
     official fp16 ``nn.Linear``; the forward and backward pass stay fp32 (the official code runs
     them in fp16).
 
+    On a GPU each step is replayed as a CUDA graph (:mod:`fewshot.graphed`; the same update up to
+    float rounding); on a CPU the eager loop runs.
+
     ``select_epoch(keys) -> score``, if given, is called after every epoch and the keys of the
     best-scoring epoch are returned (the official script scores on test: oracle runs only).
     A non-finite loss stops training with :class:`~fewshot.errors.NonFiniteError` naming
@@ -217,7 +220,8 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
                      schedule=cosine_per_step(epochs * steps), epochs=epochs,
                      batch_size=batch_size, seed=seed, progress=progress,
                      what=what, hint=f"lower the learning rate (lr={lr}) or check the features",
-                     select_epoch=None if select_epoch is None else lambda: select_epoch(K.detach()))
+                     select_epoch=None if select_epoch is None else lambda: select_epoch(K.detach()),
+                     graph=True)
     return {"keys": K.detach(), **out}
 
 
