@@ -16,9 +16,19 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ManualSGD", "ManualAdam", "ManualAdamWFp16", "manual_optimizer", "GraphedStep", "ON_CPU"]
+__all__ = ["head_loss", "ManualSGD", "ManualAdam", "ManualAdamWFp16", "manual_optimizer", "GraphedStep", "ON_CPU"]
 
 ON_CPU = False  # tests: use the manual update (eagerly) on a CPU too
+
+
+def head_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The training loss of a head: cross-entropy of ``logits`` [b, C] against ``labels`` [b], mean
+    over the batch; for F heads trained at once (stacked folds), ``logits`` [b, C, F] and ``labels``
+    [b, F] give the sum over the heads of each one's batch mean, so that every head gets the
+    gradient it would get alone."""
+    if labels.dim() == 1:
+        return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits, labels, reduction="none").mean(dim=0).sum()
 
 
 class ManualSGD:
@@ -131,7 +141,7 @@ class GraphedStep:
 
     def _body(self, x: torch.Tensor, y: torch.Tensor):
         logits = self.logits_fn(x)
-        loss = F.cross_entropy(logits, y)
+        loss = head_loss(logits, y)
         grads = torch.autograd.grad(loss, self.params)
         self.opt.step(list(grads))
         return loss.detach(), (logits.argmax(dim=1) == y).sum()
@@ -142,7 +152,7 @@ class GraphedStep:
         if not self.capture or idx.numel() != self.batch_size:
             return self._body(x[idx], self.labels[idx])
         if self.static_x is None:
-            self.static_x = torch.empty(self.batch_size, x.shape[1], dtype=x.dtype, device=x.device)
+            self.static_x = torch.empty(self.batch_size, *x.shape[1:], dtype=x.dtype, device=x.device)
         self.static_idx.copy_(idx)
         torch.index_select(x, 0, self.static_idx, out=self.static_x)
         if self.graph is None and self.done < self.warmup:  # real steps that also warm up kernels

@@ -80,16 +80,21 @@ def fold_masks(ranks: torch.Tensor, folds: int) -> list[torch.Tensor]:
 
 
 def cross_validate(ranks, folds: int, candidates: Sequence,
-                   score_fold: Callable[[torch.Tensor, torch.Tensor], Sequence[float]]):
+                   score_fold: Optional[Callable[[torch.Tensor, torch.Tensor], Sequence[float]]] = None,
+                   *, score_folds: Optional[Callable[[list, list], Sequence[Sequence[float]]]] = None):
     """(best candidate, mean held-out score per candidate).
 
     ``score_fold(train_mask, held_mask)`` fits on the training part and returns one held-out
-    score per candidate; ties go to the first candidate.
+    score per candidate; or ``score_folds(train_masks, held_masks)`` does so for all folds at once
+    (fits batched over the folds) and returns one such list per fold. Ties go to the first
+    candidate.
     """
     masks = fold_masks(ranks, folds)
+    rows = score_folds([~h for h in masks], masks) if score_folds is not None else \
+        [score_fold(~held, held) for held in masks]
     total = torch.zeros(len(candidates), dtype=torch.float64)
-    for held in masks:
-        total += torch.as_tensor(list(score_fold(~held, held)), dtype=torch.float64)
+    for row in rows:
+        total += torch.as_tensor(list(row), dtype=torch.float64)
     mean = (total / len(masks)).tolist()
     best = max(range(len(candidates)), key=lambda i: (mean[i], -i))
     return candidates[best], mean

@@ -44,16 +44,18 @@ def build_cache(view_feats: torch.Tensor, labels: torch.Tensor, num_classes: int
 
 
 def cache_affinity(feats: torch.Tensor, keys: torch.Tensor, beta) -> torch.Tensor:
-    """``exp(−β(1 − f·Kᵀ))``: feats [N, D], keys [M, D] -> [N, M]. ``beta`` may be a tensor that
-    broadcasts against [N, M] (e.g. [B, 1, 1] for a batch of betas)."""
-    return torch.exp(-beta * (1.0 - feats @ keys.T))
+    """``exp(−β(1 − f·Kᵀ))``: feats [N, D], keys [M, D] -> [N, M] (or a stack: [F, N, D] and
+    [F, M, D] -> [F, N, M]). ``beta`` may be a tensor that broadcasts against [N, M] (e.g.
+    [B, 1, 1] for a batch of betas)."""
+    return torch.exp(-beta * (1.0 - feats @ keys.mT))
 
 
 def tip_logits(feats, text_weights, keys, values, alpha, beta, logit_scale: float = 100.0,
                cache_dtype: torch.dtype | None = None):
     """Tip-Adapter logits [N, C] = ``logit_scale·f·Wᵀ + α·exp(−β(1 − f·Kᵀ))·L``.
 
-    feats [N, D], text_weights [C, D], keys [M, D] (normalised rows), values [M, C].
+    feats [N, D], text_weights [C, D], keys [M, D] (normalised rows), values [M, C]; or F stacked
+    caches at once: feats [F, N, D], keys [F, M, D], values [F, M, C] -> [F, N, C].
     ``alpha = 0`` gives exactly the zero-shot logits. ``cache_dtype=torch.float16`` multiplies
     the affinities by the values in fp16 (tensor cores; evaluation on a GPU, as the official code
     does); by default everything stays in the keys' dtype.
@@ -185,7 +187,9 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
 
     view_feats: [V, N, D] raw features of V augmented views of the N training images (epoch e
     uses view e mod V: one view per image per epoch, where the official script re-encodes a new
-    augmentation each epoch); labels [N]; keys [M, D] initial keys; values [M, C]. The official
+    augmentation each epoch); labels [N]; keys [M, D] initial keys; values [M, C]. F caches of
+    equal size (cross-validation folds) train at once, each as it would alone: view_feats
+    [V, N, F, D], labels [N, F], keys [F, M, D], values [F, M, C]; the keys come back [F, M, D]. The official
     recipe's loss, schedule and settings: cross-entropy on :func:`tip_logits` with fixed (α, β),
     AdamW (eps 1e-4, weight decay 0.01), a per-step cosine schedule, shuffled batches.
 
@@ -215,7 +219,13 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
     opt = (AdamWFp16State if recipe == "official" else torch.optim.AdamW)([K], lr=lr, eps=eps,
                                                                           weight_decay=0.01)
     steps = math.ceil(views.shape[1] / batch_size)
-    out = train_head([K], lambda x: tip_logits(x, W, K, L, alpha, beta, logit_scale),
+
+    def logits_fn(x):  # [b, D] -> [b, C]; stacked caches: [b, F, D] -> [b, C, F]
+        if K.dim() == 2:
+            return tip_logits(x, W, K, L, alpha, beta, logit_scale)
+        return tip_logits(x.transpose(0, 1), W, K, L, alpha, beta, logit_scale).permute(1, 2, 0)
+
+    out = train_head([K], logits_fn,
                      views, labels.to(device), optimizer=opt,
                      schedule=cosine_per_step(epochs * steps), epochs=epochs,
                      batch_size=batch_size, seed=seed, progress=progress,

@@ -13,7 +13,6 @@ import math
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fewshot.errors import NonFiniteError
@@ -69,7 +68,7 @@ def _epoch(x, order, sizes, logits_fn, labels, optimizer, sched, stepper, schedu
             t += 1
             continue
         logits = logits_fn(x[idx])
-        loss = F.cross_entropy(logits, labels[idx])
+        loss = graphed.head_loss(logits, labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -88,7 +87,9 @@ def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: t
     """Fit ``params`` by minimising cross-entropy of ``logits_fn(x [b, D]) -> [b, C]``.
 
     views: [V, N, D] normalised features of V augmented views of the N training images; labels
-    [N]. ``schedule(step)`` multiplies the optimiser's lr. ``select_epoch()``, if given, scores the
+    [N]. F heads of equal data size train at once (stacked folds) with views [V, N, F, D],
+    labels [N, F] and ``logits_fn(x [b, F, D]) -> [b, C, F]`` (:func:`fewshot.graphed.head_loss`);
+    their history then sums over the F heads. ``schedule(step)`` multiplies the optimiser's lr. ``select_epoch()``, if given, scores the
     current parameters after each epoch; the best epoch's parameters are restored at the end.
     ``checkpoint`` (:class:`fewshot.checkpoint.Checkpoint`) keeps every epoch and resumes from it.
     ``graph=True`` (a head whose ``logits_fn`` is plain tensor algebra) replays each step as a

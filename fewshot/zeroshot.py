@@ -36,8 +36,8 @@ def build_text_classifier(model, classnames: list[str], templates, device, batch
 
 def zeroshot_logits(feats: torch.Tensor, text_weights: torch.Tensor,
                     logit_scale: float = 100.0) -> torch.Tensor:
-    """CLIP logits ``logit_scale · f · Wᵀ``: feats [N, D] and text_weights [C, D], both L2-normalised,
-    give [N, C] in the dtype of ``text_weights``. Classes with identical embeddings (two classes of
+    """CLIP logits ``logit_scale · f · Wᵀ``: feats [N, D] (or [..., N, D]) and text_weights [C, D],
+    both L2-normalised, give [N, C] (or [..., N, C]) in the dtype of ``text_weights``. Classes with identical embeddings (two classes of
     one name, as ImageNet's two "crane"s) get bit-identical logits, so that their tie goes to the
     lower index: a BLAS need not round two equal columns of a product alike (MKL on AVX-512 does
     not), so the product is taken over the distinct rows and spread back."""
@@ -45,4 +45,4 @@ def zeroshot_logits(feats: torch.Tensor, text_weights: torch.Tensor,
     rows, inverse = torch.unique(text_weights, dim=0, return_inverse=True)
     if rows.shape[0] == text_weights.shape[0]:
         return logit_scale * feats @ text_weights.T
-    return (logit_scale * feats @ rows.T)[:, inverse]
+    return (logit_scale * feats @ rows.T)[..., inverse]

@@ -10,7 +10,7 @@ trained again on the other folds and every λ scored on the held-out fold; the W
 from __future__ import annotations
 
 from fewshot import selection, tip_adapter as tip
-from fewshot.methods.tip_adapter import cache_head, train_keys
+from fewshot.methods.tip_adapter import cache_head, train_fold_keys
 from fewshot.protocol import Head, Method, register
 from fewshot.wise import DEFAULT_LAMBDA, interpolate
 
@@ -38,14 +38,13 @@ def fit_wise(shots, ctx) -> Head:
     def head_at(lam):
         return cache_head(ctx, interpolate({"k": keys0}, {"k": keys1}, lam)["k"], values, alpha, beta)
 
-    def score_fold(train, held):
-        k0, v, res = train_keys(shots, ctx, alpha, beta, ft.hyperparameters["recipe"], mask=train,
-                                what=f"WiSE-FT ({shots.shots}-shot, seed {shots.seed}), CV")
-        tuned = res["keys"]
-        return [_accuracy(tip.tip_logits(shots.center[held], ctx.text_weights,
-                                         interpolate({"k": k0}, {"k": tuned}, lam)["k"], v, alpha,
-                                         beta, ctx.logit_scale), shots.labels[held])
-                for lam in lambdas]
+    def score_folds(trains, helds):  # the folds' Tip-Adapter-F trained at once
+        fits = train_fold_keys(shots, ctx, alpha, beta, ft.hyperparameters["recipe"], trains,
+                               f"WiSE-FT ({shots.shots}-shot, seed {shots.seed}), CV")
+        return [[_accuracy(tip.tip_logits(shots.center[held], ctx.text_weights,
+                                          interpolate({"k": k0}, {"k": tuned}, lam)["k"], v, alpha,
+                                          beta, ctx.logit_scale), shots.labels[held])
+                 for lam in lambdas] for (k0, v, tuned), held in zip(fits, helds)]
 
     def on_test(s):
         accs = [_accuracy(head_at(lam)(s.feats), s.labels) for lam in lambdas]
@@ -53,7 +52,8 @@ def fit_wise(shots, ctx) -> Head:
 
     choice = selection.choose(
         ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=on_test,
-        inside=lambda: selection.cross_validate(shots.ranks, cfg.cv_folds, lambdas, score_fold))
+        inside=lambda: selection.cross_validate(shots.ranks, cfg.cv_folds, lambdas,
+                                                score_folds=score_folds))
     lam = choice.value
     return Head(head_at(lam), choice.tuned_on, {"lambda": lam, "alpha": alpha, "beta": beta},
                 extra={"cv_curve": choice.curve},
