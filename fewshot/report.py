@@ -68,11 +68,12 @@ def load_run(run_dir: str | os.PathLike) -> dict:
         raise MissingStepError(f"{rd.root} holds records of different configs ({parts}): a step "
                                f"was rerun with other settings or did not finish. Rerun the "
                                f"stale steps, or start a fresh run folder.")
-    config = rd.read_json(rd.config_path)
-    if config is not None and None not in digests:
-        from fewshot.config import RunConfig, config_digest
+    cfg = rd.read_config() if rd.config_path.exists() else None  # validated: a bad file is named
+    config = cfg.to_dict() if cfg is not None else None
+    if cfg is not None and None not in digests:
+        from fewshot.config import config_digest
 
-        current = config_digest(RunConfig(**config))
+        current = config_digest(cfg)
         if current not in digests:
             raise MissingStepError(f"the records in {rd.root / 'results'} were made under config "
                                    f"{next(iter(digests))}, but {rd.config_path} is {current}: "
