@@ -101,6 +101,8 @@ _OS_FIXES = {
     "ENOTDIR": "a file stands where a folder belongs: move it away, or point the setting elsewhere",
     "EISDIR": "a folder stands where a file belongs: move it away, or point the setting elsewhere",
     "EEXIST": "a file stands where a folder belongs: move it away, or point the setting elsewhere",
+    "EFBIG": "that file system (FAT32: 4 GB) or a limit (ulimit -f) refuses files this large: point "
+             "`out` / `cache_dir` to another disk",
 }
 _OS_FIXES.update(EDQUOT=_OS_FIXES["ENOSPC"], EPERM=_OS_FIXES["EACCES"])
 
