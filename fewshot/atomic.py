@@ -132,7 +132,15 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     import torch
 
     with atomic_path(path, _nbytes(obj) + 4096) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)  # through a Python file: a full disk is ENOSPC, not a C++ iostream error
+        try:
+            torch.save(obj, f)  # through a Python file: a full disk is ENOSPC, not an iostream error
+        except RuntimeError as err:  # the zip writer's own complaint may hide the write's OSError
+            cause = err
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause  # (Python cuts the chain where it would loop)
 
 
 def _nbytes(obj) -> int:

@@ -20,6 +20,7 @@ from fewshot.errors import ConfigError, MissingStepError
 from fewshot.figures import few_shot_records
 from fewshot.i18n import list_languages, tr
 from fewshot.markdown import to_html
+from fewshot.preflight import check_folder
 from fewshot.report_sections import SECTIONS, Context
 from fewshot.report_tables import leaderboard
 from fewshot.rundir import RunDir
@@ -119,6 +120,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
     if lang not in list_languages():
         raise ConfigError(f"unknown report language {lang!r}; known: {', '.join(list_languages())}")
     order, explicit = resolve_sections(sections)
+    check_folder(out, "report --out (report_dir)")  # a file, /proc or read-only: before any work
     run = load_run(run_dir)
     oracle_records = few_shot_records(load_run(oracle_run)["records"]) if oracle_run else None
     out = Path(out)
