@@ -14,7 +14,9 @@
 # support restarts them); a finished archive is checked (SHA-256 pinned for the public sets or given
 # with --sha256, then the archive's own integrity), extracted into a temporary folder (every member
 # must stay inside it; archives with links are refused), checked for the expected layout and only
-# then renamed to data/NAME. A folder that is already complete (data/NAME/.complete) is left alone.
+# then renamed to data/NAME. A refused archive is moved to data/downloads/*.bad (the next run fetches
+# it anew); one that needs more room than the disk has is kept. Every failure is one `error:` line.
+# A folder that is already complete (data/NAME/.complete) is left alone.
 # Environment: DATA_DIR (default: data), CLIP_CACHE (default: ~/.cache/clip).
 set -euo pipefail
 
