@@ -7,7 +7,7 @@
 - :func:`check_device`: the ``device`` setting names a device this machine has.
 - :func:`check_run`: both, for a run's config, plus its shifted test sets (each must hold images).
 
-Nothing here writes a file; a failure is a :class:`~fewshot.errors.PathError` or
+Nothing is left behind; a failure is a :class:`~fewshot.errors.PathError` or
 :class:`~fewshot.errors.ConfigError` naming the setting, the path and the fix.
 """
 from __future__ import annotations
