@@ -21,8 +21,8 @@ from fewshot.backbones import load_backbone
 from fewshot.cache import tensors_digest
 from fewshot.checks import check_dataset
 from fewshot.config import RunConfig, config_digest, save_config
-from fewshot.datasets import ImageSet, load_dataset
-from fewshot.errors import DiskFullError, ImageError, PathError
+from fewshot.datasets import load_dataset
+from fewshot.errors import DiskFullError, ImageError
 from fewshot.features import image_features, text_classifier
 from fewshot.loaders import encode_images_gpu
 from fewshot.preprocess import augment_views
