@@ -201,7 +201,7 @@ _CHECKS = {
     "tip_f_recipe": _str(choices=("auto", "fp32", "official")),
     "lambdas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "cv_folds": _int(2),
     "ft_shots": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(1), "integers >= 1")(n, v),
-    "ft_seeds": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(0, SEED_MAX), "integers in [0, 2**63 - 1]")(n, v),
+    "ft_seeds": lambda n, v: () if v in ([], ()) else _CHECKS["seeds"](n, v),  # () = all
     "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
     "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool, "coop_epochs": _int(1),
     "merge_tasks": _str(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1),

@@ -109,7 +109,8 @@ def extraction(backbone, image_set: ImageSet, views: int = 0, aug_seed: int = 1,
                 "paths": [paths[i] for i in keep.tolist()],
                 "skipped": [p for p, good in zip(paths, ok.tolist()) if not good]}
 
-    return Extraction(key, f"{image_set.name}-{views}v", compute, _expect(image_set, views, skip_bad, backbone.embed_dim))
+    return Extraction(key, f"{image_set.name}-{views}v", compute,
+                      _expect(image_set, views, skip_bad, backbone.embed_dim))
 
 
 def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug_seed: int = 1,

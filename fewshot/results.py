@@ -75,7 +75,8 @@ def _record_problem(rec) -> str | None:
         return f"no {', '.join(missing)}"
     wrong = [k for k in ("method", "eval_set", "tuned_on", "role", "config_digest")
              if k in rec and not isinstance(rec[k], str)]
-    wrong += [k for k in ("shots", "seed") if rec.get(k) is not None and (isinstance(rec[k], bool) or not isinstance(rec[k], int))]
+    wrong += [k for k in ("shots", "seed")
+              if rec.get(k) is not None and (isinstance(rec[k], bool) or not isinstance(rec[k], int))]
     wrong += [k for k in ("hyperparameters", "extra") if k in rec and not isinstance(rec[k], dict)]
     metrics = rec["metrics"]
     if not isinstance(metrics, dict) or "top1" not in metrics:

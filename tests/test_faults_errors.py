@@ -255,21 +255,21 @@ def _hand_run(root: Path) -> Path:
     return root
 
 
-def _edit_record(path: Path, change) -> None:
+def _edit_record(run: Path, change) -> None:
+    path = run / "results" / "zero-shot.jsonl"
     rec = json.loads(path.read_text())
     change(rec)
-    path.write_text(json.dumps(rec) + "\n")
+    path.write_text(json.dumps(rec) + "\n")  # json.dumps writes NaN as NaN, as a hand edit might
 
 
 EDITS = {
     "config-extra-key": lambda run: _edit_json(run / "config.json", lambda c: {**c, "notes": "mine"}),
     "config-a-list": lambda run: (run / "config.json").write_text("[1, 2]"),
     "config-wrong-type": lambda run: _edit_json(run / "config.json", lambda c: {**c, "shots": "16"}),
-    "record-without-tuned_on": lambda run: _edit_record(run / "results" / "zero-shot.jsonl", lambda r: r.pop("tuned_on")),
-    "record-without-top1": lambda run: _edit_record(run / "results" / "zero-shot.jsonl", lambda r: r["metrics"].pop("top1")),
-    "record-nan-top1": lambda run: (run / "results" / "zero-shot.jsonl").write_text(
-        (run / "results" / "zero-shot.jsonl").read_text().replace('"top1": 50.0', '"top1": NaN')),
-    "record-top1-text": lambda run: _edit_record(run / "results" / "zero-shot.jsonl", lambda r: r["metrics"].update(top1="50")),
+    "record-without-tuned_on": lambda run: _edit_record(run, lambda r: r.pop("tuned_on")),
+    "record-without-top1": lambda run: _edit_record(run, lambda r: r["metrics"].pop("top1")),
+    "record-nan-top1": lambda run: _edit_record(run, lambda r: r["metrics"].update(top1=float("nan"))),
+    "record-top1-text": lambda run: _edit_record(run, lambda r: r["metrics"].update(top1="50")),
 }
 
 
