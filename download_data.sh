@@ -14,7 +14,9 @@
 # support restarts them); a finished archive is checked (SHA-256 pinned for the public sets or given
 # with --sha256, then the archive's own integrity), extracted into a temporary folder (every member
 # must stay inside it; archives with links are refused), checked for the expected layout and only
-# then renamed to data/NAME. A folder that is already complete (data/NAME/.complete) is left alone.
+# then renamed to data/NAME. A refused archive is moved to data/downloads/*.bad (the next run fetches
+# it anew); one that needs more room than the disk has is kept. Every failure is one `error:` line.
+# A folder that is already complete (data/NAME/.complete) is left alone.
 # Environment: DATA_DIR (default: data), CLIP_CACHE (default: ~/.cache/clip).
 set -euo pipefail
 
@@ -79,35 +81,60 @@ check_archive() {  # check_archive FILE: fails if the archive is truncated or co
   esac 2>/dev/null
 }
 
-extract() {  # extract FILE DIR: refused if a member is a link or would land outside DIR
+extract() {  # extract FILE DIR: exit 1 (one line on stderr) if refused, 3 if the disk has no room
   python3 - "$1" "$2" <<'PY'
-import os, stat, sys, tarfile, zipfile
+import errno, os, shutil, stat, sys, tarfile, zipfile, zlib
 src, dest = sys.argv[1], os.path.realpath(sys.argv[2])
 def outside(name):
     return not os.path.realpath(os.path.join(dest, name)).startswith(dest + os.sep)
-if src.endswith(".zip"):
-    with zipfile.ZipFile(src) as z:
-        bad = [i.filename for i in z.infolist()
-               if outside(i.filename) or stat.S_ISLNK(i.external_attr >> 16)]
-        if bad:
-            sys.exit("the archive holds links or paths outside its folder (refused): " + ", ".join(bad[:5]))
-        z.extractall(dest)
-else:
-    with tarfile.open(src) as t:
-        members = t.getmembers()
-        bad = [m.name for m in members if outside(m.name) or not (m.isfile() or m.isdir())]
-        if bad:
-            sys.exit("the archive holds links, devices or paths outside its folder (refused): " + ", ".join(bad[:5]))
-        t.extractall(dest, members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+def size(n):
+    return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.1f} MB"
+def room(total):
+    free = shutil.disk_usage(dest).free
+    if total > free:  # a zip bomb, or a disk too small: refused before a byte is written
+        print(f"it unpacks to {size(total)} but only {size(free)} are free in {os.path.dirname(dest)}; free space or set "
+              f"DATA_DIR to a bigger disk, then run the command again", file=sys.stderr)
+        sys.exit(3)
+try:
+    if src.endswith(".zip"):
+        with zipfile.ZipFile(src) as z:
+            bad = [i.filename for i in z.infolist()
+                   if outside(i.filename) or stat.S_ISLNK(i.external_attr >> 16)]
+            if bad:
+                sys.exit("the archive holds links or paths outside its folder (refused): " + ", ".join(bad[:5]))
+            room(sum(i.file_size for i in z.infolist()))
+            z.extractall(dest)
+    else:
+        with tarfile.open(src) as t:
+            members = t.getmembers()
+            bad = [m.name for m in members if outside(m.name) or not (m.isfile() or m.isdir())]
+            if bad:
+                sys.exit("the archive holds links, devices or paths outside its folder (refused): " + ", ".join(bad[:5]))
+            room(sum(m.size for m in members))
+            t.extractall(dest, members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+except OSError as err:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        print(f"the disk or a file-size limit ran out while extracting ({err.strerror}); free space or "
+              f"set DATA_DIR to a bigger disk, then run the command again", file=sys.stderr)
+        sys.exit(3)
+    member = os.path.relpath(err.filename, dest) if isinstance(err.filename, str) else "?"
+    sys.exit(f"the archive cannot be extracted (refused): member {member}: {err.strerror or err}")
+except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, ValueError) as err:
+    sys.exit(f"the archive cannot be extracted (refused): {type(err).__name__}: {err}")
 PY
 }
 
-check_layout() {  # check_layout NAME DIR: the folder looks like what NAME should be
+refuse() {  # refuse ARCHIVE WHY: move the download aside (the next run fetches it anew) and stop
+  mv -- "$1" "$1.bad"
+  die "$1 $2 (moved to $1.bad, so that the next run downloads it anew); nothing in $DATA_DIR was changed."
+}
+
+check_layout() {  # check_layout NAME DIR: prints what is wrong, if the folder is not what NAME should be
   local name=$1 dir=$2
   case "$name" in
     imagenet-16shot)
-      for p in train val classnames.txt; do [[ -e "$dir/$p" ]] || die "the archive has no $p at its top level: is it ImageNet-1K-16shot?"; done ;;
-    *) [[ -n "$(find "$dir" -mindepth 1 -maxdepth 1 -type d | head -n 1)" ]] || die "the archive holds no class folders." ;;
+      for p in train val classnames.txt; do [[ -e "$dir/$p" ]] || { echo "has no $p at its top level: is it ImageNet-1K-16shot?"; return; }; done ;;
+    *) [[ -n "$(find "$dir" -mindepth 1 -maxdepth 1 -type d | head -n 1)" ]] || echo "holds no class folders." ;;
   esac
 }
 
@@ -137,16 +164,20 @@ get_dataset() {
   EXTRACT_TMP=$(mktemp -d "$DATA_DIR/.extract-$name.XXXXXX")
   local tmp=$EXTRACT_TMP
   say "extracting $archive"
-  extract "$archive" "$tmp" || die "$archive was not extracted (see above); nothing in $DATA_DIR was changed."
+  local why rc=0
+  why=$(extract "$archive" "$tmp" 2>&1) || rc=$?
+  if [[ $rc == 3 ]]; then die "$archive was not extracted: $why ($archive is kept; nothing in $DATA_DIR was changed)."; fi
+  if [[ $rc != 0 ]]; then refuse "$archive" "was not extracted: ${why:-the extractor failed}"; fi
   local top="$tmp" only
   only=$(find "$tmp" -mindepth 1 -maxdepth 1)
   if [[ $(printf '%s\n' "$only" | wc -l) == 1 ]] && [[ -d "$only" ]] && [[ ! -L "$only" ]]; then
     top=$only  # archives usually wrap everything in one folder
   fi
   if [[ -n "$(find "$tmp" -type l | head -n 1)" ]]; then
-    die "$archive holds symbolic links (refused: a dataset has none); nothing in $DATA_DIR was changed."
+    refuse "$archive" "holds symbolic links (refused: a dataset has none)"
   fi
-  check_layout "$name" "$top"
+  why=$(check_layout "$name" "$top")
+  [[ -z "$why" ]] || refuse "$archive" "$why"
   touch "$top/.complete"
   mv -- "$top" "$target"
   rm -rf -- "$tmp"

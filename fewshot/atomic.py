@@ -98,7 +98,12 @@ def atomic_path(path: str | os.PathLike, size: int | None = None) -> Iterator[Pa
             tmp.unlink(missing_ok=True)
         if err.errno in _FULL:
             raise _disk_full(path, size, written) from err
-        raise
+        from fewshot.errors import explain_os_error
+
+        known = explain_os_error(err)  # read-only, no permission, a file in the way: one line
+        if known is None:
+            raise
+        raise known from err
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -126,8 +131,16 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     suite reads these files back with ``weights_only=True``, which refuses anything else."""
     import torch
 
-    with atomic_path(path, _nbytes(obj) + 4096) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path, _nbytes(obj) + 4096) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(obj, f)  # through a Python file: a full disk is ENOSPC, not an iostream error
+        except RuntimeError as err:  # the zip writer's own complaint may hide the write's OSError
+            cause = err
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause  # (Python cuts the chain where it would loop)
 
 
 def _nbytes(obj) -> int:

@@ -36,10 +36,24 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _check_range(option: str, values: list[int], lo: int, hi: int | None = None) -> None:
+    from fewshot.errors import ConfigError
+
+    bad = [v for v in values if v < lo or hi is not None and v > hi]
+    if bad:
+        raise ConfigError(f"{option} takes integers >= {lo}" + (f" and <= {hi}" if hi else "")
+                          + f", got {bad[0]}")
+
+
 def _cmd_splits(args) -> int:
+    from fewshot.config import SEED_MAX
     from fewshot.datasets import check_shots, load_dataset
+    from fewshot.preflight import check_folder
     from fewshot.splits import write_manifests
 
+    _check_range("--shots", args.shots, 1)
+    _check_range("--seeds", args.seeds, 0, SEED_MAX)
+    check_folder(args.out, "--out")
     dataset = load_dataset(args.data)
     for warning in check_shots(dataset, args.shots):
         print(f"warning: {warning}", file=sys.stderr)
@@ -173,7 +187,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
 def main(argv=None) -> int:
     """The CLI. Problems with input, data or settings end in one ``error:`` line (exit code 2;
     a full disk: 1); the suite's own warnings are printed as one ``warning:`` line each."""
-    from fewshot.errors import FewshotError
+    from fewshot.errors import FewshotError, explain_os_error
 
     warnings.showwarning = _show_warning
     try:
@@ -182,3 +196,9 @@ def main(argv=None) -> int:
     except FewshotError as err:  # bad input, data or settings: say what, no traceback
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a full disk, a read-only folder, a file where a folder belongs
+        known = explain_os_error(err)
+        if known is None:
+            raise  # anything else is a bug: it keeps its traceback
+        print(f"error: {known}", file=sys.stderr)
+        return known.exit_code

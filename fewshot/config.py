@@ -25,6 +25,7 @@ __all__ = ["RunConfig", "list_configs", "load_config", "save_config", "read_conf
 _CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_SHOTS = (1, 2, 4, 5, 8, 16)
 DEFAULT_SEEDS = (1, 2, 3)
+SEED_MAX = 2**63 - 1  # the largest seed: torch generators take 64 bits, fine-tuning also seeds seed + 1
 DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 # Fields that change how a run executes or where it writes, never its numbers. They may differ
@@ -116,10 +117,11 @@ def _str(choices=None, pattern=None, empty=False, desc=""):
     return check
 
 
-def _int(lo=None):
+def _int(lo=None, hi=None):
     def check(name, v):
-        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
-            _fail(name, f"an integer >= {lo}" if lo is not None else "an integer", v)
+        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            _fail(name, (f"an integer >= {lo}" if lo is not None else "an integer")
+                  + (f" and <= {hi}" if hi is not None else ""), v)
         return v
     return check
 
@@ -192,14 +194,14 @@ _CHECKS = {
     "data": _str(), "backbone": _str(), "out": _str(), "report_dir": _str(), "cache_dir": _str(),
     "report_method": _report_method,
     "download_root": _str(empty=True), "templates": _str(choices=_templates),
-    "shots": _list(_int(1), "integers >= 1"), "seeds": _list(_int(0), "integers >= 0"),
-    "methods": _methods, "views": _int(1), "aug_seed": _int(0), "shift_sets": _shift_sets,
+    "shots": _list(_int(1), "integers >= 1"), "seeds": _list(_int(0, SEED_MAX), "integers in [0, 2**63 - 1]"),
+    "methods": _methods, "views": _int(1), "aug_seed": _int(0, SEED_MAX), "shift_sets": _shift_sets,
     "beta_max": _float(0.1), "beta_steps": _int(1), "alpha_max": _float(0.1), "alpha_steps": _int(1),
     "epochs": _int(1), "lr": _float(0.0, 10.0), "train_batch_size": _int(1),
     "tip_f_recipe": _str(choices=("auto", "fp32", "official")),
     "lambdas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "cv_folds": _int(2),
     "ft_shots": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(1), "integers >= 1")(n, v),
-    "ft_seeds": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(0), "integers >= 0")(n, v),
+    "ft_seeds": lambda n, v: () if v in ([], ()) else _CHECKS["seeds"](n, v),  # () = all
     "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
     "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool, "coop_epochs": _int(1),
     "merge_tasks": _str(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1),
@@ -256,10 +258,12 @@ def load_config(name_or_path: str | os.PathLike, **overrides) -> RunConfig:
 
 def read_config(path: str | os.PathLike) -> RunConfig:
     """The config saved in a run folder (``config.json``), validated."""
-    path = Path(path)
-    fields = _read_json_object(path)
+    fields = _read_json_object(Path(path))
     _check_known(fields, str(path))
-    return RunConfig(**fields)
+    try:
+        return RunConfig(**fields)
+    except ConfigError as err:  # a hand-edited value: name the file it came from
+        raise ConfigError(f"{path}: {err}") from err
 
 
 def save_config(cfg: RunConfig, path: str | os.PathLike) -> None:

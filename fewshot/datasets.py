@@ -75,8 +75,16 @@ def _class_dirs(folder: Path) -> list[str]:
     return sorted(d for d in os.listdir(folder) if (folder / d).is_dir() and not d.startswith("."))
 
 
+def _shown(name: str) -> str:
+    """``name`` as it is, or quoted with its invisible characters escaped (a byte-order mark,
+    zero-width or control characters, non-breaking spaces): ``'\\ufeffn01440764'``."""
+    if name.isprintable():
+        return name
+    return "'" + "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in name) + "'"
+
+
 def _name_list(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
+    shown = ", ".join(_shown(n) for n in names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
@@ -201,9 +209,12 @@ def scan_dataset(root: str | os.PathLike) -> tuple[Dataset | None, list[str]]:
         missing = [w for w in wnids if w not in names]
         extra = sorted(set(names) - set(wnids))
         if (missing or extra) and names:
+            hidden = not all(n.isprintable() for n in missing + extra)
             problems.append(f"{root / 'classnames.txt'} does not match the class folders. Folders "
                             f"without a name: {_name_list(missing) or 'none'}; names without a "
-                            f"folder: {_name_list(extra) or 'none'}.")
+                            f"folder: {_name_list(extra) or 'none'}." + (
+                                " Names in quotes hold invisible characters, shown escaped (\\ufeff: "
+                                "a byte-order mark; save the file as UTF-8 without one)." if hidden else ""))
     classnames = [names.get(w, w) for w in wnids]
     if (root / "label2class.json").exists() and wnids and len(names) == len(wnids):
         problems += _label2class_problems(root / "label2class.json", wnids, classnames)

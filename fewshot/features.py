@@ -32,13 +32,15 @@ class Features:
     skipped: list  # relative paths left out because they could not be decoded
 
 
-def _expect(image_set: ImageSet, views: int, skip_bad: bool):
+def _expect(image_set: ImageSet, views: int, skip_bad: bool, width: int):
     def check(data: dict):
         feats, paths = data.get("feats"), data.get("paths")
         if not isinstance(feats, torch.Tensor) or not isinstance(paths, list):
             return "fields missing"
         if feats.dim() != (3 if views else 2) or (views and feats.shape[0] != views):
             return f"shape {tuple(feats.shape)} does not fit {views or 'no'} views"
+        if feats.shape[-1] != width or feats.dtype != torch.float16:
+            return f"{feats.dtype} rows of width {feats.shape[-1]}, not the backbone's float16 x {width}"
         if feats.shape[-2] != len(paths):
             return f"{feats.shape[-2]} rows for {len(paths)} images"
         wanted = set(image_set.paths)
@@ -107,7 +109,8 @@ def extraction(backbone, image_set: ImageSet, views: int = 0, aug_seed: int = 1,
                 "paths": [paths[i] for i in keep.tolist()],
                 "skipped": [p for p, good in zip(paths, ok.tolist()) if not good]}
 
-    return Extraction(key, f"{image_set.name}-{views}v", compute, _expect(image_set, views, skip_bad))
+    return Extraction(key, f"{image_set.name}-{views}v", compute,
+                      _expect(image_set, views, skip_bad, backbone.embed_dim))
 
 
 def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug_seed: int = 1,
@@ -140,9 +143,9 @@ def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, 
                    dtype="float32")
 
     def expect(data):
-        w = data.get("weights")
-        if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[0] != len(classnames):
-            return f"not a [{len(classnames)}, D] text head"
+        w, width = data.get("weights"), backbone.embed_dim
+        if not isinstance(w, torch.Tensor) or w.shape != (len(classnames), width) or w.dtype != torch.float32:
+            return f"not a float32 [{len(classnames)}, {width}] text head"
         return None if bool(torch.isfinite(w).all()) else "non-finite values"
 
     data = cached(key, cache_dir, f"text-{templates}", lambda: {"weights": build_text_classifier(

@@ -89,7 +89,7 @@ class ByteBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, indices: list[int]):
         files = [str(self.root / self.paths[i]) for i in indices]
-        sizes = [os.path.getsize(f) for f in files]
+        sizes = [_size(f) for f in files]
         total = max(sum(sizes), 1)
         if torch.utils.data.get_worker_info() is not None:  # a worker: allocate it shared
             packed = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(total))
@@ -97,14 +97,29 @@ class ByteBatches(torch.utils.data.Dataset):
             packed = torch.empty(total, dtype=torch.uint8)
         buf, lengths, offset = memoryview(packed.numpy()), [], 0
         for path, size in zip(files, sizes):
-            with open(path, "rb") as f:
-                lengths.append(f.readinto(buf[offset:offset + size]))  # fewer if it shrank meanwhile
+            try:
+                with open(path, "rb") as f:
+                    lengths.append(f.readinto(buf[offset:offset + size]))  # fewer if it shrank meanwhile
+            except OSError as err:
+                raise _unreadable(path, err) from err
             offset += lengths[-1]
         decodable, offset = [], 0
         for n in lengths:
             decodable.append(nvjpeg_decodable(buf[offset:offset + min(n, 65536)]))
             offset += n
         return packed[:offset], lengths, decodable, files
+
+
+def _unreadable(path: str, err: OSError) -> ImageError:
+    return ImageError(f"{path}: cannot be read ({err.strerror or err}). Re-download the file, or run "
+                      f"`python -m fewshot check-data` on the dataset to list every bad file.")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError as err:  # gone, a broken link, no permission: named, not a worker traceback
+        raise _unreadable(path, err) from err
 
 
 class _Failed:

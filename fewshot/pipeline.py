@@ -19,6 +19,7 @@ from fewshot.datasets import check_shots, load_dataset
 from fewshot.errors import ConfigError
 from fewshot.evaluation import class_accuracy, evaluate, predict
 from fewshot.merge_study import check_tasks, run_study
+from fewshot.preflight import check_device, check_run
 from fewshot.protocol import Context, Fitted, Shots, get_method, list_methods
 from fewshot.resources import Resources, TrainPool
 from fewshot.results import format_table, git_revision, make_record, summarize
@@ -29,10 +30,8 @@ __all__ = ["Run", "TrainPool", "run_all", "resolve_device", "list_steps", "print
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; any other name is passed to torch.device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """"auto" -> cuda when available, else cpu; another name must be a device this machine has."""
+    return check_device(name)  # ConfigError otherwise (fewshot.preflight)
 
 
 def list_steps() -> list[str]:
@@ -54,13 +53,14 @@ class Run:
         override that contradicts it is an error. ``device`` overrides ``cfg.device`` (one GPU
         per process under torchrun); ``writer=False`` computes everything and writes nothing;
         ``dataset``: ``cfg.data`` already loaded (not scanned again)."""
+        self.device = device if device is not None else resolve_device(cfg.device)
+        check_run(cfg, dataset)  # paths and shifted sets, before anything is written
         self.dir = RunDir(cfg.out, writer)
         if resume is not None and self.dir.config_path.exists():
             cfg = self.dir.adopt(cfg, resume)
         else:
             self.dir.start(cfg, fresh)
         self.cfg, self.out = cfg, self.dir.root
-        self.device = device if device is not None else resolve_device(cfg.device)
         self.digest = config_digest(cfg)
         self.res = Resources(cfg, self.device, self.dir, self.digest, dataset)
         self.methods = list(cfg.methods) or list_methods()

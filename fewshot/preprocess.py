@@ -52,7 +52,7 @@ def augment_views(img, size: int, views: int, seed: int, index: int) -> torch.Te
     area, log_ratio = width * height, (math.log(AUG_RATIO[0]), math.log(AUG_RATIO[1]))
     out = []
     for v in range(views):
-        g = torch.Generator().manual_seed((seed * 1_000_003 + v) * 10_000_019 + index)
+        g = torch.Generator().manual_seed(((seed * 1_000_003 + v) * 10_000_019 + index) % 2**64)  # any seed
         u = torch.rand(32, generator=g).tolist()
         box = None
         for t in range(10):

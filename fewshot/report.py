@@ -20,6 +20,7 @@ from fewshot.errors import ConfigError, MissingStepError
 from fewshot.figures import few_shot_records
 from fewshot.i18n import list_languages, tr
 from fewshot.markdown import to_html
+from fewshot.preflight import check_folder
 from fewshot.report_sections import SECTIONS, Context
 from fewshot.report_tables import leaderboard
 from fewshot.rundir import RunDir
@@ -68,11 +69,12 @@ def load_run(run_dir: str | os.PathLike) -> dict:
         raise MissingStepError(f"{rd.root} holds records of different configs ({parts}): a step "
                                f"was rerun with other settings or did not finish. Rerun the "
                                f"stale steps, or start a fresh run folder.")
-    config = rd.read_json(rd.config_path)
-    if config is not None and None not in digests:
-        from fewshot.config import RunConfig, config_digest
+    cfg = rd.read_config() if rd.config_path.exists() else None  # validated: a bad file is named
+    config = cfg.to_dict() if cfg is not None else None
+    if cfg is not None and None not in digests:
+        from fewshot.config import config_digest
 
-        current = config_digest(RunConfig(**config))
+        current = config_digest(cfg)
         if current not in digests:
             raise MissingStepError(f"the records in {rd.root / 'results'} were made under config "
                                    f"{next(iter(digests))}, but {rd.config_path} is {current}: "
@@ -118,6 +120,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
     if lang not in list_languages():
         raise ConfigError(f"unknown report language {lang!r}; known: {', '.join(list_languages())}")
     order, explicit = resolve_sections(sections)
+    check_folder(out, "report --out (report_dir)")  # a file, /proc or read-only: before any work
     run = load_run(run_dir)
     oracle_records = few_shot_records(load_run(oracle_run)["records"]) if oracle_run else None
     out = Path(out)

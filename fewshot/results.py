@@ -65,6 +65,27 @@ def append_records(path: str | os.PathLike, records: list[dict]) -> None:
         f.write(dumps_records(records))
 
 
+def _record_problem(rec) -> str | None:
+    """What makes ``rec`` unusable as a record (see the module docstring), or None: the fields
+    every reader uses, of the right types, and every metric a finite percentage."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not an object"
+    missing = [k for k in ("method", "eval_set", "metrics", "tuned_on") if k not in rec]
+    if missing:
+        return f"no {', '.join(missing)}"
+    wrong = [k for k in ("method", "eval_set", "tuned_on", "role", "config_digest")
+             if k in rec and not isinstance(rec[k], str)]
+    wrong += [k for k in ("shots", "seed")
+              if rec.get(k) is not None and (isinstance(rec[k], bool) or not isinstance(rec[k], int))]
+    wrong += [k for k in ("hyperparameters", "extra") if k in rec and not isinstance(rec[k], dict)]
+    metrics = rec["metrics"]
+    if not isinstance(metrics, dict) or "top1" not in metrics:
+        return "metrics without top1"
+    wrong += [f"metrics.{k}" for k, v in metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+              or not math.isfinite(v) or not 0 <= v <= 100]
+    return f"{', '.join(wrong)} of the wrong type or out of range" if wrong else None
+
+
 def load_records(path: str | os.PathLike) -> list[dict]:
     """Read a results file; a missing or damaged file is an error that names it."""
     path = Path(path)
@@ -80,9 +101,10 @@ def load_records(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError as err:
             raise MissingStepError(f"{path}:{lineno} is not a complete record ({err.msg}); the file "
                                    f"is damaged: rerun the step that writes it.") from err
-        if not isinstance(rec, dict) or not {"method", "eval_set", "metrics"} <= set(rec):
-            raise MissingStepError(f"{path}:{lineno} is not a result record; rerun the step that "
-                                   f"writes it.")
+        problem = _record_problem(rec)
+        if problem:
+            raise MissingStepError(f"{path}:{lineno} is not a result record ({problem}); the file "
+                                   f"was edited or damaged: rerun the step that writes it.")
         rec["shots"] = rec.get("shots") or 0  # shot-free methods: 0 (older files wrote null)
         records.append(rec)
     return records

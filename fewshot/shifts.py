@@ -54,6 +54,10 @@ def load_shift_set(root: str | os.PathLike, kind: str, wnids: list[str], name: s
                                f"{_name_list(unknown)}.")
         labelled = sorted((index[d], d) for d in dirs)
     items = [(f"{d}/{f}", label) for label, d in labelled for f in list_images(root / d)]
+    if not items:  # an empty test set has no accuracy: refused before any work
+        raise DatasetError(f"{root}: shifted test set {name or root.name!r} holds no images "
+                           f"({len(dirs)} class folder(s)); fill it, or remove the folder"
+                           f"{'' if name in (None, root.name) else ' or its shift_sets entry'}.")
     return ImageSet(name or root.name, root, items, [label for label, _ in labelled])
 
 

@@ -41,9 +41,8 @@ def test_views_are_seeded_and_worker_independent(tiny_clip_path, small_world, tm
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
-    def broken_save(obj, f):
-        with open(f, "wb") as out:
-            out.write(b"half a file")
+    def broken_save(obj, f):  # f: the open temporary file (fewshot.atomic.atomic_torch_save)
+        f.write(b"half a file")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -1,0 +1,90 @@
+"""Preflight: what a run needs from the machine, checked before any work, each as one error line.
+
+- :func:`check_folder`: a path setting (``out``, ``cache_dir``, ``--out``) names a folder the suite
+  can create and write: not a file (or a file above it), not a virtual file system (``/proc``),
+  not read-only, not without write permission. Writability is tried, not guessed from mode bits:
+  a folder is created in the nearest existing folder and removed at once.
+- :func:`check_device`: the ``device`` setting names a device this machine has.
+- :func:`check_run`: both, for a run's config, plus its shifted test sets (each must hold images).
+
+Nothing is left behind; a failure is a :class:`~fewshot.errors.PathError` or
+:class:`~fewshot.errors.ConfigError` naming the setting, the path and the fix.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from fewshot.errors import ConfigError, PathError
+from fewshot.shifts import find_shift_sets, load_shift_set
+
+__all__ = ["check_folder", "check_device", "check_run"]
+
+_REASONS = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable by this user",
+            errno.EPERM: "is not writable by this user",
+            errno.ENOENT: "refuses new folders (a virtual file system, such as /proc)"}
+
+
+def _existing_ancestor(path: Path, setting: str) -> Path:
+    """The nearest existing component of ``path``; a file on the way is a PathError."""
+    for p in (path, *path.parents):
+        if os.path.lexists(p):
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies under {p}, which is a file"
+                raise PathError(f"`{setting}` = {path} {what}, not a folder: point `{setting}` to a "
+                                f"folder (or move that file away) and run again.")
+            return p
+    return Path(".")
+
+
+def check_folder(path: str | os.PathLike, setting: str) -> Path:
+    """``path`` as a Path, once it is known to be a folder the suite can create and write in.
+
+    Raises :class:`PathError` naming ``setting`` (the config field or option) when ``path`` or a
+    folder above it is a file, or when the nearest existing folder refuses a new entry (read-only,
+    no permission, a virtual file system such as ``/proc``)."""
+    path = Path(path)
+    base = _existing_ancestor(path, setting)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".fewshot-probe-", dir=base))  # nothing is left behind
+    except OSError as err:
+        why = _REASONS.get(err.errno, f"refuses new files ({err.strerror})")
+        what = f"{path} {why}" if base == path else f"{path} cannot be created: {base} {why}"
+        raise PathError(f"`{setting}` = {what}; point `{setting}` to a writable folder on a real "
+                        f"disk and run again.") from err
+    return path
+
+
+def check_device(name: str):
+    """The ``torch.device`` for ``name`` ("auto": cuda when present, else cpu), once this machine is
+    known to have it; ConfigError names the setting and what the machine offers."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= have:
+        seen = f"only cuda:0..cuda:{have - 1}" if have else "no CUDA GPU"
+        raise ConfigError(f"device={name!r}: this machine has {seen} (torch {torch.__version__}); use "
+                          f"device=auto or device=cpu" + (", or a GPU it has." if have else "."))
+    if device.type == "mps" and not (torch.backends.mps.is_available()):
+        raise ConfigError(f"device={name!r}: this machine has no Apple MPS device; use device=auto "
+                          f"or device=cpu.")
+    return device
+
+
+def check_run(cfg, dataset=None) -> None:
+    """Before a run writes anything: ``out`` and ``cache_dir`` are writable folders (and the run
+    folder's ``.lock`` a file), and, with ``dataset`` loaded, every shifted test set holds images."""
+    out = check_folder(cfg.out, "out")
+    check_folder(cfg.cache_dir, "cache_dir")
+    lock = out / ".lock"
+    if os.path.lexists(lock) and not lock.is_file():
+        raise PathError(f"{lock} is not a file (the run folder's lock must be one): remove it and "
+                        f"run again.")
+    if dataset is not None:
+        for name, (path, kind) in sorted((cfg.shift_sets or find_shift_sets(cfg.data)).items()):
+            load_shift_set(path, kind, dataset.wnids, name)  # DatasetError when empty or unknown
