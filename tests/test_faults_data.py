@@ -80,6 +80,31 @@ def test_a_foreign_file_at_out_is_refused(tmp_path, capsys):
     assert (tmp_path / "D").read_text() == "not a folder"
 
 
+@pytest.mark.parametrize("planted", ["my-model.pt", "my-model.log.json"])
+def test_train_clip_refuses_an_out_file_it_did_not_write_before_training(planted, tmp_path, capsys):
+    (tmp_path / planted).write_text("a user's file")
+    before = _snapshot(tmp_path)
+    assert cli.main(["world", "train-clip", "--out", str(tmp_path / "my-model.pt")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{tmp_path / planted} exists and is not a checkpoint `world train-clip` wrote" in line
+    assert _snapshot(tmp_path) == before
+
+
+def test_train_clip_may_replace_its_own_checkpoint_and_force_moves_others_aside(tmp_path, capsys):
+    from fewshot.world.guard import claim_checkpoint
+
+    ours = tmp_path / "m.pt"
+    ours.write_bytes(b"weights")
+    (tmp_path / "m.sha256").write_text(__import__("hashlib").sha256(b"weights").hexdigest() + "  m.pt\n")
+    assert claim_checkpoint(ours, "world train-clip") == ours  # its own: replaced by the new one
+    (tmp_path / "m.sha256").write_text("0" * 64 + "  m.pt\n")  # the file was changed since
+    with pytest.raises(DatasetError, match="not a checkpoint"):
+        claim_checkpoint(ours, "world train-clip")
+    claim_checkpoint(ours, "world train-clip", force=True)
+    assert not ours.exists() and sorted(p.read_bytes() for p in tmp_path.glob("m.pt.old-*")) == [b"weights"]
+    assert len(list(tmp_path.glob("m.sha256.old-*"))) == 1
+
+
 SMALL = {"train": 1, "val": 1, "shift/sketch": 0}
 
 
@@ -302,10 +327,15 @@ def test_a_run_with_tilde_paths_writes_where_the_shell_would(tiny_clip_path, tmp
 
     home = tmp_path / "home"
     make_world(home / "data" / "w", per_class={"train": 1, "val": 1, "shift/sketch": 1}, workers=1)
+    shutil.rmtree(home / "data" / "w" / "shift")  # no shifted set: fewer images to encode
     shutil.copyfile(tiny_clip_path, home / "tiny.pt")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "c"))
     monkeypatch.chdir(tmp_path)
+    dead = _dead_pid()  # users' look-alike files in the run and cache folders survive the run
+    (keep_run, stale_run), (keep_cache, stale_cache) = _look_alikes(home / "runs" / "x", dead), \
+        _look_alikes(tmp_path / "c" / "tiny", dead)
+    before = {p: p.read_bytes() for p in keep_run + keep_cache}
     args = ["run", "--config", "miniworld-quick", "--steps", "zeroshot", "--set", "data=~/data/w",
             "backbone=~/tiny.pt", "out=~/runs/x", "cache_dir=$FEWSHOT_CACHE", "merge_tasks=", "shots=[1]",
             "seeds=[1]", "templates=single"]
@@ -313,6 +343,8 @@ def test_a_run_with_tilde_paths_writes_where_the_shell_would(tiny_clip_path, tmp
     assert (home / "runs" / "x" / "results" / "zero-shot.jsonl").is_file()
     assert list((tmp_path / "c").rglob("*.pt"))
     assert sorted(os.listdir(tmp_path)) == ["c", "home"]  # no literal `~` or `$FEWSHOT_CACHE` folder
+    assert {p: p.read_bytes() for p in keep_run + keep_cache} == before
+    assert not stale_run.exists() and not stale_cache.exists()
     saved = json.loads((home / "runs" / "x" / "config.json").read_text())
     assert saved["data"] == str(home / "data" / "w") and saved["cache_dir"] == str(tmp_path / "c")
 

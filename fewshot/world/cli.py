@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t = sub.add_parser("train-clip", help="pretrain the tiny CLIP (about 20 min on 2 CPU cores)")
     t.add_argument("--out", default="fewshot/world/assets/miniclip-rn.pt")
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override PretrainConfig fields")
+    t.add_argument("--force", action="store_true", help="an --out this command did not write is moved aside, never deleted")
     s = sub.add_parser("make-imagenet-shaped", help="ImageNet-shaped synthetic data + RN50-shaped random CLIP")
     s.add_argument("--out", required=True, help="folder for ImageNet-1K-16shot/, imagenet-v2/, -a/, -r/, rn50-random.pt")
     s.add_argument("--smoke", action="store_true", help="100 classes, tiny images (CPU smoke)")
@@ -40,9 +41,11 @@ def run(args) -> int:
         return 0
     if args.world_command == "train-clip":
         from fewshot.cli import _overrides
+        from fewshot.world.guard import claim_checkpoint
         from fewshot.world.pretrain import PretrainConfig, pretrain
 
-        log = pretrain(PretrainConfig(**_overrides(args.set)), args.out)
+        cfg = PretrainConfig(**_overrides(args.set))
+        log = pretrain(cfg, claim_checkpoint(args.out, "world train-clip", args.force))
         print(f"saved {args.out} ({log['size_bytes'] / 1e6:.1f} MB, sha256 {log['sha256'][:12]}...) "
               f"after {log['steps']} steps, final loss {log['history'][-1]['loss']:.4f}")
         return 0

@@ -11,6 +11,7 @@ added to (or edited in) a generated folder is never deleted.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ from typing import Callable
 
 from fewshot.errors import DatasetError
 
-__all__ = ["BUILDING_MARK", "claim", "move_aside", "start_building", "replace"]
+__all__ = ["BUILDING_MARK", "claim", "claim_checkpoint", "move_aside", "start_building", "replace"]
 
 BUILDING_MARK = ".fewshot-building"
 
@@ -58,6 +59,35 @@ def claim(out: str | os.PathLike, marker: str, command: str, force: bool = False
             raise DatasetError(f"{out} exists and was not written by `{command}` (it holds no {marker} "
                                f"marker); {_force_hint(out)}.")
         move_aside(out)
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def claim_checkpoint(out: str | os.PathLike, command: str, force: bool = False) -> Path:
+    """Before training: ``out`` and its ``.sha256`` / ``.log.json`` beside it may be replaced
+    only when they are missing or a checkpoint this command wrote (its ``.sha256`` holds the
+    file's SHA-256); other files are refused, or with ``force`` moved aside, never deleted."""
+    out = Path(out)
+    sha = out.with_suffix(".sha256")
+    present = [p for p in (out, sha, out.with_suffix(".log.json")) if os.path.lexists(p)]
+    if not present:
+        return out
+    ours = out.is_file() and not out.is_symlink() and sha.is_file() and \
+        sha.read_text(errors="replace").split()[:1] == [_sha256(out)]
+    if not ours:
+        if not force:
+            raise DatasetError(f"{present[0]} exists and is not a checkpoint `{command}` wrote (no "
+                               f"{sha.name} beside it with its SHA-256); choose another --out, or "
+                               f"pass --force to move {', '.join(p.name for p in present)} aside (nothing is deleted).")
+        for p in present:
+            move_aside(p)
     return out
 
 
