@@ -163,7 +163,7 @@ def _shift_sets(name, v):
             _fail(f"{name}.{key}", "[path, kind]", spec)
         if spec[1] not in list_shift_kinds():
             _fail(f"{name}.{key} kind", f"one of {', '.join(list_shift_kinds())}", spec[1])
-        out[str(key)] = (expand_path(spec[0], f"{name}.{key}"), spec[1])
+        out[str(key)] = (expand_path(spec[0], f"config field '{name}.{key}'"), spec[1])
     return out
 
 

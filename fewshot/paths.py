@@ -3,7 +3,8 @@
 Every path setting of a run (``data``, ``backbone`` when it is a path, ``out``, ``report_dir``,
 ``cache_dir``, ``download_root``, ``merge_tasks``, the paths of ``shift_sets``) goes through
 :func:`expand_path` when the config is validated, before any work, so every consumer sees the
-same path, and a literal ``~`` or ``$HOME`` folder is never created.
+same path, and a literal ``~`` or ``$HOME`` folder is never created. The command line's path
+arguments are expanded the same way (``--out=~/x`` is not expanded by the shell).
 """
 from __future__ import annotations
 
@@ -17,17 +18,18 @@ __all__ = ["expand_path", "path_setting"]
 _VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
 
 
-def expand_path(text: str, name: str = "path") -> str:
+def expand_path(text: str, what: str = "a path") -> str:
     """``text`` with ``~``, ``~user``, ``$VAR`` and ``${VAR}`` expanded as a shell would. An
-    unset variable or an unknown user is a :class:`ConfigError` naming the setting ``name``."""
+    unset variable or an unknown user is a :class:`ConfigError` naming ``what`` (the setting or
+    argument, e.g. ``config field 'out'``)."""
     out = os.path.expanduser(os.path.expandvars(text))
     unset = _VARIABLE.search(out)
     if unset:
-        raise ConfigError(f"config field {name!r} uses {unset.group(0)}, which is not set in the "
-                          f"environment: set it, or write the path out ({text!r})")
+        raise ConfigError(f"{what} uses {unset.group(0)}, which is not set in the environment: set "
+                          f"it, or write the path out ({text!r})")
     if out.startswith("~"):
-        raise ConfigError(f"config field {name!r}: there is no user {out.split(os.sep)[0]!r} for "
-                          f"{text!r} to expand to; write the path out")
+        raise ConfigError(f"{what}: there is no user {out.split(os.sep)[0]!r} for {text!r} to "
+                          f"expand to; write the path out")
     return out
 
 
@@ -41,5 +43,5 @@ def path_setting(empty: bool = False, name_or_path: bool = False):
                               f"got {v!r}")
         if not v or (name_or_path and not re.search(r"[~$]", v)):
             return v
-        return expand_path(v, name)
+        return expand_path(v, f"config field {name!r}")
     return check

@@ -321,6 +321,19 @@ def test_an_unset_variable_or_unknown_user_is_one_error_line_before_any_work(val
     assert sorted(os.listdir(tmp_path)) == []  # no run, no cache, no literal `$...` or `~...` folder
 
 
+def test_command_line_path_arguments_are_expanded_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FEWSHOT_UNSET_VARIABLE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = _user_files(tmp_path / "home" / "D")
+    before = _snapshot(tmp_path)
+    assert cli.main(["world", "make-tasks", "--out=~/D"]) == 2  # `--out=~/D`: the shell leaves it
+    assert f"{out} exists and was not written by" in _one_error_line(capsys.readouterr().err)
+    assert cli.main(["report", "--run", "$FEWSHOT_UNSET_VARIABLE/run"]) == 2
+    assert "uses $FEWSHOT_UNSET_VARIABLE, which is not set" in _one_error_line(capsys.readouterr().err)
+    assert _snapshot(tmp_path) == before and sorted(os.listdir(tmp_path)) == ["home"]
+
+
 def test_a_run_with_tilde_paths_writes_where_the_shell_would(tiny_clip_path, tmp_path, monkeypatch,
                                                            capsys):
     from fewshot.world.generate import make_world
