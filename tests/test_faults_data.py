@@ -73,6 +73,18 @@ def test_a_generator_refuses_a_folder_it_did_not_write_and_keeps_every_file(comm
     assert _snapshot(tmp_path) == before  # nothing written beside it either
 
 
+def test_a_tree_an_earlier_generator_wrote_is_still_its_own(tmp_path):
+    from fewshot.world.guard import claim
+    from fewshot.world.imagenet_shaped import MARKER, _earlier_tree
+
+    (tmp_path / "old" / "ImageNet-1K-16shot").mkdir(parents=True)
+    (tmp_path / "old" / "ImageNet-1K-16shot" / "classnames.txt").write_text("n10000000 synthetic class 0\n")
+    assert claim(tmp_path / "old", MARKER, "world make-imagenet-shaped", ours=_earlier_tree) == tmp_path / "old"
+    (tmp_path / "old" / "ImageNet-1K-16shot" / "classnames.txt").write_text("n01440764 tench\n")  # a real one
+    with pytest.raises(DatasetError, match="not written by `world make-imagenet-shaped`"):
+        claim(tmp_path / "old", MARKER, "world make-imagenet-shaped", ours=_earlier_tree)
+
+
 def test_a_foreign_file_at_out_is_refused(tmp_path, capsys):
     (tmp_path / "D").write_text("not a folder")
     assert cli.main(["world", "make-tasks", "--out", str(tmp_path / "D")]) == 2

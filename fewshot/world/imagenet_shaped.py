@@ -70,6 +70,12 @@ def _names(folder: str, count: int, spec: ShapedSpec, val_order: list, index: di
     return [f"{top.split('-')[1]}_{j}.jpg" for j in range(count)]  # A: a_0.jpg, R: r_0.jpg
 
 
+def _earlier_tree(out: Path) -> bool:
+    """A tree an earlier version of this generator wrote (before the marker file)."""
+    names = out / "ImageNet-1K-16shot" / "classnames.txt"
+    return names.is_file() and names.read_text(errors="replace").startswith("n10000000 synthetic class 0\n")
+
+
 def make_imagenet_shaped(out: str | os.PathLike, spec: ShapedSpec = FULL, workers: int | None = None,
                          force: bool = False) -> Path:
     """Write ``out/ImageNet-1K-16shot`` plus ``out/imagenet-v2``, ``out/imagenet-a``, ``out/imagenet-r``.
@@ -79,7 +85,7 @@ def make_imagenet_shaped(out: str | os.PathLike, spec: ShapedSpec = FULL, worker
     first; a non-empty folder without it is refused (``force``: moved aside, never deleted).
     Returns the dataset root.
     """
-    out = claim(out, MARKER, "world make-imagenet-shaped", force)
+    out = claim(out, MARKER, "world make-imagenet-shaped", force, ours=_earlier_tree)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("")
     wnids = [f"n{10000000 + 7919 * i:08d}" for i in range(spec.classes)]  # wnid-like, sorted
