@@ -51,5 +51,5 @@ def stale_install(package_dir: str | Path, prefix: str | Path | None = None) -> 
         return None
     return (f"this environment ({env}) belongs to the checkout {home}, but Python imported fewshot "
             f"from {code_root}, where its editable install still points (the checkout was copied "
-            f"or moved): run `make install` in {home} (or `{env}/bin/python -m pip install "
-            f"--no-deps -e {home}`) to use {home}'s code.")
+            f"or moved): run `{env}/bin/python -m pip install --no-deps -e {home}` once to use "
+            f"{home}'s code (`make install` thinks the copied environment is current).")

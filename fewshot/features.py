@@ -32,26 +32,37 @@ _ONE_DIRECTION, _RANK_ROWS = 1e-3, 32
 def degeneracy(feats: torch.Tensor) -> str | None:
     """Why ``feats`` (``[N, D]`` or ``[V, N, D]``, any float dtype, finite) carry no information
     about their rows, or None: all zero, every row identical, or (from 32 rows) every row a
-    multiple of one vector (rank one) to within fp16 rounding. One O(N·D) pass, fp32 chunks."""
+    multiple of one vector (rank one) to within fp16 rounding (rows under 1 % of the longest
+    row's length, whose fp16 directions are too coarse, left out of that test). Chunks of 8,192
+    rows (fp32 temporaries of 8,192 × D); features with information stop at the first chunk."""
     rows = feats.reshape(-1, feats.shape[-1]) if feats.dim() else feats.reshape(1, 1)
     if rows.numel() == 0:
         return None
-    if not bool(rows.any()):
+    chunks = rows.split(8192)
+    if not any(bool(c.any()) for c in chunks):
         return "all zero"
     if rows.shape[0] < 2:
         return None
-    if bool((rows == rows[0]).all()):
+    if all(bool((c == rows[0]).all()) for c in chunks):
         return f"all {rows.shape[0]} rows identical"
     if rows.shape[0] < _RANK_ROWS:
         return None
-    ref = rows[rows.float().norm(dim=-1).argmax()].float()
-    ref = ref / ref.norm()
-    for chunk in rows.split(1 << 16):
-        unit = torch.nn.functional.normalize(chunk.float(), dim=-1)
-        unit = unit[unit.norm(dim=-1) > 0]  # zero rows: no direction
+    ref, tested = None, 0
+    for chunk in chunks:
+        chunk = chunk.float()
+        norm = chunk.norm(dim=-1)
+        if ref is None:  # the longest row of the first chunk that has one (all zero: skipped)
+            if not bool(norm.any()):
+                continue
+            ref, longest = chunk[norm.argmax()] / norm.max(), float(norm.max())
+        # rows under 1 % of that length hold fp16 values too coarse for a direction: left out
+        unit = chunk[norm > 0.01 * longest] / norm[norm > 0.01 * longest].unsqueeze(1)
         off = (unit - torch.sign(unit @ ref).unsqueeze(1) * ref).norm(dim=-1)
         if off.numel() and float(off.max()) >= _ONE_DIRECTION:
             return None
+        tested += off.numel()
+    if tested < max(_RANK_ROWS, rows.shape[0] // 2):  # too few rows long enough to tell
+        return None
     return f"all {rows.shape[0]} rows one vector times a number (rank one)"
 
 

@@ -507,7 +507,7 @@ def test_a_moved_checkout_runs_its_own_code_or_says_what_to_rerun(tmp_path):
     away = subprocess.run([python, "-c", where], capture_output=True, text=True, env=env, cwd=new / "notebooks")
     assert away.stdout.strip() == str(old / "fewshot")
     line = _one_error_line(away.stderr.replace("warning: ", "error: ", 1))
-    assert f"belongs to the checkout {new}" in line and f"make install` in {new}" in line
+    assert f"belongs to the checkout {new}" in line and f"pip install --no-deps -e {new}`" in line
     shutil.rmtree(old)  # the old place gone: the interpreter still starts, silently
     start = subprocess.run([python, "-c", "pass"], capture_output=True, text=True, env=env, cwd=new / "notebooks")
     assert start.returncode == 0 and start.stderr == ""
@@ -523,4 +523,4 @@ def test_code_on_pythonpath_is_never_questioned(tmp_path, monkeypatch):
     assert _origin.stale_install(other / "fewshot", home / ".venv") is None  # PYTHONPATH: on purpose
     assert _origin.stale_install(home / "fewshot", home / ".venv") is None  # the usual case
     monkeypatch.setattr(_origin, "_editable_target", lambda: other.resolve())
-    assert "make install` in" in _origin.stale_install(other / "fewshot", home / ".venv")
+    assert "pip install --no-deps -e" in _origin.stale_install(other / "fewshot", home / ".venv")
