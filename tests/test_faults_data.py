@@ -166,6 +166,10 @@ def test_a_killed_build_of_the_suite_is_cleaned_and_the_tree_is_the_uninterrupte
     (left / "count" / "train" / "cut.JPEG").write_bytes(b"\xff\xd8")
     assert _snapshot(make_tasks(tmp_path / "tasks", train=1, val=1, tasks=("count",))) == ref
     assert not left.exists()
+    shutil.copytree(tmp_path / "ref", left)  # killed after the build, before its rename
+    shutil.rmtree(tmp_path / "tasks")
+    assert _snapshot(make_tasks(tmp_path / "tasks", train=1, val=1, tasks=("count",))) == ref
+    assert not left.exists()
 
 
 # ----------------------------------------------------------------------------- 1. the sweep
@@ -232,6 +236,9 @@ def test_degeneracy_agrees_with_the_rank_of_exact_matrices():
     assert degeneracy(torch.zeros(40, 64)) == "all zero" and "identical" in degeneracy(v.repeat(5, 1))
     assert degeneracy(torch.randn(5, 64, generator=g)) is None and degeneracy(v[None]) is None
     assert degeneracy((a[:5] * v).half()) is None  # 5 rows: not told from rounding; kept
+    outlier = torch.randn(100, 64, generator=g) * 1e-3
+    outlier[0] = 10 * v  # one long row does not make the short, informative rest "rank one"
+    assert degeneracy(outlier.half()) is None and _rank(outlier) > 1
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,7 @@ def make_world(out: str | os.PathLike, world_seed: int = 0, workers: int = 2,
         if (out / ".fewshot-world").read_text() == marker and files == len(jobs) + 3:
             return out  # current and complete (the images, two metadata files, the marker)
     claim(out, ".fewshot-world", "world make", force, ours=_older_world)
-    tmp = start_building(out)
+    tmp = start_building(out, ".fewshot-world")
     for wnid, *_ in CLASSES:
         for split in SPLITS:
             (tmp / split / wnid).mkdir(parents=True, exist_ok=True)

@@ -91,12 +91,13 @@ def claim_checkpoint(out: str | os.PathLike, command: str, force: bool = False) 
     return out
 
 
-def start_building(out: Path) -> Path:
+def start_building(out: Path, marker: str) -> Path:
     """The marked, empty build folder ``.<out>.building`` beside ``out``; a leftover one is
-    removed only when it carries :data:`BUILDING_MARK` (a killed build of the suite's)."""
+    removed only when it is a killed build of the suite's (it holds :data:`BUILDING_MARK`, or
+    ``marker`` once the build was finished but not yet renamed)."""
     tmp = out.with_name(f".{out.name}.building")
     if os.path.lexists(tmp):
-        if tmp.is_symlink() or not (tmp / BUILDING_MARK).is_file():
+        if tmp.is_symlink() or not ((tmp / BUILDING_MARK).is_file() or (tmp / marker).is_file()):
             raise DatasetError(f"{tmp} exists and was not made by the suite's generators: move or "
                                f"rename it, then run the command again.")
         shutil.rmtree(tmp)

@@ -86,7 +86,7 @@ def make_tasks(out: str | os.PathLike, train: int = 16, val: int = 30, seed: int
     if (out / ".fewshot-tasks").exists() and (out / ".fewshot-tasks").read_text() == marker:
         return out
     claim(out, ".fewshot-tasks", "world make-tasks", force)
-    tmp = start_building(out)
+    tmp = start_building(out, ".fewshot-tasks")
     for t, task in enumerate(tasks):
         names = TASKS[task]
         wnids = [f"n{80000000 + 1000 * t + c:08d}" for c in range(len(names))]
