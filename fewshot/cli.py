@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-data", help="validate a dataset folder; non-zero exit if unusable")
     c.add_argument("data")
-    c.add_argument("--no-decode", action="store_true", help="skip decoding every image")
+    c.add_argument("--no-decode", action="store_true", help="skip decoding every image (headers are still read: size limits)")
     c.set_defaults(func=_cmd_check_data)
 
     w = sub.add_parser("world", help="the mini-world: generate data, train the tiny CLIP")

@@ -20,7 +20,7 @@ from PIL import Image
 
 from fewshot.errors import ImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "MAX_SIDE", "MAX_ASPECT", "size_problem", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "MAX_SIDE", "MAX_ASPECT", "size_problem", "header_problem", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
            "read_bytes", "jpeg_header", "jpeg_channels", "nvjpeg_decodable", "resize_crop_batch", "decode_images",
            "decode_batch_gpu"]
 
@@ -127,6 +127,19 @@ def inspect_image(path: str | os.PathLike) -> ImageInfo:
         return ImageInfo(str(path), True, mode, size)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return ImageInfo(str(path), False, error=str(err))
+
+
+def header_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is refused from its header alone (size limits of :func:`size_problem`, or a
+    header PIL cannot read), or None; nothing is decoded (PIL opens lazily)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                problem = size_problem(*img.size)
+        return f"{problem}; downscale or remove it" if problem else None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return f"cannot read the image header ({err})"
 
 
 def read_bytes(path: str | os.PathLike) -> torch.Tensor:

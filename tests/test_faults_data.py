@@ -425,10 +425,11 @@ def strip_world(small_world, tmp_path):
     return root, victim
 
 
-def test_check_data_refuses_an_image_whose_decode_is_huge(strip_world, capsys):
+@pytest.mark.parametrize("no_decode", [[], ["--no-decode"]])
+def test_check_data_refuses_an_image_whose_decode_is_huge(no_decode, strip_world, capsys):
     root, victim = strip_world
     before = _snapshot(root)
-    assert cli.main(["check-data", str(root)]) == 1
+    assert cli.main(["check-data", str(root), *no_decode]) == 1
     out = capsys.readouterr().out
     assert f"{victim}: 300000×1: a side of 300000 pixels" in out and "UNUSABLE: 1 file(s)" in out
     assert _snapshot(root) == before
