@@ -20,4 +20,17 @@ from fewshot import _clip_compat  # noqa: E402
 
 _clip_compat.install()
 
+
+def _warn_if_stale_install() -> None:
+    import sys
+
+    from fewshot._origin import stale_install
+
+    message = stale_install(os.path.dirname(os.path.abspath(__file__)))
+    if message:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+_warn_if_stale_install()
+
 __version__ = "0.1.0"

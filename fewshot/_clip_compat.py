@@ -12,6 +12,10 @@ installed and (b) the importer is ``clip.clip``. Every other importer still gets
 The hook is installed by ``import fewshot`` and, for a bare ``import clip`` in any interpreter of
 the environment, by the one-line ``fewshot_clip_compat.pth`` that ``pip install`` places in
 site-packages. It is stdlib-only and costs nothing until something imports ``pkg_resources``.
+The ``.pth`` line never imports the ``fewshot`` package (a moved or copied checkout then imports
+its own code, not the one found at start-up): it finds this file without importing anything,
+loads it alone as ``_fewshot_clip_compat``, and does nothing, silently, when the package is gone
+or anything fails.
 After ``fewshot`` imports ``clip`` it removes the stand-in from ``sys.modules`` (:func:`forget`);
 after a bare ``import clip`` the stand-in stays there.
 """
@@ -50,6 +54,8 @@ class _Loader(importlib.abc.Loader):
 
 
 class _Finder(importlib.abc.MetaPathFinder):
+    FEWSHOT_SHIM = True  # one hook, whichever copy of this file installed it (see install)
+
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "pkg_resources" or _importer_name() not in _IMPORTERS:
             return None
@@ -82,5 +88,5 @@ def import_clip():
 
 def install() -> None:
     """Add the import hook once (idempotent); safe to call at interpreter start-up."""
-    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+    if not any(getattr(f, "FEWSHOT_SHIM", False) for f in sys.meta_path):
         sys.meta_path.append(_Finder())

@@ -29,18 +29,27 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         pass
+    except (OverflowError, ValueError):  # no such pid can exist: not a name the suite gave
+        return True
     return True
+
+
+# The temporary name :func:`atomic_path` gives: ``.<name>.pid<PID>.<mkstemp's random part>.tmp``.
+_TEMP_NAME = re.compile(r"^\..+\.pid([0-9]{1,10})\.[A-Za-z0-9_]+\.tmp$")
 
 
 def remove_dead_partial_writes(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files (``.<name>.pid<PID>.<random>.tmp``) that writers killed mid-write
-    left under ``folder``; files of live processes are kept. Returns the deleted paths."""
+    left under ``folder``: only regular files of exactly that pattern whose process is gone.
+    Files of live processes, and any other name (a user's ``.notes.tmp``), are never touched.
+    Returns the deleted paths."""
     gone = []
     for tmp in Path(folder).rglob(".*.tmp"):
-        pid = re.search(r"\.pid(\d+)\.", tmp.name)
-        if pid is None or not _alive(int(pid.group(1))):
-            tmp.unlink(missing_ok=True)
-            gone.append(tmp)
+        pid = _TEMP_NAME.match(tmp.name)
+        if pid is None or tmp.is_symlink() or not tmp.is_file() or _alive(int(pid.group(1))):
+            continue
+        tmp.unlink(missing_ok=True)
+        gone.append(tmp)
     return gone
 
 

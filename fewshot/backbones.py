@@ -234,19 +234,22 @@ def known_checksums() -> dict[str, str]:
 
 
 def _check_known(path: Path, actual: str) -> None:
-    """A checkpoint given by path: fine if it is a known one; if its file name claims a known
-    model (``RN50.pt``) but the bytes differ, refuse; otherwise warn and use it."""
+    """A checkpoint given by path: a file named like a known model (``RN50.pt``, ``miniclip-rn.pt``)
+    must hold that model's bytes (another known model's too would put a wrong name in every
+    record); a known model's bytes under another name are fine; anything else is warned about."""
     known = known_checksums()
-    if actual in known:
-        return
-    claimed = {os.path.basename(_clip().clip._MODELS[n]): n for n in _clip().available_models()}
-    if path.name in claimed:
-        raise BackboneError(
-            f"{path} is named like CLIP {claimed[path.name]} but its SHA-256 is {actual}, not "
-            f"{_expected_sha(claimed[path.name])}: the file is incomplete or corrupt. Download it "
-            f"again (./download_data.sh weights {claimed[path.name]}).")
-    warnings.warn(f"{path}: SHA-256 {actual[:16]}... matches no known CLIP checkpoint; using it as "
-                  f"given (its checksum is recorded with every result).", FewshotWarning, stacklevel=3)
+    claimed = {os.path.basename(_clip().clip._MODELS[n]): (n, _expected_sha(n)) for n in _clip().available_models()}
+    claimed.update({shipped_path(n).name: (n, _shipped_sha(n)) for n in _SHIPPED if _shipped_sha(n)})
+    if path.name in claimed and claimed[path.name][1] != actual:
+        (model, sha), holds = claimed[path.name], f"holds the bytes of {known.get(actual, 'another model')}"
+        fix = (f"restore it (git checkout fewshot/{_SHIPPED[model]})" if model in _SHIPPED else
+               f"download it again (./download_data.sh weights {model})")
+        raise BackboneError(f"{path} is named like CLIP {model} but its SHA-256 is {actual}, not {sha}: the "
+                            f"file {holds if actual in known else 'is incomplete, corrupt or another model'}. "
+                            f"Rename it if it is another model, or {fix}.")
+    if actual not in known:
+        warnings.warn(f"{path}: SHA-256 {actual[:16]}... matches no known CLIP checkpoint; using it as "
+                      f"given (its checksum is recorded with every result).", FewshotWarning, stacklevel=3)
 
 
 def build_clip(embed_dim: int = 1024, image_resolution: int = 224, vision_layers=(3, 4, 6, 3),

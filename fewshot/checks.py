@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from fewshot.datasets import ImageSet, class_counts, scan_dataset
 from fewshot.errors import DatasetError
-from fewshot.images import inspect_image
+from fewshot.images import header_problem, inspect_image
 from fewshot.shifts import find_shift_sets, load_shift_set
 
 __all__ = ["DataReport", "check_dataset"]
@@ -132,4 +132,8 @@ def check_dataset(root: str | os.PathLike, decode: bool = True, workers: int = 8
                 report.bad.append((info.path, info.error))
             elif info.mode != "RGB":
                 report.converted.setdefault(info.mode, []).append(info.path)
+    else:  # no decode: the size limits still hold, read from each header (nothing decoded)
+        todo = [p for p in paths if not _outside(p, real_root)]
+        with ThreadPoolExecutor(workers) as pool:
+            report.bad += [(str(p), why) for p, why in zip(todo, pool.map(header_problem, todo)) if why]
     return report

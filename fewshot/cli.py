@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-data", help="validate a dataset folder; non-zero exit if unusable")
     c.add_argument("data")
-    c.add_argument("--no-decode", action="store_true", help="skip decoding every image")
+    c.add_argument("--no-decode", action="store_true", help="skip decoding every image (headers are still read: size limits)")
     c.set_defaults(func=_cmd_check_data)
 
     w = sub.add_parser("world", help="the mini-world: generate data, train the tiny CLIP")
@@ -184,6 +184,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         _default(message, category, filename, lineno, file, line)
 
 
+_PATH_ARGUMENTS = ("data", "out", "run", "oracle_run", "config")  # every command's path arguments
+
+
+def _expand_paths(args) -> None:
+    """``~`` and ``$VAR`` in path arguments, as in config fields (``--out=~/x``: no shell does it)."""
+    from fewshot.paths import expand_path
+
+    for name in _PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            setattr(args, name, expand_path(value, f"the argument {name.replace('_', '-')} {value!r}"))
+
+
 def main(argv=None) -> int:
     """The CLI. Problems with input, data or settings end in one ``error:`` line (exit code 2;
     a full disk: 1); the suite's own warnings are printed as one ``warning:`` line each."""
@@ -192,6 +205,7 @@ def main(argv=None) -> int:
     warnings.showwarning = _show_warning
     try:
         args = build_parser().parse_args(argv)
+        _expand_paths(args)
         return args.func(args)
     except FewshotError as err:  # bad input, data or settings: say what, no traceback
         print(f"error: {err}", file=sys.stderr)

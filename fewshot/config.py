@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fewshot.errors import ConfigError
+from fewshot.paths import expand_path, path_setting as _path
 
 __all__ = ["RunConfig", "list_configs", "load_config", "save_config", "read_config",
            "config_digest", "describe_fields", "RUNTIME_FIELDS", "DEFAULT_SHOTS", "DEFAULT_SEEDS"]
@@ -164,7 +165,7 @@ def _shift_sets(name, v):
             _fail(f"{name}.{key}", "[path, kind]", spec)
         if spec[1] not in list_shift_kinds():
             _fail(f"{name}.{key} kind", f"one of {', '.join(list_shift_kinds())}", spec[1])
-        out[str(key)] = (spec[0], spec[1])
+        out[str(key)] = (expand_path(spec[0], f"config field '{name}.{key}'"), spec[1])
     return out
 
 
@@ -191,9 +192,9 @@ def _methods(name, v):
 
 
 _CHECKS = {
-    "data": _str(), "backbone": _str(), "out": _str(), "report_dir": _str(), "cache_dir": _str(),
-    "report_method": _report_method,
-    "download_root": _str(empty=True), "templates": _str(choices=_templates),
+    "data": _path(), "backbone": _path(name_or_path=True), "out": _path(), "report_dir": _path(),
+    "cache_dir": _path(), "report_method": _report_method,
+    "download_root": _path(empty=True), "templates": _str(choices=_templates),
     "shots": _list(_int(1), "integers >= 1"), "seeds": _list(_int(0, SEED_MAX), "integers in [0, 2**63 - 1]"),
     "methods": _methods, "views": _int(1), "aug_seed": _int(0, SEED_MAX), "shift_sets": _shift_sets,
     "beta_max": _float(0.1), "beta_steps": _int(1), "alpha_max": _float(0.1), "alpha_steps": _int(1),
@@ -204,8 +205,7 @@ _CHECKS = {
     "ft_seeds": lambda n, v: () if v in ([], ()) else _CHECKS["seeds"](n, v),  # () = all
     "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
     "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool, "coop_epochs": _int(1),
-    "merge_tasks": _str(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1),
-    "merge_lr": _float(0.0, 1.0),
+    "merge_tasks": _path(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1), "merge_lr": _float(0.0, 1.0),
     "oracle": _bool, "device": _str(pattern=r"auto|cpu|mps|cuda(:\d+)?",
                                                        desc="auto, cpu, mps, cuda or cuda:N"),
     "decode": _str(choices=("auto", "pil", "gpu")), "skip_bad_images": _bool,
@@ -244,7 +244,7 @@ def _read_json_object(path: Path) -> dict:
 
 def load_config(name_or_path: str | os.PathLike, **overrides) -> RunConfig:
     """A shipped config by name, or a JSON file, with ``overrides`` applied; validated."""
-    path = Path(name_or_path)
+    path = Path(os.path.expanduser(os.fspath(name_or_path)))
     if not path.is_file():
         if str(name_or_path) not in list_configs():
             raise ConfigError(f"no config file {str(name_or_path)!r} and no shipped config of that "

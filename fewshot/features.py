@@ -14,12 +14,56 @@ import torch
 
 from fewshot.cache import CacheKey, cache_path, cached, files_fingerprint
 from fewshot.datasets import ImageSet
-from fewshot.errors import NonFiniteError
+from fewshot.errors import BackboneError, NonFiniteError
 from fewshot.loaders import encode_images, encode_images_gpu
 from fewshot.preprocess import AUG_SCALE, augmented, centered
 from fewshot.zeroshot import build_text_classifier
 
-__all__ = ["Features", "Extraction", "extraction", "image_features", "text_classifier"]
+__all__ = ["Features", "Extraction", "extraction", "image_features", "text_classifier", "degeneracy"]
+
+# Rank one is judged from at least _RANK_ROWS rows whose unit vectors all lie within _ONE_DIRECTION
+# of one direction (or its opposite): fp16 storage of an exact rank-one matrix moves them by at
+# most 4.4e-4 (measured, D = 64 and 1024); the least informative model of the suite (the tests'
+# random tiny CLIP) spreads 3.5e-3 and more over 32 images or more, trained CLIPs about 1. Fewer
+# rows cannot be told from rounding: only exact zeros and identical rows are refused there.
+_ONE_DIRECTION, _RANK_ROWS = 1e-3, 32
+
+
+def degeneracy(feats: torch.Tensor) -> str | None:
+    """Why ``feats`` (``[N, D]`` or ``[V, N, D]``, any float dtype, finite) carry no information
+    about their rows, or None: all zero, every row identical, or (from 32 rows) every row a
+    multiple of one vector (rank one) to within fp16 rounding (rows under 1 % of the longest
+    row's length, whose fp16 directions are too coarse, left out of that test). Chunks of 8,192
+    rows (fp32 temporaries of 8,192 × D); features with information stop at the first chunk."""
+    rows = feats.reshape(-1, feats.shape[-1]) if feats.dim() else feats.reshape(1, 1)
+    if rows.numel() == 0:
+        return None
+    chunks = rows.split(8192)
+    if not any(bool(c.any()) for c in chunks):
+        return "all zero"
+    if rows.shape[0] < 2:
+        return None
+    if all(bool((c == rows[0]).all()) for c in chunks):
+        return f"all {rows.shape[0]} rows identical"
+    if rows.shape[0] < _RANK_ROWS:
+        return None
+    ref, tested = None, 0
+    for chunk in chunks:
+        chunk = chunk.float()
+        norm = chunk.norm(dim=-1)
+        if ref is None:  # the longest row of the first chunk that has one (all zero: skipped)
+            if not bool(norm.any()):
+                continue
+            ref, longest = chunk[norm.argmax()] / norm.max(), float(norm.max())
+        # rows under 1 % of that length hold fp16 values too coarse for a direction: left out
+        unit = chunk[norm > 0.01 * longest] / norm[norm > 0.01 * longest].unsqueeze(1)
+        off = (unit - torch.sign(unit @ ref).unsqueeze(1) * ref).norm(dim=-1)
+        if off.numel() and float(off.max()) >= _ONE_DIRECTION:
+            return None
+        tested += off.numel()
+    if tested < max(_RANK_ROWS, rows.shape[0] // 2):  # too few rows long enough to tell
+        return None
+    return f"all {rows.shape[0]} rows one vector times a number (rank one)"
 
 
 @dataclass(frozen=True)
@@ -50,7 +94,8 @@ def _expect(image_set: ImageSet, views: int, skip_bad: bool, width: int):
             return f"{len(paths)} rows (+{len(data.get('skipped', []))} skipped) for {len(image_set)} images"
         if not bool(torch.isfinite(feats).all()):
             return "non-finite values"
-        return None
+        why = degeneracy(feats)
+        return f"features carry no information ({why})" if why else None
     return check
 
 
@@ -105,12 +150,22 @@ def extraction(backbone, image_set: ImageSet, views: int = 0, aug_seed: int = 1,
                                  f"({image_set.root}); with a GPU, try device='cpu' to rule out an "
                                  f"fp16 overflow, and check the checkpoint.")
         keep, paths = ok.nonzero().squeeze(1), image_set.paths  # `paths` builds a list: once
-        return {"feats": feats.index_select(-2, keep).contiguous(),
-                "paths": [paths[i] for i in keep.tolist()],
+        feats = feats.index_select(-2, keep).contiguous()
+        _refuse_degenerate(feats, backbone, f"the images of {image_set.name} ({image_set.root})")
+        return {"feats": feats, "paths": [paths[i] for i in keep.tolist()],
                 "skipped": [p for p, good in zip(paths, ok.tolist()) if not good]}
 
     return Extraction(key, f"{image_set.name}-{views}v", compute,
                       _expect(image_set, views, skip_bad, backbone.embed_dim))
+
+
+def _refuse_degenerate(feats: torch.Tensor, backbone, what: str) -> None:
+    why = degeneracy(feats)
+    if why:
+        raise BackboneError(
+            f"the checkpoint {backbone.path} gives features that carry no information about {what}: "
+            f"{why}. Its weights are zero, constant or damaged (or every input is the same): use "
+            f"another `backbone`, or check the file; nothing was cached.")
 
 
 def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug_seed: int = 1,
@@ -146,8 +201,16 @@ def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, 
         w, width = data.get("weights"), backbone.embed_dim
         if not isinstance(w, torch.Tensor) or w.shape != (len(classnames), width) or w.dtype != torch.float32:
             return f"not a float32 [{len(classnames)}, {width}] text head"
-        return None if bool(torch.isfinite(w).all()) else "non-finite values"
+        if not bool(torch.isfinite(w).all()):
+            return "non-finite values"
+        why = degeneracy(w)
+        return f"text head carries no information ({why})" if why else None
 
-    data = cached(key, cache_dir, f"text-{templates}", lambda: {"weights": build_text_classifier(
-        backbone.model, classnames, templates, backbone.device, progress=progress).cpu()}, expect)
+    def compute():
+        w = build_text_classifier(backbone.model, classnames, templates, backbone.device, progress=progress).cpu()
+        if bool(torch.isfinite(w).all()):
+            _refuse_degenerate(w, backbone, f"the {len(classnames)} class names (text tower)")
+        return {"weights": w}
+
+    data = cached(key, cache_dir, f"text-{templates}", compute, expect)
     return data["weights"].to(device or backbone.device)

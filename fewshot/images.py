@@ -4,7 +4,7 @@ ImageNet holds grayscale, CMYK and palette JPEGs and a PNG saved as ``.JPEG``; a
 hold zero-byte or truncated files, 16-bit PNGs, huge images or broken links. :func:`load_rgb`
 converts every readable mode to 8-bit RGB (16-bit grey scaled, not clipped) and raises
 :class:`~fewshot.errors.ImageError` with the path for anything else, including images above
-:data:`MAX_PIXELS` (checked from the header, before decoding). :func:`inspect_image` reports what
+:data:`MAX_PIXELS`, :data:`MAX_SIDE` or :data:`MAX_ASPECT` (checked from the header, before decoding). :func:`inspect_image` reports what
 a file is without failing, for ``python -m fewshot check-data``. PIL's global settings are left
 as they are.
 """
@@ -23,20 +23,42 @@ from fewshot.errors import ImageError
 if TYPE_CHECKING:  # torch is imported where it is used: check-data starts without it
     import torch
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "ImageInfo", "load_rgb", "inspect_image",
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "MAX_SIDE", "MAX_ASPECT", "size_problem", "header_problem",
+           "ImageError", "ImageInfo", "load_rgb", "inspect_image",
            "read_bytes", "jpeg_header", "jpeg_channels", "nvjpeg_decodable", "resize_crop_batch", "decode_images",
            "decode_batch_gpu"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 MAX_PIXELS = 40_000_000  # ImageNet's largest photos have ~30 M; PIL only errs above 179 M
+MAX_SIDE = 30_000  # pixels on either side (ImageNet's largest side is under 10,000)
+MAX_ASPECT = 100  # long side / short side (ImageNet's panoramas stay under 10)
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-def _check_size(img: Image.Image) -> None:
-    w, h = img.size
+def size_problem(width: int, height: int) -> str | None:
+    """Why a ``width`` × ``height`` image is refused, or None. What decoding and CLIP's resize
+    (short side to R) cost is counted, not the file's bytes: more than :data:`MAX_PIXELS`, a side
+    above :data:`MAX_SIDE`, or one side more than :data:`MAX_ASPECT` times the other (R² ×
+    ratio pixels after the resize: a 953-byte 300000×1 PNG would need 15 G of them)."""
+    w, h = width, height
+    if w <= 0 or h <= 0:
+        return f"{w}×{h}: an image without pixels"
     if w * h > MAX_PIXELS:
-        raise ValueError(f"{w}×{h} = {w * h / 1e6:.0f} M pixels, above the limit of "
-                         f"{MAX_PIXELS / 1e6:.0f} M (fewshot.images.MAX_PIXELS); downscale or remove it")
+        return (f"{w}×{h} = {w * h / 1e6:.0f} M pixels, above the limit of {MAX_PIXELS / 1e6:.0f} M "
+                f"(fewshot.images.MAX_PIXELS)")
+    if max(w, h) > MAX_SIDE:
+        return f"{w}×{h}: a side of {max(w, h)} pixels, above the limit of {MAX_SIDE} (fewshot.images.MAX_SIDE)"
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        return (f"{w}×{h}: one side {max(w, h) / min(w, h):.0f} times the other, above the limit of "
+                f"{MAX_ASPECT} (fewshot.images.MAX_ASPECT; CLIP's resize of the short side would make "
+                f"{224 * 224 * max(w, h) / min(w, h) / 1e6:,.0f} M pixels at 224)")
+    return None
+
+
+def _check_size(img: Image.Image) -> None:
+    problem = size_problem(*img.size)  # from the header: PIL opens lazily, nothing decoded yet
+    if problem:
+        raise ValueError(f"{problem}; downscale or remove it")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -109,6 +131,19 @@ def inspect_image(path: str | os.PathLike) -> ImageInfo:
         return ImageInfo(str(path), True, mode, size)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return ImageInfo(str(path), False, error=str(err))
+
+
+def header_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is refused from its header alone (size limits of :func:`size_problem`, or a
+    header PIL cannot read), or None; nothing is decoded (PIL opens lazily)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                problem = size_problem(*img.size)
+        return f"{problem}; downscale or remove it" if problem else None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return f"cannot read the image header ({err})"
 
 
 def read_bytes(path: str | os.PathLike) -> torch.Tensor:
@@ -187,12 +222,12 @@ def _decode_jpegs(datas: list[torch.Tensor], device) -> list:
 
 def nvjpeg_decodable(data: bytes) -> bool:
     """Whether nvjpeg should decode these file bytes: a JPEG with 1 or 3 components (not CMYK)
-    within :data:`MAX_PIXELS`. Anything else goes to :func:`load_rgb`, which converts or refuses
-    it by name."""
+    within the size limits (:func:`size_problem`). Anything else goes to :func:`load_rgb`, which
+    converts or refuses it by name."""
     if not (len(data) > 3 and data[0] == 0xFF and data[1] == 0xD8):
         return False
     channels, h, w = jpeg_header(data[:65536])
-    return channels in (1, 3) and h * w <= MAX_PIXELS
+    return channels in (1, 3) and size_problem(w, h) is None
 
 
 def decode_images(datas: list[torch.Tensor], paths: list[str], device,

@@ -6,6 +6,8 @@ import time
 
 __all__ = ["add_arguments", "run"]
 
+FORCE = "a non-empty --out this command did not write is moved aside (<out>.old-<time>), never deleted"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="world_command", required=True)
@@ -13,14 +15,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--out", default="data/miniworld")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--workers", type=int, default=2)
+    m.add_argument("--force", action="store_true", help=FORCE)
     t = sub.add_parser("train-clip", help="pretrain the tiny CLIP (about 20 min on 2 CPU cores)")
     t.add_argument("--out", default="fewshot/world/assets/miniclip-rn.pt")
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override PretrainConfig fields")
+    t.add_argument("--force", action="store_true", help="an --out this command did not write is moved aside, never deleted")
     s = sub.add_parser("make-imagenet-shaped", help="ImageNet-shaped synthetic data + RN50-shaped random CLIP")
     s.add_argument("--out", required=True, help="folder for ImageNet-1K-16shot/, imagenet-v2/, -a/, -r/, rn50-random.pt")
     s.add_argument("--smoke", action="store_true", help="100 classes, tiny images (CPU smoke)")
+    s.add_argument("--force", action="store_true", help=FORCE)
     mt = sub.add_parser("make-tasks", help="write the multi-task world for the merging study (deterministic)")
     mt.add_argument("--out", default="data/tasks")
+    mt.add_argument("--force", action="store_true", help=FORCE)
     c = sub.add_parser("check", help="does a mini-world run show the benchmark's phenomena?")
     c.add_argument("--run", default="runs/miniworld")
 
@@ -30,14 +36,16 @@ def run(args) -> int:
         from fewshot.world.generate import make_world
 
         t0 = time.time()
-        path = make_world(args.out, args.seed, args.workers)
+        path = make_world(args.out, args.seed, args.workers, force=args.force)
         print(f"mini-world written to {path} in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "train-clip":
         from fewshot.cli import _overrides
+        from fewshot.world.guard import claim_checkpoint
         from fewshot.world.pretrain import PretrainConfig, pretrain
 
-        log = pretrain(PretrainConfig(**_overrides(args.set)), args.out)
+        cfg = PretrainConfig(**_overrides(args.set))
+        log = pretrain(cfg, claim_checkpoint(args.out, "world train-clip", args.force))
         print(f"saved {args.out} ({log['size_bytes'] / 1e6:.1f} MB, sha256 {log['sha256'][:12]}...) "
               f"after {log['steps']} steps, final loss {log['history'][-1]['loss']:.4f}")
         return 0
@@ -47,7 +55,7 @@ def run(args) -> int:
         from fewshot.world.imagenet_shaped import FULL, SMOKE, make_imagenet_shaped, make_rn50_random
 
         t0 = time.time()
-        root = make_imagenet_shaped(args.out, SMOKE if args.smoke else FULL)
+        root = make_imagenet_shaped(args.out, SMOKE if args.smoke else FULL, force=args.force)
         sha = make_rn50_random(Path(args.out) / "rn50-random.pt")
         print(f"wrote {root} (+ imagenet-v2/a/r) and rn50-random.pt ({sha[:12]}...) in {time.time() - t0:.1f} s")
         return 0
@@ -55,7 +63,7 @@ def run(args) -> int:
         from fewshot.world.tasks import make_tasks
 
         t0 = time.time()
-        print(f"tasks written to {make_tasks(args.out)} in {time.time() - t0:.1f} s")
+        print(f"tasks written to {make_tasks(args.out, force=args.force)} in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "check":
         from fewshot.report import load_run

@@ -19,11 +19,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import random
 from pathlib import Path
 
 from PIL import Image
+
+from fewshot.world.guard import BUILDING_MARK, replace
 
 __all__ = ["FIXED_MTIME", "train_name", "val_names", "encode_image", "write_metadata", "stamp", "publish"]
 
@@ -72,13 +73,15 @@ def stamp(root: str | os.PathLike) -> None:
     os.utime(root, (FIXED_MTIME, FIXED_MTIME))
 
 
-def publish(tmp: str | os.PathLike, out: str | os.PathLike, marker_name: str, marker: str) -> Path:
-    """Finish a folder built in ``tmp``: write its marker file, fix every time stamp, and put it in
-    place of ``out`` with one rename (a kill before it leaves ``out`` as it was)."""
+def publish(tmp: str | os.PathLike, out: str | os.PathLike, marker_name: str, marker: str,
+            command: str, force: bool = False) -> Path:
+    """Finish a folder built in ``tmp`` (:func:`fewshot.world.guard.start_building`): write its
+    marker file, fix every time stamp, and put it in place of ``out`` with one rename (a kill
+    before it leaves ``out`` as it was); an old ``out`` holding files the new tree does not
+    write again is refused, never deleted (:func:`fewshot.world.guard.replace`)."""
     tmp, out = Path(tmp), Path(out)
+    (tmp / BUILDING_MARK).unlink(missing_ok=True)
     (tmp / marker_name).write_text(marker)
     stamp(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    replace(tmp, out, command, force, FIXED_MTIME)
     return out

@@ -17,12 +17,11 @@ import hashlib
 import json
 import os
 import random
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from fewshot.errors import DatasetError
 from fewshot.world.course_format import encode_image, publish, train_name, val_names, write_metadata
+from fewshot.world.guard import claim, start_building
 from fewshot.world.render import COLORS, SHAPES, render
 
 __all__ = ["CLASSES", "OBSCURE_NAMES", "SHORT_CLASSES", "ODD_FILES", "make_world", "tree_digest"]
@@ -92,13 +91,14 @@ def _older_world(out: Path) -> bool:
 
 
 def make_world(out: str | os.PathLike, world_seed: int = 0, workers: int = 2,
-               per_class: dict | None = None) -> Path:
+               per_class: dict | None = None, force: bool = False) -> Path:
     """Write the dataset under ``out``: train/, val/, shift/sketch/, classnames.txt, label2class.json.
 
     ``per_class`` overrides images per class per split (e.g. ``{"val": 10}`` for a small fixture;
     :data:`SHORT_CLASSES` still cap their training images). The tree is built beside ``out`` and
     swapped in whole; a tree this generator already wrote with the same settings is kept as it
-    is. A folder that the generator did not write is never replaced.
+    is. A folder that the generator did not write is refused (``force``: moved aside, never
+    deleted), and so is a generated one holding files the generator does not write.
     """
     out = Path(out)
     counts = {split: n for split, (_, n) in SPLITS.items()} | (per_class or {})
@@ -108,10 +108,8 @@ def make_world(out: str | os.PathLike, world_seed: int = 0, workers: int = 2,
         files = sum(1 for p in out.rglob("*") if p.is_file())
         if (out / ".fewshot-world").read_text() == marker and files == len(jobs) + 3:
             return out  # current and complete (the images, two metadata files, the marker)
-    elif out.exists() and any(out.iterdir()) and not _older_world(out):
-        raise DatasetError(f"{out} exists and was not written by `world make`; choose another --out.")
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
+    claim(out, ".fewshot-world", "world make", force, ours=_older_world)
+    tmp = start_building(out, ".fewshot-world")
     for wnid, *_ in CLASSES:
         for split in SPLITS:
             (tmp / split / wnid).mkdir(parents=True, exist_ok=True)
@@ -119,7 +117,7 @@ def make_world(out: str | os.PathLike, world_seed: int = 0, workers: int = 2,
         for relpath, data in (pool.map(_render_file, jobs, chunksize=64) if pool else map(_render_file, jobs)):
             (tmp / relpath).write_bytes(data)
     write_metadata(tmp, [c[0] for c in CLASSES], [c[3] for c in CLASSES])
-    return publish(tmp, out, ".fewshot-world", marker)
+    return publish(tmp, out, ".fewshot-world", marker, "world make", force)
 
 
 def tree_digest(root: str | os.PathLike) -> str:

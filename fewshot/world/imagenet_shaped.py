@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fewshot.world.course_format import encode_image, stamp, train_name, val_names, write_metadata
+from fewshot.world.guard import claim
 from fewshot.world.render import COLORS, SHAPES, render
 
 __all__ = ["ShapedSpec", "FULL", "SMOKE", "make_imagenet_shaped", "make_rn50_random"]
 
+MARKER = ".fewshot-imagenet-shaped"  # in --out: the folder is this generator's
 _SIZES = ((500, 375), (375, 500), (500, 333), (500, 400), (640, 480), (333, 500))
 
 
@@ -68,13 +70,24 @@ def _names(folder: str, count: int, spec: ShapedSpec, val_order: list, index: di
     return [f"{top.split('-')[1]}_{j}.jpg" for j in range(count)]  # A: a_0.jpg, R: r_0.jpg
 
 
-def make_imagenet_shaped(out: str | os.PathLike, spec: ShapedSpec = FULL, workers: int | None = None) -> Path:
+def _earlier_tree(out: Path) -> bool:
+    """A tree an earlier version of this generator wrote (before the marker file)."""
+    names = out / "ImageNet-1K-16shot" / "classnames.txt"
+    return names.is_file() and names.read_text(errors="replace").startswith("n10000000 synthetic class 0\n")
+
+
+def make_imagenet_shaped(out: str | os.PathLike, spec: ShapedSpec = FULL, workers: int | None = None,
+                         force: bool = False) -> Path:
     """Write ``out/ImageNet-1K-16shot`` plus ``out/imagenet-v2``, ``out/imagenet-a``, ``out/imagenet-r``.
 
     The robustness sets sit beside the dataset, where :func:`fewshot.datasets.find_shift_sets`
-    and ``download_data.sh`` put them. Returns the dataset root.
+    and ``download_data.sh`` put them. ``out`` gets the ``.fewshot-imagenet-shaped`` marker
+    first; a non-empty folder without it is refused (``force``: moved aside, never deleted).
+    Returns the dataset root.
     """
-    out = Path(out)
+    out = claim(out, MARKER, "world make-imagenet-shaped", force, ours=_earlier_tree)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("")
     wnids = [f"n{10000000 + 7919 * i:08d}" for i in range(spec.classes)]  # wnid-like, sorted
     subset = wnids[:: max(1, spec.classes // spec.subset_classes)][: spec.subset_classes]
     names = [f"synthetic class {i}" for i in range(spec.classes)]

@@ -19,12 +19,12 @@ import json
 import math
 import os
 import random
-import shutil
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
 from fewshot.world.course_format import encode_image, publish, train_name, val_names, write_metadata
+from fewshot.world.guard import claim, start_building
 from fewshot.world.generate import OBSCURE_NAMES
 from fewshot.world.render import COLORS, SHAPES, _draw_shape, _jitter
 
@@ -76,15 +76,17 @@ def _seed(*parts) -> int:
 
 
 def make_tasks(out: str | os.PathLike, train: int = 16, val: int = 30, seed: int = 0,
-               tasks=tuple(TASKS)) -> Path:
+               tasks=tuple(TASKS), force: bool = False) -> Path:
     """Write one dataset per task under ``out/<task>/`` (train/, val/, classnames.txt,
-    label2class.json); a current tree is kept as it is. Returns ``out``."""
+    label2class.json); a current tree is kept as it is. A folder this generator did not write
+    (no ``.fewshot-tasks`` marker) is refused, or with ``force`` moved aside (never deleted).
+    Returns ``out``."""
     out = Path(out)
     marker = json.dumps({"version": _VERSION, "train": train, "val": val, "seed": seed, "tasks": list(tasks)})
     if (out / ".fewshot-tasks").exists() and (out / ".fewshot-tasks").read_text() == marker:
         return out
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
+    claim(out, ".fewshot-tasks", "world make-tasks", force)
+    tmp = start_building(out, ".fewshot-tasks")
     for t, task in enumerate(tasks):
         names = TASKS[task]
         wnids = [f"n{80000000 + 1000 * t + c:08d}" for c in range(len(names))]
@@ -98,4 +100,4 @@ def make_tasks(out: str | os.PathLike, train: int = 16, val: int = 30, seed: int
                     name = train_name(wnid, i) if split == "train" else order[c * val + i]
                     (folder / name).write_bytes(encode_image(img, "jpeg", 90))
         write_metadata(tmp / task, wnids, names)
-    return publish(tmp, out, ".fewshot-tasks", marker)
+    return publish(tmp, out, ".fewshot-tasks", marker, "world make-tasks", force)
