@@ -133,7 +133,7 @@ def check_dataset(root: str | os.PathLike, decode: bool = True, workers: int = 8
             elif info.mode != "RGB":
                 report.converted.setdefault(info.mode, []).append(info.path)
     else:  # no decode: the size limits still hold, read from each header (nothing decoded)
-        todo = [p for p in paths if not _outside(p, real_root)]
+        todo = [p for p in paths if p not in escapes]
         with ThreadPoolExecutor(workers) as pool:
             report.bad += [(str(p), why) for p, why in zip(todo, pool.map(header_problem, todo)) if why]
     return report
