@@ -133,11 +133,11 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
 
 
 def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, device=None,
-                    progress: bool = True) -> torch.Tensor:
+                    progress: bool = True, ensemble: str = "clip") -> torch.Tensor:
     """Cached :func:`fewshot.zeroshot.build_text_classifier`: [C, D] fp32 on ``device``."""
-    digest = hashlib.sha256(json.dumps([classnames, templates]).encode()).hexdigest()
-    key = CacheKey("text", backbone.name, backbone.sha256, f"templates-{templates}", digest,
-                   dtype="float32")
+    digest = hashlib.sha256(json.dumps([classnames, templates] + ([ensemble] if ensemble != "clip" else [])).encode()).hexdigest()
+    stem = templates if ensemble == "clip" else f"{templates}-{ensemble}"  # the clip head's key as before
+    key = CacheKey("text", backbone.name, backbone.sha256, f"templates-{stem}", digest, dtype="float32")
 
     def expect(data):
         w = data.get("weights")
@@ -145,6 +145,6 @@ def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, 
             return f"not a [{len(classnames)}, D] text head"
         return None if bool(torch.isfinite(w).all()) else "non-finite values"
 
-    data = cached(key, cache_dir, f"text-{templates}", lambda: {"weights": build_text_classifier(
-        backbone.model, classnames, templates, backbone.device, progress=progress).cpu()}, expect)
+    data = cached(key, cache_dir, f"text-{stem}", lambda: {"weights": build_text_classifier(
+        backbone.model, classnames, templates, backbone.device, progress=progress, ensemble=ensemble).cpu()}, expect)
     return data["weights"].to(device or backbone.device)

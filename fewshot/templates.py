@@ -3,6 +3,9 @@
 - ``single``: the coursework notebook's ``a photo of a {}.``
 - ``tip7``: the 7 ImageNet templates of CoOp / Tip-Adapter
 - ``clip80``: CLIP's 80-template ImageNet ensemble (OpenAI's prompt-engineering notebook)
+- ``tip7+single``: ``tip7`` and ``single``, the ImageNet base head of TaskRes and CLAP
+  (``IMAGENET_TEMPLATES_SELECT`` + ``CUSTOM_TEMPLATES["ImageNet"]`` in ``geekyutao/TaskRes``
+  ``trainers/taskres.py`` and ``jusiro/CLAP`` ``trainers/adapters.py``)
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ _CLIP80 = [
     "a photo of a cool {}.", "a photo of a small {}.", "a tattoo of the {}.",
 ]
 
-_TEMPLATES = {"single": ["a photo of a {}."], "tip7": _TIP7, "clip80": _CLIP80}
+_TEMPLATES = {"single": ["a photo of a {}."], "tip7": _TIP7, "clip80": _CLIP80,
+              "tip7+single": _TIP7 + ["a photo of a {}."]}
 
 
 def list_templates() -> list[str]:

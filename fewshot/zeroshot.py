@@ -13,8 +13,10 @@ __all__ = ["build_text_classifier", "zeroshot_logits"]
 
 @torch.no_grad()
 def build_text_classifier(model, classnames: list[str], templates, device, batch_size: int = 1024,
-                          progress: bool = True) -> torch.Tensor:
-    """Normalised class embeddings ``[C, D]`` (fp32) on ``device``.
+                          progress: bool = True, ensemble: str = "clip") -> torch.Tensor:
+    """Class embeddings ``[C, D]`` (fp32) on ``device``: normalised (``ensemble="clip"``), or, with
+    ``ensemble="raw"``, the plain mean of the prompts' unnormalised embeddings (the base head of
+    TaskRes's and CLAP's official code, ``_get_base_text_features``).
 
     ``templates`` is a set name from :func:`fewshot.templates.list_templates` or a list of strings
     with one ``{}``. Per class: encode every prompt, L2-normalise each, average, normalise again
@@ -29,9 +31,9 @@ def build_text_classifier(model, classnames: list[str], templates, device, batch
     for start in tqdm(range(0, len(prompts), batch_size), desc="text encoder", disable=not progress,
                       leave=False):
         emb = model.encode_text(tokens[start:start + batch_size].to(device)).float()
-        out.append(F.normalize(emb, dim=-1))
+        out.append(F.normalize(emb, dim=-1) if ensemble == "clip" else emb)
     emb = torch.cat(out).view(len(classnames), len(templates), -1)  # [C, T, D]
-    return F.normalize(emb.mean(dim=1), dim=-1)
+    return F.normalize(emb.mean(dim=1), dim=-1) if ensemble == "clip" else emb.mean(dim=1)
 
 
 def zeroshot_logits(feats: torch.Tensor, text_weights: torch.Tensor,
