@@ -77,8 +77,8 @@ def test_taskres_trains_on_the_raw_base_with_adam_weight_decay_as_a_written_out_
     so that leaving it out, or decoupling it, would show."""
     shots, raw = _data()
     ctx = _ctx({("tip7+single", "raw"): raw})
-    assert taskres.WEIGHT_DECAY == 5e-4 and taskres.fit(shots, ctx).hyperparameters["weight_decay"] == 5e-4
     monkeypatch.setattr(taskres, "epochs_for", lambda k: 30)
+    assert taskres.WEIGHT_DECAY == 5e-4 and taskres.fit(shots, ctx).hyperparameters["weight_decay"] == 5e-4
     monkeypatch.setattr(taskres, "LR", 0.05)
     monkeypatch.setattr(taskres, "WEIGHT_DECAY", 2.0)
     head = taskres.fit(shots, ctx)
@@ -149,3 +149,87 @@ def test_recipe_is_a_validated_config_field():
     assert RunConfig().recipe == "default" and RunConfig(recipe="official").recipe == "official"
     with pytest.raises(ConfigError, match="recipe"):
         RunConfig(recipe="authors")
+
+
+def _lp_loop_fp16(shots, text, epochs):
+    """methods/linear_probe_p2.py of the official LP++, everything fp16: centroid init, nn.Linear's
+    bias init (the suite's generator draw), SGD momentum 0.9 by hand, α every 10 epochs."""
+    from fewshot.methods import lp_plus_plus as lp
+
+    x = F.normalize(shots.views[0].float(), dim=-1).half()
+    y, C, W = shots.labels, shots.num_classes, text.half()
+    wv = torch.zeros(C, x.shape[1], dtype=torch.float16).index_add_(0, y, x)
+    gen = torch.Generator().manual_seed(shots.seed)
+    b = ((torch.rand(C, generator=gen) * 2 - 1) / math.sqrt(x.shape[1])).half()
+    alpha = torch.full((C,), lp.init_alpha(x, y, W, C), dtype=torch.float16)
+    lr_w, lr_a = lp.step_sizes(x.float(), W.float())
+    bw, bb, ga = None, None, torch.zeros_like(alpha)
+    for e in range(epochs):
+        p = [t.clone().requires_grad_(True) for t in (wv, b, alpha)]
+        F.cross_entropy(x @ p[0].T + p[1] + p[2] * (x @ W.T), y).backward()
+        bw = p[0].grad if bw is None else 0.9 * bw + p[0].grad
+        bb = p[1].grad if bb is None else 0.9 * bb + p[1].grad
+        wv, b, ga = wv - lr_w * bw, b - lr_w * bb, ga + p[2].grad
+        if (e + 1) % 10 == 0:
+            alpha = alpha - lr_a * ga
+    return wv, b, alpha
+
+
+def test_lp_plus_plus_official_recipe_trains_in_fp16_as_the_official_loop(monkeypatch):
+    from fewshot.methods import lp_plus_plus as lp
+
+    monkeypatch.setattr(lp, "EPOCHS", 30)
+    shots, raw = _data()
+    text = F.normalize(raw, dim=-1)
+    ctx = SimpleNamespace(text_weights=text, logit_scale=20.0, progress=False, cfg=SimpleNamespace(recipe="official"))
+    head = lp.fit(shots, ctx)
+    assert head.hyperparameters["recipe"] == "official" and head.hyperparameters["dtype"] == "float16"
+    assert head.state["wv"].dtype == torch.float16
+    wv, b, alpha = _lp_loop_fp16(shots, text, 30)
+    assert torch.allclose(head.state["wv"].float(), wv.float(), atol=2e-2)
+    assert torch.allclose(head.state["alpha"].float(), alpha.float(), atol=2e-2)
+    default = lp.fit(shots, SimpleNamespace(text_weights=text, logit_scale=20.0, progress=False))
+    assert default.hyperparameters["recipe"] == "default" and default.state["wv"].dtype == torch.float32
+
+
+def test_ape_t_official_recipe_keeps_its_parameters_at_fp16_precision():
+    from fewshot.config import RunConfig
+    from fewshot.methods import ape
+    from fewshot.optim import to_fp16_precision
+
+    g = torch.Generator().manual_seed(3)
+    labels = torch.arange(4).repeat_interleave(3)
+    shots = SimpleNamespace(views=torch.randn(2, 12, 16, generator=g), labels=labels, shots=3, seed=1, num_classes=4,
+                            center=F.normalize(torch.randn(12, 16, generator=g), dim=-1))
+    text = F.normalize(torch.randn(4, 16, generator=g), dim=-1)
+    heads = {}
+    for recipe in ("default", "official"):
+        ctx = SimpleNamespace(text_weights=text, logit_scale=100.0, progress=False, oracle=None,
+                              cfg=RunConfig(recipe=recipe))
+        heads[recipe] = ape.fit_ape_t(shots, ctx)
+        assert heads[recipe].hyperparameters["recipe"] == recipe
+    off, dflt = heads["official"].state["res"], heads["default"].state["res"]
+    assert torch.equal(to_fp16_precision(off), off) and off.abs().max() > 0
+    assert not torch.equal(to_fp16_precision(dflt), dflt)
+
+
+def test_coop_16_has_sixteen_random_context_tokens_where_the_context_allows():
+    from fewshot.backbones import build_clip
+    from fewshot.methods import coop
+
+    torch.manual_seed(0)
+    long = build_clip(embed_dim=16, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
+                      context_length=77, transformer_width=64, transformer_layers=1)
+    names = ["tench", "great white shark"]
+    assert coop.random_init(long, names) == " ".join(["X"] * 16)
+    parts = coop.prompt_parts(long, names, coop.random_init(long, names), truncate=False)
+    assert parts.ctx.shape[0] == 16
+    clip = _clip_compat.import_clip()
+    tok = clip.tokenize([f"{n}." for n in names])  # the suffix starts with the class name's tokens
+    assert torch.equal(parts.suffix[1, 0], long.token_embedding.weight[tok[1, 1]].detach().float())
+    short = build_clip(embed_dim=16, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
+                       context_length=16, transformer_width=64, transformer_layers=1)
+    n = len(coop.random_init(short, names).split())
+    assert n == 16 - 2 - (len(tok[1].nonzero()) - 2)  # SOS, "great white shark." and EOS fit beside it
+    from fewshot.protocol import get_method
+    assert get_method("coop-16").companions == () and get_method("coop").companions == ("wise-coop",)

@@ -25,6 +25,13 @@ each class's keys, not renormalised) and a weight per cache entry:
 AdamW (lr 1e-4, eps 1e-3, weight decay 0.1), batch 256, 20 epochs, cosine per step, with
 (β, α) = (1, 2), the official training values; they are kept afterwards (``tuned_on: default``);
 an oracle run keeps the best epoch and searches (β, α) on test, as the official code does.
+
+Recipes of APE-T (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` keeps ``res``, the entry
+weights and AdamW's state in fp32; ``official`` keeps them at fp16 precision
+(:class:`fewshot.optim.AdamWFp16State`), as the official ``APE_Training`` holds them
+(``nn.Parameter(....half())`` in ``utils.py`` of yangyangyang127/APE at 70460de, trained by
+``torch.optim.AdamW(eps=1e-3, weight_decay=0.1)`` in ``main.py``); the forward and backward pass
+stay fp32, as for Tip-Adapter-F's official recipe.
 """
 from __future__ import annotations
 
@@ -32,7 +39,9 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import selection, tip_adapter as tip
-from fewshot.protocol import Head, Method, register
+from fewshot.optim import AdamWFp16State
+from fewshot.protocol import Head, Method, Source, register
+from fewshot.recipes import recipe_for
 from fewshot.training import cosine_per_step, train_head
 
 __all__ = ["channel_scores", "select_channels", "ape_values", "ape_logits", "ape_t_logits"]
@@ -41,6 +50,8 @@ LAMBDA_APE, LAMBDA_APE_T, Q_SHARE = 0.7, 0.2, 500 / 1024
 GAMMAS = (0.0, 0.1, 0.2, 0.3, 0.4)
 DEFAULT = {"beta": 1.0, "alpha": 2.0, "gamma": 0.1}
 T_EPOCHS, T_LR, T_EPS, T_WD, T_BATCH = 20, 1e-4, 1e-3, 0.1, 256
+SOURCE = Source("Zhu et al., ICCV 2023", "yangyangyang127/APE", "70460de74d1e967f8b4d270b3419373694758536",
+                ("main.py", "utils.py", "configs/imagenet.yaml"))
 
 
 def channel_scores(text_weights, keys, key_labels, lam: float) -> torch.Tensor:
@@ -133,7 +144,9 @@ def fit_ape_t(shots, ctx) -> Head:
     weights = torch.nn.Parameter(torch.ones(len(labels), device=keys.device))
     alpha, beta = DEFAULT["alpha"], DEFAULT["beta"]
     views = F.normalize(shots.views.float(), dim=-1)
-    opt = torch.optim.AdamW([res, weights], lr=T_LR, eps=T_EPS, weight_decay=T_WD)
+    recipe = recipe_for(ctx, ("official",))
+    opt = (AdamWFp16State if recipe == "official" else torch.optim.AdamW)([res, weights], lr=T_LR, eps=T_EPS,
+                                                                          weight_decay=T_WD)
     steps = -(-labels.numel() // T_BATCH)
 
     def logits(f, a=alpha, b=beta):
@@ -158,11 +171,11 @@ def fit_ape_t(shots, ctx) -> Head:
         alpha, beta, _ = tip.best_point(grid, alphas, betas)
         tuned_on, hp = "test-oracle", {"alpha": alpha, "beta": beta, "best_epoch": out["best_epoch"]}
     return Head(lambda f: ape_t_logits(f, W, keys, values, labels, res, weights, idx, alpha, beta, scale),
-                tuned_on, {**hp, "epochs": T_EPOCHS, "lr": T_LR, "channels": len(idx)},
+                tuned_on, {**hp, "epochs": T_EPOCHS, "lr": T_LR, "channels": len(idx), "recipe": recipe},
                 state={"res": res, "weights": weights, "channels": idx}, extra={"history": out["history"]})
 
 
-register(Method("ape", fit_ape, step="peers",
+register(Method("ape", fit_ape, step="peers", source=SOURCE,
                 summary="training-free cache on the most discriminative channels (Zhu et al., 2023)"))
-register(Method("ape-t", fit_ape_t, step="peers", learnable=True,
+register(Method("ape-t", fit_ape_t, step="peers", learnable=True, source=SOURCE, recipes=("official",),
                 summary="APE with a trained class residual and entry weights (Zhu et al., 2023)"))
