@@ -233,3 +233,24 @@ def test_coop_16_has_sixteen_random_context_tokens_where_the_context_allows():
     assert n == 16 - 2 - (len(tok[1].nonzero()) - 2)  # SOS, "great white shark." and EOS fit beside it
     from fewshot.protocol import get_method
     assert get_method("coop-16").companions == () and get_method("coop").companions == ("wise-coop",)
+
+
+def test_leaderboard_and_sources_table_read_each_methods_registration():
+    from fewshot.protocol import list_methods
+    from fewshot.report import leaderboard, sources_table
+    from fewshot.report_tables import source_of
+    from fewshot.results import make_record
+
+    assert "geekyutao/TaskRes" in source_of("taskres") and source_of("taskres").endswith("@5195359")
+    assert source_of("wise-coop") == source_of("coop") != "" and source_of("zero-shot") == ""
+    assert "jusiro/CLAP" in source_of("clap") and "Silva-Rodríguez" in source_of("clap")
+    table = sources_table().splitlines()
+    assert len(table) == 2 + len(list_methods())
+    assert any(r.startswith("| lp++ |") and r.rstrip().split("|")[3].strip() == "default, official" for r in table)
+    ctx = {"backbone": "b", "backbone_sha256": "0" * 64, "dataset": "d", "git_rev": "x", "device": "cpu"}
+    recs = [make_record(m, "val", {"top1": 50.0 + s}, context=ctx, shots=1, seed=s,
+                        hyperparameters={"recipe": rec}, tuned_on="none")
+            for m, rec in (("lp++", "official"), ("taskres", "default")) for s in (1, 2)]
+    rows = {r.split("|")[1].strip(): r for r in leaderboard(recs).splitlines() if r.startswith("| ")}
+    assert rows["lp++"].split("|")[-3].strip() == "official" and "FewShot-CLIP-Strong-Baseline" in rows["lp++"]
+    assert rows["taskres"].split("|")[-3].strip() == "default"
