@@ -123,7 +123,7 @@ class Run:
                  for d in method.after}
         return Context(self.text_weights, self.logit_scale, self.cfg, self.device, prior,
                        self.eval_sets["val"] if self.cfg.oracle else None, self.cfg.progress,
-                       self.res.encoder if method.needs_encoder else None,
+                       self.res.encoder if method.needs_encoder or (method.encoder_for and method.encoder_for(self.cfg)) else None,
                        self.dir.checkpoint(method.name, shots, seed, self.digest), self.res.text_head)
 
     def _records(self, method, scores, head, shots, seed, role="final", hp=None):

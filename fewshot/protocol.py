@@ -152,6 +152,8 @@ class Method:
     #                                     qualitative analysis (fewshot.analysis), first seed only
     source: Optional[Source] = None  # the paper, repository and commit it was read from
     recipes: tuple = ()  # training recipes ``cfg.recipe`` may pick beyond "default" (e.g. "official")
+    encoder_for: Optional[Callable] = None  # cfg -> bool: fit also gets ``ctx.encoder`` under this config
+    #                                       (a recipe that encodes fresh crops); the report still groups it by ``needs_encoder``
 
 
 _REGISTRY: dict[str, Method] = {}

@@ -12,8 +12,11 @@ encode prompts (a run over tensors in memory) it gets the run's own head, and sa
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["RECIPES", "recipe_for", "text_head"]
+from fewshot.crops import FreshViews
+
+__all__ = ["RECIPES", "recipe_for", "text_head", "official_crops", "training_views"]
 
 RECIPES = ("default", "official")
 
@@ -34,3 +37,19 @@ def text_head(ctx, templates: str, ensemble: str = "clip") -> tuple[torch.Tensor
         return ctx.text_weights.float(), "run"
     name = templates if ensemble == "clip" else f"{templates} ({ensemble} mean)"
     return make(templates, ensemble).float(), name
+
+
+def official_crops(cfg) -> bool:
+    """``Method.encoder_for`` of the methods whose official recipe draws fresh crops every epoch."""
+    return getattr(cfg, "recipe", "default") == "official"
+
+
+def training_views(shots, ctx, recipe: str, epochs: int):
+    """What a head trains on: the cache's views, normalised, ``[V, M, D]`` (``default``), or, for
+    ``official``, :class:`fewshot.crops.FreshViews`: a fresh 0.08–1 crop of every shot per epoch
+    through the frozen image encoder (``ctx.encoder``)."""
+    if recipe != "official":
+        return F.normalize(shots.views.float(), dim=-1)
+    if getattr(ctx, "encoder", None) is None:
+        raise ValueError("the official recipe draws fresh crops: the method needs ctx.encoder (Method.encoder_for)")
+    return FreshViews(ctx.encoder, shots.paths, epochs, shots.seed, shots.views.device)

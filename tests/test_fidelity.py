@@ -254,3 +254,73 @@ def test_leaderboard_and_sources_table_read_each_methods_registration():
     rows = {r.split("|")[1].strip(): r for r in leaderboard(recs).splitlines() if r.startswith("| ")}
     assert rows["lp++"].split("|")[-3].strip() == "official" and "FewShot-CLIP-Strong-Baseline" in rows["lp++"]
     assert rows["taskres"].split("|")[-3].strip() == "default"
+
+
+def _tiny_encoder(n=6, seed=0):
+    import numpy as np
+
+    from fewshot.backbones import build_clip
+    from fewshot.pixels import PixelSet, train_size
+
+    torch.manual_seed(seed)
+    model = build_clip(embed_dim=16, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
+                       context_length=16, transformer_width=64, transformer_layers=1).eval()
+    size = train_size(32)
+    array = np.random.default_rng(seed).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+    paths = [f"c{i % 3}/img{i}.JPEG" for i in range(n)]
+    return SimpleNamespace(model=model, pool=lambda: (PixelSet(array, paths), {p: i for i, p in enumerate(paths)})), paths
+
+
+def test_fresh_views_are_new_0_08_to_1_crops_each_epoch_through_the_frozen_encoder():
+    from fewshot.crops import FreshViews
+    from fewshot.pixels import augment
+    from fewshot.preprocess import normalize_pixels
+
+    encoder, paths = _tiny_encoder()
+    order = paths[::-1]  # the shots' order, not the pool's
+    views = FreshViews(encoder, order, epochs=3, seed=4, device="cpu")
+    assert views.shape == (3, 6, 16)
+    pixels, rows = encoder.pool()
+    gen = torch.Generator().manual_seed(4 * 1_000_003 + 1)
+    x = augment(pixels.batch([rows[p] for p in order]), 32, gen, scale=(0.08, 1.0))
+    with torch.no_grad():
+        ref = F.normalize(encoder.model.encode_image(normalize_pixels(x)), dim=-1)
+    assert torch.allclose(views[1], ref, atol=1e-6) and torch.equal(views[1], views[1])
+    x0 = augment(pixels.batch([rows[p] for p in order]), 32, torch.Generator().manual_seed(4 * 1_000_003), scale=(0.08, 1.0))
+    assert (x0 - x).abs().mean() > 10  # a new crop every epoch (the random tiny tower barely tells them apart)
+    assert not torch.allclose(views[0], views[1], atol=1e-6)
+    mask = torch.tensor([True, False, True, True, False, False])
+    assert torch.allclose(views.subset(mask)[2], views[2][mask], atol=1e-6)
+
+
+def test_taskres_official_recipe_trains_on_fresh_crops(monkeypatch):
+    """The official recipe's fit equals the default fit on the same fresh views stacked as a cache."""
+    from fewshot.crops import FreshViews
+
+    encoder, paths = _tiny_encoder()
+    monkeypatch.setattr(taskres, "epochs_for", lambda k: 3)
+    labels = torch.tensor([int(p[1]) for p in paths])
+    raw = torch.randn(3, 16, generator=torch.Generator().manual_seed(5)) * 4
+    shots = SimpleNamespace(views=torch.zeros(1, 6, 16), labels=labels, shots=2, seed=2, num_classes=3, paths=tuple(paths))
+    ctx = _ctx({("tip7+single", "raw"): raw})
+    ctx.cfg, ctx.encoder = SimpleNamespace(recipe="official"), encoder
+    head = taskres.fit(shots, ctx)
+    assert head.hyperparameters["recipe"] == "official"
+    fresh = FreshViews(encoder, paths, 3, 2, "cpu")
+    cached = SimpleNamespace(**{**vars(shots), "views": torch.stack([fresh[e] for e in range(3)])})
+    ctx.cfg = SimpleNamespace(recipe="default")
+    again = taskres.fit(cached, ctx)
+    assert again.hyperparameters["recipe"] == "default"
+    assert torch.allclose(head.state["residual"], again.state["residual"], atol=1e-7)
+    assert head.state["residual"].abs().max() > 0
+
+
+def test_fresh_crop_methods_get_the_encoder_only_under_the_official_recipe():
+    from fewshot.config import RunConfig
+    from fewshot.protocol import get_method
+
+    for name in ("taskres", "clip-adapter"):
+        m = get_method(name)
+        assert "official" in m.recipes and not m.needs_encoder
+        assert m.encoder_for(RunConfig(recipe="official")) and not m.encoder_for(RunConfig())
+    assert {"official"} <= set(get_method("coop").recipes) and get_method("coop").needs_encoder

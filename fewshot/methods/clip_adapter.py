@@ -13,8 +13,10 @@ same logits. Recipe: CoOp's ImageNet ``rn50_ep50`` (the file does not fix the ep
 ImageNet epochs, 50 or 200, are not stated in the repository): SGD, lr 0.002, momentum 0.9,
 weight decay 5e-4, batch 32 (last partial batch dropped), 50 epochs, one warm-up epoch at 1e-5
 then cosine per epoch; official images are fresh random resized crops (0.08–1) and flips every
-epoch. The ``default`` recipe trains on the cache's augmented views (0.5–1), one per epoch. No
-hyperparameter is tuned (``tuned_on: default``).
+epoch. The ``default`` recipe trains on the cache's augmented views (0.5–1), one per epoch; the
+``official`` one on a fresh 0.08–1 crop and flip of every shot each epoch, from the pixel cache
+through the frozen image encoder (:class:`fewshot.crops.FreshViews`). No hyperparameter is tuned
+(``tuned_on: default``).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import text_head
+from fewshot.recipes import official_crops, recipe_for, text_head, training_views
 from fewshot.training import train_head, warmup_cosine_per_epoch
 
 __all__ = ["adapter_logits", "RATIO", "REDUCTION", "EPOCHS", "LR", "BATCH_SIZE"]
@@ -51,7 +53,8 @@ def _init(out_features: int, in_features: int, gen: torch.Generator, device) -> 
 
 def fit(shots, ctx) -> Head:
     """Train the adapter on the shots' cached views."""
-    views = F.normalize(shots.views.float(), dim=-1)  # [V, M, D]
+    recipe = recipe_for(ctx, ("official",))
+    views = training_views(shots, ctx, recipe, EPOCHS)  # [V, M, D] normalised (fresh crops: V = epochs)
     dim = views.shape[-1]
     gen = torch.Generator().manual_seed(shots.seed)
     w1, w2 = _init(dim // REDUCTION, dim, gen, views.device), _init(dim, dim // REDUCTION, gen, views.device)
@@ -66,9 +69,10 @@ def fit(shots, ctx) -> Head:
     w1, w2 = w1.detach(), w2.detach()
     return Head(lambda f: adapter_logits(f.float(), w1, w2, W, RATIO, scale), "default",
                 {"ratio": RATIO, "epochs": EPOCHS, "lr": LR, "batch_size": BATCH_SIZE, "head": head,
-                 "recipe": "default"},
+                 "recipe": recipe},
                 state={"w1": w1, "w2": w2}, extra={"history": out["history"]})
 
 
-register(Method("clip-adapter", fit, step="peers", learnable=True, source=SOURCE,
+register(Method("clip-adapter", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",),
+                encoder_for=official_crops,
                 summary="residual MLP on the image feature (Gao et al., 2023)"))

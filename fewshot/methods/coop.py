@@ -18,9 +18,10 @@ for the encoders (CoOp retrained without fold 0), 0.5 at 1 shot.
 ``coop-16`` is the paper's headline ImageNet setting (KaiyangZhou/CoOp ``scripts/coop/main.sh
 imagenet rn50_ep50 end 16 … False``: 16 context vectors drawn from N(0, 0.02²), ``CTX_INIT ""``,
 one context shared by all classes, the class name at the end), with the same recipe and no
-companion (an interpolation towards a random context means nothing). Both record
-``recipe: default``: the suite's cached views (0.5–1) and bf16 text blocks on a GPU, where CoOp
-re-crops (0.08–1) every epoch and runs its text encoder in fp16.
+companion (an interpolation towards a random context means nothing). Recipes (``cfg.recipe``):
+``default`` trains on the cache's views (0.5–1); ``official`` on a fresh 0.08–1 crop and flip of
+every shot each epoch (:class:`fewshot.crops.FreshViews`), as CoOp's Dassl loader draws them. Both
+run the text blocks in bf16 on a GPU, where CoOp's ``PREC`` is fp16.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from fewshot import _clip_compat, selection
 from fewshot.budget import Plan, Work, fit_steps, seconds_per
 from fewshot.metrics import topk_correct
 from fewshot.protocol import Head, Method, Source, register
+from fewshot.recipes import recipe_for, training_views
 from fewshot.training import train_head, warmup_cosine_per_epoch
 from fewshot.wise import DEFAULT_LAMBDA
 
@@ -131,9 +133,9 @@ def _top1(logits, labels) -> float:
 def fit(shots, ctx) -> Head:
     """Learn the context on the shots' cached views; WiSE-FT of the context as the companion."""
     parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
-    views = F.normalize(shots.views.float(), dim=-1)
+    recipe, epochs = recipe_for(ctx, ("official",)), ctx.cfg.coop_epochs
+    views = training_views(shots, ctx, recipe, epochs)  # fresh crops: V = epochs
     scale, what = ctx.logit_scale, f"CoOp ({shots.shots}-shot, seed {shots.seed})"
-    epochs = ctx.cfg.coop_epochs
     part = ctx.checkpoint or (lambda name: None)  # checkpoint/resume of each fit
     learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what, epochs, part("main"))
 
@@ -143,7 +145,8 @@ def fit(shots, ctx) -> Head:
 
     def inside():
         held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]
-        c1, _ = _train(parts, views[:, ~held], shots.labels[~held], scale, shots.seed, False, what, epochs, part("fold0"))
+        kept = views.subset(~held) if hasattr(views, "subset") else views[:, ~held]
+        c1, _ = _train(parts, kept, shots.labels[~held], scale, shots.seed, False, what, epochs, part("fold0"))
         scores = [_top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
         return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
 
@@ -158,7 +161,7 @@ def fit(shots, ctx) -> Head:
                 sweep=tuple(({"alpha": a}, lambda f, t=texts[a]: scale * f.float() @ t.T) for a in ALPHAS))
     final = texts[1.0]
     return Head(lambda f: scale * f.float() @ final.T, "none",
-                {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": LR, "recipe": "default"},
+                {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": LR, "recipe": recipe},
                 state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise})
 
 
@@ -168,7 +171,9 @@ def fit_random(shots, ctx) -> Head:
     parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init=init, device=shots.views.device)
     gen = torch.Generator().manual_seed(shots.seed)
     parts.ctx = (torch.randn(parts.ctx.shape, generator=gen) * RANDOM_STD).to(parts.ctx.device)
-    views, what = F.normalize(shots.views.float(), dim=-1), f"CoOp-16 ({shots.shots}-shot, seed {shots.seed})"
+    recipe = recipe_for(ctx, ("official",))
+    views = training_views(shots, ctx, recipe, ctx.cfg.coop_epochs)
+    what = f"CoOp-16 ({shots.shots}-shot, seed {shots.seed})"
     part = ctx.checkpoint or (lambda name: None)
     learned, history = _train(parts, views, shots.labels, ctx.logit_scale, shots.seed, ctx.progress, what,
                               ctx.cfg.coop_epochs, part("main"))
@@ -176,7 +181,7 @@ def fit_random(shots, ctx) -> Head:
         text = encode_prompts(parts, learned)
     return Head(lambda f: ctx.logit_scale * f.float() @ text.T, "none",
                 {"context": len(parts.ctx), "init": f"random N(0, {RANDOM_STD}²)", "epochs": ctx.cfg.coop_epochs,
-                 "lr": LR, "recipe": "default"}, state={"context": learned}, extra={"history": history})
+                 "lr": LR, "recipe": recipe}, state={"context": learned}, extra={"history": history})
 
 
 def plan(shots, ctx, init: str = INIT) -> Plan:
@@ -200,8 +205,8 @@ def plan(shots, ctx, init: str = INIT) -> Plan:
                       steps, f"steps of batch {BATCH_SIZE}", "coop step")], {"coop step": probe}, cheaper)
 
 
-register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, source=SOURCE, companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
+register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, source=SOURCE, recipes=("official",), companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))
 register(Method("coop-16", fit_random, budget=lambda s, c: plan(s, c, random_init(c.encoder.model, c.encoder.classnames)), step="prompt", needs_encoder=True,
-                learnable=True, source=SOURCE, shots_field="ft_shots", seeds_field="ft_seeds",
+                learnable=True, source=SOURCE, recipes=("official",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="CoOp's headline: 16 random context vectors (Zhou et al., 2022)"))

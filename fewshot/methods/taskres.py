@@ -19,9 +19,10 @@ via ``train_regular.sh``, optimiser defaults from Dassl's ``dassl/config/default
   image encoder; training in fp32 (``self.model.float()``), the base computed by the fp16 model.
 
 Recipes (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` trains on the cache's augmented views
-(scale 0.5–1, one view per epoch); ``official`` is the same with fresh 0.08–1 crops drawn every
-epoch from the pixel cache (not built yet: it runs ``default`` and records so). Nothing is tuned
-(``tuned_on: default``), as in the official scripts.
+(scale 0.5–1, one view per epoch); ``official`` is the same with a fresh 0.08–1 crop and flip of
+every shot drawn each epoch from the pixel cache and encoded by the frozen image encoder
+(:class:`fewshot.crops.FreshViews`). Nothing is tuned (``tuned_on: default``), as in the official
+scripts.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import text_head
+from fewshot.recipes import official_crops, recipe_for, text_head, training_views
 from fewshot.training import train_head, warmup_cosine_per_epoch
 
 __all__ = ["taskres_logits", "base_head", "ALPHA", "LR", "BATCH_SIZE", "WEIGHT_DECAY", "BASE", "epochs_for"]
@@ -59,10 +60,10 @@ def base_head(ctx) -> tuple[torch.Tensor, str]:
 
 def fit(shots, ctx) -> Head:
     """Train the residual on the shots' cached views, from the published base head."""
-    views = F.normalize(shots.views.float(), dim=-1)  # [V, M, D]
+    recipe, epochs, n = recipe_for(ctx, ("official",)), epochs_for(shots.shots), shots.labels.numel()
+    views = training_views(shots, ctx, recipe, epochs)  # [V, M, D] normalised (fresh crops: V = epochs)
     (W, head), scale = base_head(ctx), ctx.logit_scale
     residual = torch.nn.Parameter(torch.zeros_like(W))
-    epochs, n = epochs_for(shots.shots), shots.labels.numel()
     steps = n // BATCH_SIZE if n >= BATCH_SIZE else 1  # Dassl drops the last partial batch
     out = train_head([residual], lambda x: taskres_logits(x, W, residual, ALPHA, scale), views,
                      shots.labels, optimizer=torch.optim.Adam([residual], lr=LR, weight_decay=WEIGHT_DECAY),
@@ -72,9 +73,9 @@ def fit(shots, ctx) -> Head:
     residual = residual.detach()
     return Head(lambda f: taskres_logits(f.float(), W, residual, ALPHA, scale), "default",
                 {"alpha": ALPHA, "epochs": epochs, "lr": LR, "batch_size": BATCH_SIZE,
-                 "weight_decay": WEIGHT_DECAY, "head": head, "recipe": "default"},
+                 "weight_decay": WEIGHT_DECAY, "head": head, "recipe": recipe},
                 state={"residual": residual, "base": W}, extra={"history": out["history"]})
 
 
-register(Method("taskres", fit, step="peers", learnable=True, source=SOURCE,
+register(Method("taskres", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
                 summary="a learned residual on the zero-shot text head (Yu et al., 2023)"))
