@@ -17,6 +17,7 @@ from fewshot.datasets import ImageSet
 from fewshot.errors import NonFiniteError
 from fewshot.loaders import encode_images, encode_images_gpu
 from fewshot.preprocess import AUG_SCALE, augmented, centered
+from fewshot.templates import prompts_digest
 from fewshot.zeroshot import build_text_classifier
 
 __all__ = ["Features", "Extraction", "extraction", "image_features", "text_classifier"]
@@ -135,7 +136,8 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
 def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, device=None,
                     progress: bool = True, ensemble: str = "clip") -> torch.Tensor:
     """Cached :func:`fewshot.zeroshot.build_text_classifier`: [C, D] fp32 on ``device``."""
-    digest = hashlib.sha256(json.dumps([classnames, templates] + ([ensemble] if ensemble != "clip" else [])).encode()).hexdigest()
+    extra = ([ensemble] if ensemble != "clip" else []) + ([prompts_digest(templates)] if prompts_digest(templates) else [])
+    digest = hashlib.sha256(json.dumps([classnames, templates] + extra).encode()).hexdigest()
     stem = templates if ensemble == "clip" else f"{templates}-{ensemble}"  # the clip head's key as before
     key = CacheKey("text", backbone.name, backbone.sha256, f"templates-{stem}", digest, dtype="float32")
 

@@ -2,6 +2,7 @@
 formula or training loop as an independent loop (TaskRes, CLIP-Adapter, CLAP) and compares it with
 the suite's method on the same tensors."""
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -324,3 +325,79 @@ def test_fresh_crop_methods_get_the_encoder_only_under_the_official_recipe():
         assert "official" in m.recipes and not m.needs_encoder
         assert m.encoder_for(RunConfig(recipe="official")) and not m.encoder_for(RunConfig())
     assert {"official"} <= set(get_method("coop").recipes) and get_method("coop").needs_encoder
+
+
+CUPL_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cupl_imagenet_small.json"
+
+
+def test_cupl_reader_gives_tip7_then_each_classes_prompts_and_one_line_errors(monkeypatch, tmp_path):
+    import json
+
+    from fewshot.errors import DatasetError
+    from fewshot.templates import class_prompts, list_templates
+
+    assert "cupl+tip7" in list_templates()
+    monkeypatch.setenv("FEWSHOT_CUPL", str(CUPL_FIXTURE))
+    published = json.loads(CUPL_FIXTURE.read_text())
+    got = class_prompts("cupl+tip7", ["great white shark", "tench"])
+    tip7 = get_templates("tip7")
+    assert got[1] == [t.format("tench") for t in tip7] + published["tench"]  # APE's order: templates, then CuPL
+    assert len(got[0]) == 7 + 2
+    with pytest.raises(DatasetError, match="no CuPL prompts for 1 of 2 classes, e.g. 'goldfish'"):
+        class_prompts("cupl+tip7", ["tench", "goldfish"])
+    monkeypatch.setenv("FEWSHOT_CUPL", str(tmp_path / "absent.json"))
+    with pytest.raises(DatasetError, match=r"run ./download_data.sh cupl") as err:
+        class_prompts("cupl+tip7", ["tench"])
+    assert "\n" not in str(err.value)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tench": "not a list"}))
+    monkeypatch.setenv("FEWSHOT_CUPL", str(bad))
+    with pytest.raises(DatasetError, match="bad entry 'tench'"):
+        class_prompts("cupl+tip7", ["tench"])
+
+
+def test_cupl_head_equals_apes_extract_text_feature_loop(monkeypatch):
+    from fewshot.backbones import build_clip
+    from fewshot.zeroshot import build_text_classifier
+
+    monkeypatch.setenv("FEWSHOT_CUPL", str(CUPL_FIXTURE))
+    torch.manual_seed(0)
+    model = build_clip(embed_dim=16, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
+                       context_length=16, transformer_width=64, transformer_layers=1).eval()
+    import json
+    published, names = json.loads(CUPL_FIXTURE.read_text()), ["tench", "great white shark"]
+    clip = _clip_compat.import_clip()
+    loop = []
+    with torch.no_grad():
+        for name in names:  # extract_text_feature: templates + CuPL, normalise each, mean, normalise
+            texts = [t.format(name) for t in get_templates("tip7")] + published[name]
+            e = model.encode_text(clip.tokenize(texts, context_length=16, truncate=True))
+            e = e / e.norm(dim=-1, keepdim=True)
+            loop.append(e.mean(0) / e.mean(0).norm())
+    got = build_text_classifier(model, names, "cupl+tip7", "cpu", progress=False)
+    assert torch.allclose(got, torch.stack(loop), atol=1e-6)
+
+
+def test_download_cupl_checks_the_layout_and_writes_its_sha256(tmp_path):
+    import hashlib
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "download_data.sh"
+
+    def run(*args):
+        return subprocess.run(["bash", str(script), "cupl", *args], cwd=tmp_path, capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)})
+
+    res = run(str(CUPL_FIXTURE))  # not the published file: its git blob differs
+    assert res.returncode != 0 and res.stderr.startswith("error: ") and "git blob SHA-1" in res.stderr
+    assert res.stderr.count("\n") == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"tench": 3}')
+    res = run(str(bad), "--sha256", hashlib.sha256(bad.read_bytes()).hexdigest())
+    assert res.returncode != 0 and "not an object of class name" in res.stderr and res.stderr.count("\n") == 1
+    sha = hashlib.sha256(CUPL_FIXTURE.read_bytes()).hexdigest()
+    res = run(str(CUPL_FIXTURE), "--sha256", sha)
+    assert res.returncode == 0, res.stderr
+    dest = tmp_path / "data" / "cupl" / "CuPL_image_prompts.json"
+    assert dest.read_bytes() == CUPL_FIXTURE.read_bytes() and (tmp_path / "data" / "cupl" / "CuPL_image_prompts.json.sha256").read_text().strip() == sha
+    assert "nothing to do" in run().stdout
