@@ -243,7 +243,7 @@ def test_leaderboard_and_sources_table_read_each_methods_registration():
     from fewshot.results import make_record
 
     assert "geekyutao/TaskRes" in source_of("taskres") and source_of("taskres").endswith("@5195359")
-    assert source_of("wise-coop") == source_of("coop") != "" and source_of("zero-shot") == ""
+    assert source_of("wise-coop") == source_of("coop") != "" and source_of("class-means") == ""
     assert "jusiro/CLAP" in source_of("clap") and "Silva-Rodríguez" in source_of("clap")
     table = sources_table().splitlines()
     assert len(table) == 2 + len(list_methods())
@@ -401,3 +401,10 @@ def test_download_cupl_checks_the_layout_and_writes_its_sha256(tmp_path):
     dest = tmp_path / "data" / "cupl" / "CuPL_image_prompts.json"
     assert dest.read_bytes() == CUPL_FIXTURE.read_bytes() and (tmp_path / "data" / "cupl" / "CuPL_image_prompts.json.sha256").read_text().strip() == sha
     assert "nothing to do" in run().stdout
+
+
+def test_readme_lists_every_method_with_its_source_as_the_registry_declares():
+    from fewshot.report import sources_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert sources_table() in readme, "README's sources table is stale: paste fewshot.report.sources_table()"

@@ -184,7 +184,7 @@ def fit_random(shots, ctx) -> Head:
                  "lr": LR, "recipe": recipe}, state={"context": learned}, extra={"history": history})
 
 
-def plan(shots, ctx, init: str = INIT) -> Plan:
+def plan(shots, ctx, init: str = INIT, name: str = "coop") -> Plan:
     """The fits of one (shots, seed) (the learned context; again without fold 0 when α is chosen
     inside the shots) in optimiser steps, timed on a few real steps."""
     n, epochs = shots.labels.numel(), ctx.cfg.coop_epochs
@@ -201,12 +201,12 @@ def plan(shots, ctx, init: str = INIT) -> Plan:
     def cheaper(share):  # the recipe's epochs cut to fit
         return [f"--set coop_epochs={max(1, int(epochs * share))}"] if epochs > 1 else []
 
-    return Plan([Work(f"coop ({shots.shots}-shot, seed {shots.seed}): {len(sizes)} fit(s) × {epochs} epochs",
-                      steps, f"steps of batch {BATCH_SIZE}", "coop step")], {"coop step": probe}, cheaper)
+    return Plan([Work(f"{name} ({shots.shots}-shot, seed {shots.seed}): {len(sizes)} fit(s) × {epochs} epochs",
+                      steps, f"steps of batch {BATCH_SIZE}", f"{name} step")], {f"{name} step": probe}, cheaper)
 
 
 register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, source=SOURCE, recipes=("official",), companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))
-register(Method("coop-16", fit_random, budget=lambda s, c: plan(s, c, random_init(c.encoder.model, c.encoder.classnames)), step="prompt", needs_encoder=True,
+register(Method("coop-16", fit_random, budget=lambda s, c: plan(s, c, random_init(c.encoder.model, c.encoder.classnames), "coop-16"), step="prompt", needs_encoder=True,
                 learnable=True, source=SOURCE, recipes=("official",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="CoOp's headline: 16 random context vectors (Zhou et al., 2022)"))
