@@ -26,8 +26,9 @@ As published (``jusiro/CLAP`` at dbdf409: ``trainers/adapters.py`` (``AdapterMet
   so an epoch sees about M of the 20·M pooled features;
 - fp32 training on features of the fp16 encoder.
 
-The suite's run differs in one way, stated in the records: the pool is the cache's V augmented
-views (``cfg.views``, 10 by default, scale 0.5–1) instead of 20 passes at 0.08–1.
+Recipes (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` pools the cache's V augmented views
+(``cfg.views``, 10 by default, scale 0.5–1); ``official`` pools 20 passes of fresh 0.08–1 crops and
+flips through the frozen image encoder (:class:`fewshot.crops.FreshViews`), as the official code.
 """
 from __future__ import annotations
 
@@ -35,12 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import text_head
+from fewshot.recipes import official_crops, recipe_for, text_head, training_views
 from fewshot.training import check_finite, warmup_cosine_per_epoch
 
 __all__ = ["clap_logits", "class_multipliers", "clap_penalty", "batches_per_epoch", "EPOCHS", "LR"]
 
-EPOCHS, LR, MOMENTUM, BATCH_SIZE = 300, 0.1, 0.9, 256
+EPOCHS, LR, MOMENTUM, BATCH_SIZE, PASSES = 300, 0.1, 0.9, 256, 20  # PASSES: official augmented passes
 BASE = "tip7+single"
 SOURCE = Source("Silva-Rodríguez et al., CVPR 2024", "jusiro/CLAP", "dbdf4095b3d824546474c725539b9f4efff3ca0e",
                 ("trainers/adapters.py", "configs/trainers/SGD_lr1e-1_B256_ep300.yaml", "scripts/adapt.sh",
@@ -72,8 +73,12 @@ def batches_per_epoch(num_images: int, batch_size: int = BATCH_SIZE) -> int:
 
 def fit(shots, ctx) -> Head:
     """CLAP on the pooled augmented views of the shots (module docstring)."""
-    V, M, D = shots.views.shape
-    pool = F.normalize(shots.views.float(), dim=-1).reshape(V * M, D)
+    recipe = recipe_for(ctx, ("official",))
+    views = training_views(shots, ctx, recipe, PASSES)
+    if recipe == "official":
+        views = torch.stack([views[e] for e in range(PASSES)])  # [20, M, D], drawn once as the official code
+    V, M, D = views.shape
+    pool = views.reshape(V * M, D)
     labels = shots.labels.repeat(V)  # view-major, as the pool
     (base, head), scale = text_head(ctx, BASE, "raw"), ctx.logit_scale
     with torch.no_grad():
@@ -102,11 +107,11 @@ def fit(shots, ctx) -> Head:
     history = [{"epoch": e + 1, "loss": v} for e, v in enumerate(losses.tolist()) if (e + 1) % 10 == 0]
     return Head(lambda f: clap_logits(f, protos, scale), "none",
                 {"epochs": EPOCHS, "lr": LR, "batch_size": BATCH_SIZE, "views": V, "head": head,
-                 "recipe": "default"},
+                 "recipe": recipe},
                 state={"prototypes": protos, "multipliers": lam},
                 extra={"history": history, "multipliers_mean": float(lam.mean()),
                        "drift": float((protos - base).norm(dim=-1).mean() / base.norm(dim=-1).mean())})
 
 
-register(Method("clap", fit, step="peers", learnable=True, source=SOURCE,
+register(Method("clap", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
                 summary="class-adaptive linear probe held near zero-shot, no validation set (Silva-Rodríguez et al., 2024)"))
