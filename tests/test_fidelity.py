@@ -408,3 +408,24 @@ def test_readme_lists_every_method_with_its_source_as_the_registry_declares():
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert sources_table() in readme, "README's sources table is stale: paste fewshot.report.sources_table()"
+
+
+@pytest.mark.slow
+def test_official_recipe_runs_through_the_pipeline_on_fresh_crops(small_world, tiny_clip_path, tmp_path, monkeypatch):
+    """recipe=official end to end: the run hands the encoder to CLIP-Adapter (Method.encoder_for),
+    which trains on fresh crops of the pool's pixel cache (3 of its 50 epochs here); the records say
+    which recipe and head."""
+    import json
+
+    from fewshot import cli
+
+    monkeypatch.setattr(clip_adapter, "EPOCHS", 3)
+
+    args = ["run", "--config", "miniworld-quick", "--set", f"data={small_world}", f"backbone={tiny_clip_path}",
+            f"out={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", "merge_tasks=", "shots=[1]", "seeds=[1]", "views=1",
+            "methods=[zero-shot,clip-adapter]", "recipe=official", "--steps", "zeroshot", "splits", "features", "peers"]
+    assert cli.main(args) == 0
+    recs = [json.loads(line) for line in (tmp_path / "run" / "results" / "clip-adapter.jsonl").read_text().splitlines()]
+    assert recs and all(r["hyperparameters"]["recipe"] == "official" and r["hyperparameters"]["head"] == "single"
+                        for r in recs)
+    assert list((tmp_path / "cache").rglob("*.npy"))  # the pixel cache the crops were drawn from
