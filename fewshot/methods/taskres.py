@@ -39,7 +39,7 @@ ALPHA, LR, BATCH_SIZE, WEIGHT_DECAY = 0.5, 2e-4, 256, 5e-4
 BASE = "tip7+single"  # the official ImageNet base's templates, averaged unnormalised
 SOURCE = Source("Yu et al., CVPR 2023", "geekyutao/TaskRes", "5195359661d6bef661090c33b81aacfc7d7cc181",
                 ("trainers/taskres.py", "trainers/imagenet_templates.py",
-                 "configs/trainers/TaskRes/adam_lr2e-4_B256_ep200.yaml", "train_regular.sh"))
+                 "configs/trainers/TaskRes/adam_lr2e-4_B256_ep200.yaml", "scripts/taskres/main.sh", "train_regular.sh"))
 
 
 def epochs_for(shots: int) -> int:
