@@ -9,6 +9,8 @@
 #   ./download_data.sh imagenet-sketch URL_OR_ARCHIVE [--sha256 HEX]   ImageNet-Sketch (see below)
 #   ./download_data.sh weights NAME [PATH]                             CLIP weights by name (RN50, ...),
 #                                                                     or copied from PATH (e.g. from OBS)
+#   ./download_data.sh cupl [URL_OR_FILE] [--sha256 HEX]               CuPL's GPT-3 prompts for ImageNet
+#                                                                     (data/cupl/, templates cupl+tip7)
 #
 # Downloads go to data/downloads/NAME.part and are resumed with HTTP ranges (a server without range
 # support restarts them); a finished archive is checked (SHA-256 pinned for the public sets or given
@@ -36,6 +38,12 @@ declare -A SHAS=(
   [imagenet-a]="3bb3632277e6ba6392ea64c02ddbf4dd2266c9caffd6bc09c9656d28f012589e"
   [imagenet-r]="18c6bf493b39a0d975d48e587437f562caab9c52ae6327dcfa9dd8eb54aa1b52"
 )
+# CuPL's ImageNet prompts (Pratt et al., ICCV 2023) at a pinned commit of sarahpratt/CuPL; APE ships
+# the same file (gpt3_prompts/CuPL_prompts_imagenet.json at 70460de). No SHA-256 is published: the
+# file is checked against its git blob SHA-1 in the repository's tree, and its SHA-256 is then
+# written beside it (data/cupl/CuPL_image_prompts.json.sha256).
+CUPL_URL="https://raw.githubusercontent.com/sarahpratt/CuPL/719619c829792ff8f37298266e941b7f077c7f5c/imagenet_prompts/CuPL_image_prompts.json"
+CUPL_BLOB="b5796c20e12c7448a9d78147fc9869b421d908d7"
 declare -A TARGETS=(
   [imagenet-16shot]="ImageNet-1K-16shot" [imagenet-v2]="imagenet-v2" [imagenet-a]="imagenet-a"
   [imagenet-r]="imagenet-r" [imagenet-sketch]="imagenet-sketch"
@@ -207,6 +215,43 @@ get_weights() {
   say "$dest is ready (SHA-256 verified)."
 }
 
+check_cupl() {  # check_cupl FILE BLOB_SHA1_OR_EMPTY: the JSON layout {class: [prompt, ...]} (and the blob)
+  python3 - "$1" "$2" <<'PY'
+import hashlib, json, sys
+data = open(sys.argv[1], "rb").read()
+if sys.argv[2] and hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() != sys.argv[2]:
+    sys.exit(f"{sys.argv[1]} is not the published CuPL file (git blob SHA-1 {sys.argv[2]} expected)")
+try:
+    prompts = json.loads(data)
+except ValueError as err:
+    sys.exit(f"{sys.argv[1]} is not JSON ({err})")
+if not isinstance(prompts, dict) or not prompts or not all(
+        isinstance(v, list) and v and all(isinstance(t, str) for t in v) for v in prompts.values()):
+    sys.exit(f"{sys.argv[1]} is not an object of class name -> [prompt, ...]")
+PY
+}
+
+get_cupl() {
+  local src=${1:-$CUPL_URL} sha=${2:-}
+  local dest="$DATA_DIR/cupl/CuPL_image_prompts.json" part="$DL/cupl--CuPL_image_prompts.json"
+  if [[ -f "$dest" ]]; then say "$dest is present; nothing to do."; return; fi
+  [[ -f "$part" ]] || fetch "$src" "$part"
+  if [[ -n "$sha" ]] && [[ "$(sha256_of "$part")" != "$sha" ]]; then
+    mv -- "$part" "$part.bad"
+    die "$part does not have SHA-256 $sha (moved to $part.bad). Download it again."
+  fi
+  local blob=$CUPL_BLOB; [[ -z "$sha" ]] || blob=""  # a given --sha256 replaces the blob check
+  if ! check_cupl "$part" "$blob" 2>"$part.why"; then
+    local why; why=$(tail -n 1 "$part.why"); rm -f -- "$part.why"; mv -- "$part" "$part.bad"
+    die "${why#*: } (moved to $part.bad); run ./download_data.sh cupl again."
+  fi
+  rm -f -- "$part.why"
+  mkdir -p "$(dirname "$dest")"
+  sha256_of "$part" > "$dest.sha256"
+  mv -- "$part" "$dest"
+  say "$dest is ready (SHA-256 $(cat "$dest.sha256"))."
+}
+
 main() {
   [[ $# -ge 1 ]] || { sed -n '2,20p' "$0"; exit 2; }
   local what=$1; shift
@@ -224,10 +269,13 @@ main() {
   mkdir -p "$DATA_DIR" "$DL"
   case "$what" in
     weights) get_weights "${args[0]:-RN50}" "${args[1]:-}" ;;
+    cupl)
+      [[ ${#args[@]} -le 1 ]] || die "cupl takes one URL or file, got: ${args[*]}"
+      get_cupl "${args[0]:-}" "$sha" ;;
     imagenet-16shot|imagenet-v2|imagenet-a|imagenet-r|imagenet-sketch)
       [[ ${#args[@]} -le 1 ]] || die "$what takes one URL or archive, got: ${args[*]}"
       get_dataset "$what" "${args[0]:-}" "$sha" ;;
-    *) die "unknown item $what; use imagenet-16shot, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch or weights" ;;
+    *) die "unknown item $what; use imagenet-16shot, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch, cupl or weights" ;;
   esac
 }
 

@@ -62,6 +62,7 @@ class RunConfig:
     lr: float = 1e-3  # Tip-Adapter-F AdamW learning rate
     train_batch_size: int = 256  # Tip-Adapter-F batch size
     tip_f_recipe: str = "auto"  # Tip-Adapter-F: "fp32", "official" (fp16 state: fewshot.optim), "auto" (CV)
+    recipe: str = "default"  # peers' recipe (fewshot.recipes): "default" (each method's docstring) or "official" (the authors' dtype, crops, context)
     lambdas: tuple = DEFAULT_LAMBDAS  # WiSE-FT mixing coefficients evaluated
     cv_folds: int = 4  # folds over the shots for choosing WiSE-FT's lambda
     ft_shots: tuple = ()  # shots at which the encoders are fine-tuned (fewshot.finetune, CoOp); () = all
@@ -199,15 +200,14 @@ _CHECKS = {
     "methods": _methods, "views": _int(1), "aug_seed": _int(0, SEED_MAX), "shift_sets": _shift_sets,
     "beta_max": _float(0.1), "beta_steps": _int(1), "alpha_max": _float(0.1), "alpha_steps": _int(1),
     "epochs": _int(1), "lr": _float(0.0, 10.0), "train_batch_size": _int(1),
-    "tip_f_recipe": _str(choices=("auto", "fp32", "official")),
+    "tip_f_recipe": _str(choices=("auto", "fp32", "official")), "recipe": _str(choices=("default", "official")),
     "lambdas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "cv_folds": _int(2),
     "ft_shots": lambda n, v: () if isinstance(v, (list, tuple)) and not v else _list(_int(1), "integers >= 1")(n, v),
     "ft_seeds": lambda n, v: () if v in ([], ()) else _CHECKS["seeds"](n, v),  # () = all
     "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
     "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool, "coop_epochs": _int(1),
     "merge_tasks": _path(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1), "merge_lr": _float(0.0, 1.0),
-    "oracle": _bool, "device": _str(pattern=r"auto|cpu|mps|cuda(:\d+)?",
-                                                       desc="auto, cpu, mps, cuda or cuda:N"),
+    "oracle": _bool, "device": _str(pattern=r"auto|cpu|mps|cuda(:\d+)?", desc="auto, cpu, mps, cuda or cuda:N"),
     "decode": _str(choices=("auto", "pil", "gpu")), "skip_bad_images": _bool,
     "batch_size": _int(1), "num_workers": _int(0), "progress": _bool,
     "time_budget": _float(0.0, lo_open=False),

@@ -17,6 +17,7 @@ from fewshot.datasets import ImageSet
 from fewshot.errors import BackboneError, NonFiniteError
 from fewshot.loaders import encode_images, encode_images_gpu
 from fewshot.preprocess import AUG_SCALE, augmented, centered
+from fewshot.templates import prompts_digest
 from fewshot.zeroshot import build_text_classifier
 
 __all__ = ["Features", "Extraction", "extraction", "image_features", "text_classifier", "degeneracy"]
@@ -191,11 +192,12 @@ def image_features(backbone, image_set: ImageSet, cache_dir, views: int = 0, aug
 
 
 def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, device=None,
-                    progress: bool = True) -> torch.Tensor:
+                    progress: bool = True, ensemble: str = "clip") -> torch.Tensor:
     """Cached :func:`fewshot.zeroshot.build_text_classifier`: [C, D] fp32 on ``device``."""
-    digest = hashlib.sha256(json.dumps([classnames, templates]).encode()).hexdigest()
-    key = CacheKey("text", backbone.name, backbone.sha256, f"templates-{templates}", digest,
-                   dtype="float32")
+    extra = ([ensemble] if ensemble != "clip" else []) + ([prompts_digest(templates)] if prompts_digest(templates) else [])
+    digest = hashlib.sha256(json.dumps([classnames, templates] + extra).encode()).hexdigest()
+    stem = templates if ensemble == "clip" else f"{templates}-{ensemble}"  # the clip head's key as before
+    key = CacheKey("text", backbone.name, backbone.sha256, f"templates-{stem}", digest, dtype="float32")
 
     def expect(data):
         w, width = data.get("weights"), backbone.embed_dim
@@ -207,10 +209,11 @@ def text_classifier(backbone, classnames: list[str], templates: str, cache_dir, 
         return f"text head carries no information ({why})" if why else None
 
     def compute():
-        w = build_text_classifier(backbone.model, classnames, templates, backbone.device, progress=progress).cpu()
+        w = build_text_classifier(backbone.model, classnames, templates, backbone.device,
+                                  progress=progress, ensemble=ensemble).cpu()
         if bool(torch.isfinite(w).all()):
             _refuse_degenerate(w, backbone, f"the {len(classnames)} class names (text tower)")
         return {"weights": w}
 
-    data = cached(key, cache_dir, f"text-{templates}", compute, expect)
+    data = cached(key, cache_dir, f"text-{stem}", compute, expect)
     return data["weights"].to(device or backbone.device)

@@ -76,7 +76,7 @@ class Run:
         """A run over features already in memory (benchmarks, tests): no backbone and no
         feature cache are touched; records name the backbone "in-memory"."""
         run = cls(cfg)
-        run.res.__dict__.update(dataset=dataset, text_weights=text_weights, logit_scale=logit_scale,
+        run.res.__dict__.update(dataset=dataset, text_weights=text_weights, logit_scale=logit_scale, text_head=None,
                                 eval_sets=eval_sets, pool=pool, context={
                                 "backbone": "in-memory", "backbone_sha256": "", "dataset": "in-memory",
                                 "templates": cfg.templates, "views": cfg.views, "git_rev": git_revision(),
@@ -123,8 +123,8 @@ class Run:
                  for d in method.after}
         return Context(self.text_weights, self.logit_scale, self.cfg, self.device, prior,
                        self.eval_sets["val"] if self.cfg.oracle else None, self.cfg.progress,
-                       self.res.encoder if method.needs_encoder else None,
-                       self.dir.checkpoint(method.name, shots, seed, self.digest))
+                       self.res.encoder if method.needs_encoder or (method.encoder_for and method.encoder_for(self.cfg)) else None,
+                       self.dir.checkpoint(method.name, shots, seed, self.digest), self.res.text_head)
 
     def _records(self, method, scores, head, shots, seed, role="final", hp=None):
         return [make_record(method, name, m, context=self.context, shots=shots, seed=seed,

@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Optional
 
 import torch
 
-__all__ = ["Method", "Head", "Fitted", "Shots", "EvalSet", "Context", "EncoderAccess", "register",
+__all__ = ["Method", "Source", "Head", "Fitted", "Shots", "EvalSet", "Context", "EncoderAccess", "register",
            "get_method", "list_methods", "list_record_names", "list_learnable", "TUNED_ON"]
 
 # How a hyperparameter was chosen; every record carries one of these.
@@ -91,6 +91,8 @@ class Context:
     progress: bool = True
     encoder: Optional[EncoderAccess] = None  # only for methods with ``needs_encoder``
     checkpoint: Optional[Callable] = None  # fit part ("main", "fold0") -> fewshot.checkpoint.Checkpoint; None: none
+    text_head: Optional[Callable] = None  # (template set, ensemble "clip" | "raw") -> [C, D] fp32
+    #                                       head of another prompt set (cached); None: not available
 
     @property
     def cache_dtype(self):
@@ -119,6 +121,16 @@ class Head:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where a method comes from: what the report and README tables cite beside its rows."""
+
+    paper: str  # "Yu et al., CVPR 2023"
+    repo: str = ""  # the official repository, "owner/name" on GitHub ("" = none published)
+    commit: str = ""  # the commit whose files were read
+    files: tuple = ()  # the official files its formulas and recipe were read from
+
+
+@dataclass(frozen=True)
 class Method:
     """A registered few-shot method."""
 
@@ -138,6 +150,10 @@ class Method:
     #                          closed-form statistics): the course's "learnable model"; companions too
     explain: Optional[Callable] = None  # (Shots, Context, Head, EvalSet) -> tensors for the
     #                                     qualitative analysis (fewshot.analysis), first seed only
+    source: Optional[Source] = None  # the paper, repository and commit it was read from
+    recipes: tuple = ()  # training recipes ``cfg.recipe`` may pick beyond "default" (e.g. "official")
+    encoder_for: Optional[Callable] = None  # cfg -> bool: fit also gets ``ctx.encoder`` under this config
+    #                                       (a recipe that encodes fresh crops); the report still groups it by ``needs_encoder``
 
 
 _REGISTRY: dict[str, Method] = {}

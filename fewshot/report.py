@@ -22,10 +22,10 @@ from fewshot.i18n import list_languages, tr
 from fewshot.markdown import to_html
 from fewshot.preflight import check_folder
 from fewshot.report_sections import SECTIONS, Context
-from fewshot.report_tables import leaderboard
+from fewshot.report_tables import leaderboard, sources_table
 from fewshot.rundir import RunDir
 
-__all__ = ["load_run", "build_report", "leaderboard", "list_sections", "default_sections",
+__all__ = ["load_run", "build_report", "leaderboard", "sources_table", "list_sections", "default_sections",
            "resolve_sections"]
 
 

@@ -11,7 +11,7 @@ from fewshot.figures import eval_sets_of, few_shot_records, method_order
 from fewshot.i18n import tr
 from fewshot.results import format_table, summarize
 
-__all__ = ["provenance", "leaderboard", "shift_tables", "reference_section"]
+__all__ = ["provenance", "leaderboard", "shift_tables", "reference_section", "source_of", "sources_table"]
 
 _REFERENCE_PATH = Path(__file__).resolve().parent / "reference.json"
 
@@ -63,6 +63,38 @@ def reference_section(records, lang: str = "en") -> str:
     return "\n".join(lines)
 
 
+def source_of(name: str) -> str:
+    """"paper · repo@commit" of the registered method a record name belongs to (companions too),
+    from its registration's ``source`` (:class:`fewshot.protocol.Source`); "" when none is declared."""
+    from fewshot.protocol import get_method, list_methods
+
+    owner = next((m for m in list_methods() if name == m or name in get_method(m).companions), None)
+    src = get_method(owner).source if owner else None
+    if src is None:
+        return ""
+    repo = f" · [{src.repo}](https://github.com/{src.repo})" if src.repo else ""
+    return src.paper + repo + (f"@{src.commit[:7]}" if src.commit else "")
+
+
+def sources_table() -> str:
+    """Every registered method with its source and the recipes it offers (README, notebook 10)."""
+    from fewshot.protocol import get_method, list_methods
+
+    lines = ["| method | source (paper · repository@commit read) | recipes | files read |", "|---|---|---|---|"]
+    for m in list_methods():
+        method, src = get_method(m), get_method(m).source
+        files = ", ".join(f"`{f}`" for f in src.files) if src else ""
+        names = ", ".join((m,) + method.companions)
+        lines.append(f"| {names} | {source_of(m) or 'this suite'} | {', '.join(('default',) + method.recipes)} | {files} |")
+    return "\n".join(lines)
+
+
+def _recipes(records, method: str) -> str:
+    return "/".join(sorted({str(r["hyperparameters"].get("recipe", "default")) for r in records
+                            if r["method"] == method and r.get("role", "final") == "final"
+                            and isinstance(r.get("hyperparameters"), dict)})) or "default"
+
+
 def leaderboard(records, oracle_records=None, lang: str = "en") -> str:
     """Every method × shots on val (mean ± std), with the best published (test-tuned) figure and,
     given an oracle run, its number beside ours (the merging study's records left out)."""
@@ -78,7 +110,8 @@ def leaderboard(records, oracle_records=None, lang: str = "en") -> str:
                 if v is not None:
                     best_ref[(row["method"], k)] = max(v, best_ref.get((row["method"], k), 0))
     shots = sorted({k for _, k in rows if k > 0})
-    lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " | tuned on |", "|---|" + "---|" * (len(shots) + 1)]
+    lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " | tuned on | recipe | source |",
+             "|---|" + "---|" * (len(shots) + 3)]
     for m in method_order({m for m, _ in rows}):
         cells = []
         for k in shots:
@@ -93,7 +126,7 @@ def leaderboard(records, oracle_records=None, lang: str = "en") -> str:
                 cell += f" [pub. {best_ref[(m, k)]:.2f}]"
             cells.append(cell)
         tuned = "/".join(sorted({t for (mm, k), r in rows.items() if mm == m for t in r["tuned_on"].split("/")}))
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {tuned} |")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {tuned} | {_recipes(records, m)} | {source_of(m)} |")
     note = tr("lb_note", lang)
     if best_ref:
         note += tr("lb_pub", lang)

@@ -76,6 +76,14 @@ class Resources:
         return text_classifier(self.backbone, self.dataset.classnames, self.cfg.templates,
                                self.cfg.cache_dir, self.device, self.cfg.progress)
 
+    def text_head(self, templates: str, ensemble: str = "clip") -> torch.Tensor:
+        """[C, D] fp32 head of another template set (cached like the run's own; ``ensemble``:
+        :func:`fewshot.zeroshot.build_text_classifier`)."""
+        if (templates, ensemble) == (self.cfg.templates, "clip"):
+            return self.text_weights
+        return text_classifier(self.backbone, self.dataset.classnames, templates, self.cfg.cache_dir,
+                               self.device, self.cfg.progress, ensemble)
+
     @cached_property
     def logit_scale(self) -> float:
         return self.backbone.logit_scale

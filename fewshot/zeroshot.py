@@ -6,32 +6,38 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fewshot import _clip_compat
-from fewshot.templates import get_templates
+from fewshot.templates import class_prompts
 
 __all__ = ["build_text_classifier", "zeroshot_logits"]
 
 
 @torch.no_grad()
 def build_text_classifier(model, classnames: list[str], templates, device, batch_size: int = 1024,
-                          progress: bool = True) -> torch.Tensor:
-    """Normalised class embeddings ``[C, D]`` (fp32) on ``device``.
+                          progress: bool = True, ensemble: str = "clip") -> torch.Tensor:
+    """Class embeddings ``[C, D]`` (fp32) on ``device``: normalised (``ensemble="clip"``), or, with
+    ``ensemble="raw"``, the plain mean of the prompts' unnormalised embeddings (the base head of
+    TaskRes's and CLAP's official code, ``_get_base_text_features``).
 
     ``templates`` is a set name from :func:`fewshot.templates.list_templates` or a list of strings
     with one ``{}``. Per class: encode every prompt, L2-normalise each, average, normalise again
     (CLIP's ensemble). Prompts are tokenised with the model's own context length and encoded in
     batches of ``batch_size`` across classes, so 1000 classes × 80 templates is one pass.
     """
-    if isinstance(templates, str):
-        templates = get_templates(templates)
-    prompts = [t.format(c) for c in classnames for t in templates]  # class-major: [C*T]
+    per_class = class_prompts(templates, classnames) if isinstance(templates, str) else \
+        [[t.format(c) for t in templates] for c in classnames]  # [C][T_c]
+    prompts = [t for texts in per_class for t in texts]  # class-major
     tokens = _clip_compat.import_clip().tokenize(prompts, context_length=model.context_length, truncate=True)
     out = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="text encoder", disable=not progress,
                       leave=False):
         emb = model.encode_text(tokens[start:start + batch_size].to(device)).float()
-        out.append(F.normalize(emb, dim=-1))
-    emb = torch.cat(out).view(len(classnames), len(templates), -1)  # [C, T, D]
-    return F.normalize(emb.mean(dim=1), dim=-1)
+        out.append(F.normalize(emb, dim=-1) if ensemble == "clip" else emb)
+    emb, counts = torch.cat(out), [len(t) for t in per_class]
+    if len(set(counts)) == 1:  # as many prompts per class: the mean over [C, T, D]
+        mean = emb.view(len(classnames), counts[0], -1).mean(dim=1)
+    else:  # per-class prompts (cupl+tip7): each class's own mean
+        mean = torch.stack([part.mean(dim=0) for part in emb.split(counts)])
+    return F.normalize(mean, dim=-1) if ensemble == "clip" else mean
 
 
 def zeroshot_logits(feats: torch.Tensor, text_weights: torch.Tensor,

@@ -13,10 +13,21 @@
 # | APE | $s\,fW^\top + \alpha\,\exp(-\beta(1-f'F'^\top))(L \odot e^{\gamma\,\mathrm{KL}})$ on selected channels | closed form | (α, β, γ) by leave-one-out |
 # | APE-T | APE with a learned class residual and entry weights | AdamW | (α, β) published |
 # | LP++ | $f W_v^\top + b + \alpha \odot (f W^\top)$ | full-batch GD, data-driven steps | — |
-# | TaskRes | $s\,f\,\operatorname{norm}(W + \alpha X)^\top$, $X$ [C, D] from zero | Adam, its ImageNet recipe | α = 0.5 (published) |
+# | TaskRes | $s\,f\,\operatorname{norm}(t + \alpha X)^\top$, $t$ the unnormalised mean of its 8 prompts, $X$ [C, D] from zero | Adam (weight decay 5e-4), its ImageNet recipe | α = 0.5 (published) |
+# | CLAP | $s\,f\,\operatorname{norm}(P)^\top$, loss $+\frac1C\sum_c \lambda_c\lVert P_c - t_c\rVert^2$, $\lambda_c$ = class $c$'s zero-shot probability on its shots | SGD, its recipe | — (the constraint replaces a validation set) |
+#
+# CLIP-Adapter's head is its published "a photo of a {}.", TaskRes's and CLAP's the unnormalised
+# mean of `tip7+single`, whatever the run's templates. `--set recipe=official` trains LP++ in fp16
+# and APE-T at fp16 precision, as their authors do; every row of the leaderboard says which recipe
+# it used and where the method comes from (paper, repository, the commit whose files were read):
 
 # %%
 # fewshot: shared header
+
+# %%
+from fewshot.report import sources_table
+
+display(Markdown(sources_table()))
 
 # %% [markdown]
 # ## Two of them on real tensors
@@ -48,4 +59,4 @@ run.step("class_means")
 records = run.step("peers")
 display(Markdown(leaderboard(run.records())))
 display(Markdown("**What you should see.** " + " ".join(method_sentence(run.records(), m)
-                                                       for m in ("clip-adapter", "gda", "ape", "ape-t", "lp++", "taskres"))))
+                                                       for m in ("clip-adapter", "gda", "ape", "ape-t", "lp++", "taskres", "clap"))))

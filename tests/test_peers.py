@@ -228,7 +228,8 @@ def test_taskres_logits_and_one_adam_step_equal_the_equations():
     shots = SimpleNamespace(views=F.normalize(feats, dim=-1)[None].repeat(2, 1, 1), labels=labels,
                             shots=2, seed=0)
     head = taskres.fit(shots, SimpleNamespace(text_weights=text, logit_scale=20.0, progress=False))
-    assert head.hyperparameters == {"alpha": 0.5, "epochs": 100, "lr": 2e-4, "batch_size": 256}
+    assert head.hyperparameters == {"alpha": 0.5, "epochs": 100, "lr": 2e-4, "batch_size": 256,
+                                    "weight_decay": 5e-4, "head": "run", "recipe": "default"}
     assert head.tuned_on == "default" and head.state["residual"].abs().max() > 0
     before = F.cross_entropy(20.0 * F.normalize(feats, dim=-1) @ text.T, labels)
     assert F.cross_entropy(head.logits(feats), labels) < before  # training lowered the loss

@@ -25,6 +25,16 @@ each class's keys, not renormalised) and a weight per cache entry:
 AdamW (lr 1e-4, eps 1e-3, weight decay 0.1), batch 256, 20 epochs, cosine per step, with
 (β, α) = (1, 2), the official training values; they are kept afterwards (``tuned_on: default``);
 an oracle run keeps the best epoch and searches (β, α) on test, as the official code does.
+
+Recipes (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` uses the run's text head; ``official``
+the official ImageNet head, CuPL's GPT-3 prompts of each class with the 7 templates (the
+``cupl+tip7`` set, ``extract_text_feature`` of ``extract_features.py``), for APE and APE-T alike.
+APE-T's ``default`` keeps ``res``, the entry weights and AdamW's state in fp32; ``official`` keeps
+them at fp16 precision
+(:class:`fewshot.optim.AdamWFp16State`), as the official ``APE_Training`` holds them
+(``nn.Parameter(....half())`` in ``utils.py`` of yangyangyang127/APE at 70460de, trained by
+``torch.optim.AdamW(eps=1e-3, weight_decay=0.1)`` in ``main.py``); the forward and backward pass
+stay fp32, as for Tip-Adapter-F's official recipe.
 """
 from __future__ import annotations
 
@@ -32,7 +42,9 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import selection, tip_adapter as tip
-from fewshot.protocol import Head, Method, register
+from fewshot.optim import AdamWFp16State
+from fewshot.protocol import Head, Method, Source, register
+from fewshot.recipes import recipe_for, text_head
 from fewshot.training import cosine_per_step, train_head
 
 __all__ = ["channel_scores", "select_channels", "ape_values", "ape_logits", "ape_t_logits"]
@@ -41,6 +53,9 @@ LAMBDA_APE, LAMBDA_APE_T, Q_SHARE = 0.7, 0.2, 500 / 1024
 GAMMAS = (0.0, 0.1, 0.2, 0.3, 0.4)
 DEFAULT = {"beta": 1.0, "alpha": 2.0, "gamma": 0.1}
 T_EPOCHS, T_LR, T_EPS, T_WD, T_BATCH = 20, 1e-4, 1e-3, 0.1, 256
+OFFICIAL_HEAD = "cupl+tip7"  # the official ImageNet head (extract_features.py: tip7 + CuPL prompts)
+SOURCE = Source("Zhu et al., ICCV 2023", "yangyangyang127/APE", "70460de74d1e967f8b4d270b3419373694758536",
+                ("main.py", "utils.py", "configs/imagenet.yaml"))
 
 
 def channel_scores(text_weights, keys, key_labels, lam: float) -> torch.Tensor:
@@ -81,17 +96,27 @@ def ape_logits(feats, text_weights, keys_sel, values_w, idx, alpha, beta, logit_
     return logit_scale * feats @ text_weights.float().T + alpha * cache
 
 
-def _selected(shots, ctx, lam):
+def _head(ctx) -> tuple:
+    """(recipe, text head [C, D], its name): the run's head by default, the official ImageNet head
+    (``cupl+tip7``: CuPL's prompts and the 7 templates) under the official recipe."""
+    recipe = recipe_for(ctx, ("official",))
+    if recipe != "official":
+        return recipe, ctx.text_weights, getattr(getattr(ctx, "cfg", None), "templates", "run")
+    return (recipe, *text_head(ctx, OFFICIAL_HEAD))
+
+
+def _selected(shots, W, lam):
     keys, values = tip.build_cache(shots.views, shots.labels, shots.num_classes)
-    idx = select_channels(ctx.text_weights, keys, shots.labels, lam)
-    return keys, values, idx, F.normalize(keys[:, idx], dim=-1), F.normalize(ctx.text_weights.float()[:, idx], dim=-1)
+    idx = select_channels(W, keys, shots.labels, lam)
+    return keys, values, idx, F.normalize(keys[:, idx], dim=-1), F.normalize(W.float()[:, idx], dim=-1)
 
 
 def fit_ape(shots, ctx) -> Head:
     """Training-free APE; (β, α, γ) by :func:`fewshot.selection.choose`."""
-    keys, values, idx, keys_sel, text_sel = _selected(shots, ctx, LAMBDA_APE)
+    recipe, W, head = _head(ctx)
+    keys, values, idx, keys_sel, text_sel = _selected(shots, W, LAMBDA_APE)
     alphas, betas = tip.official_grid(7.0, 200, 7.0, 20)  # the official APE grid
-    W, scale = ctx.text_weights, ctx.logit_scale
+    scale = ctx.logit_scale
 
     def grid_search(feats, labels, exclude=None):
         best = None
@@ -111,7 +136,7 @@ def fit_ape(shots, ctx) -> Head:
     hp = choice.value
     vw = ape_values(keys_sel, text_sel, values, hp["gamma"])
     return Head(lambda f: ape_logits(f, W, keys_sel, vw, idx, hp["alpha"], hp["beta"], scale),
-                choice.tuned_on, {**hp, "channels": len(idx)}, state={"channels": idx})
+                choice.tuned_on, {**hp, "channels": len(idx), "recipe": recipe, "head": head}, state={"channels": idx})
 
 
 def ape_t_logits(feats, text_weights, keys, values, key_labels, res, weights, idx, alpha, beta,
@@ -127,13 +152,15 @@ def ape_t_logits(feats, text_weights, keys, values, key_labels, res, weights, id
 
 def fit_ape_t(shots, ctx) -> Head:
     """Train the residual and the entry weights on the shots' cached views."""
-    keys, values, idx, _, _ = _selected(shots, ctx, LAMBDA_APE_T)
-    W, scale, labels = ctx.text_weights, ctx.logit_scale, shots.labels
+    recipe, W, head = _head(ctx)
+    keys, values, idx, _, _ = _selected(shots, W, LAMBDA_APE_T)
+    scale, labels = ctx.logit_scale, shots.labels
     res = torch.nn.Parameter(torch.zeros(shots.num_classes, len(idx), device=keys.device))
     weights = torch.nn.Parameter(torch.ones(len(labels), device=keys.device))
     alpha, beta = DEFAULT["alpha"], DEFAULT["beta"]
     views = F.normalize(shots.views.float(), dim=-1)
-    opt = torch.optim.AdamW([res, weights], lr=T_LR, eps=T_EPS, weight_decay=T_WD)
+    opt = (AdamWFp16State if recipe == "official" else torch.optim.AdamW)([res, weights], lr=T_LR, eps=T_EPS,
+                                                                          weight_decay=T_WD)
     steps = -(-labels.numel() // T_BATCH)
 
     def logits(f, a=alpha, b=beta):
@@ -158,11 +185,11 @@ def fit_ape_t(shots, ctx) -> Head:
         alpha, beta, _ = tip.best_point(grid, alphas, betas)
         tuned_on, hp = "test-oracle", {"alpha": alpha, "beta": beta, "best_epoch": out["best_epoch"]}
     return Head(lambda f: ape_t_logits(f, W, keys, values, labels, res, weights, idx, alpha, beta, scale),
-                tuned_on, {**hp, "epochs": T_EPOCHS, "lr": T_LR, "channels": len(idx)},
+                tuned_on, {**hp, "epochs": T_EPOCHS, "lr": T_LR, "channels": len(idx), "recipe": recipe, "head": head},
                 state={"res": res, "weights": weights, "channels": idx}, extra={"history": out["history"]})
 
 
-register(Method("ape", fit_ape, step="peers",
+register(Method("ape", fit_ape, step="peers", source=SOURCE, recipes=("official",),
                 summary="training-free cache on the most discriminative channels (Zhu et al., 2023)"))
-register(Method("ape-t", fit_ape_t, step="peers", learnable=True,
+register(Method("ape-t", fit_ape_t, step="peers", learnable=True, source=SOURCE, recipes=("official",),
                 summary="APE with a trained class residual and entry weights (Zhu et al., 2023)"))

@@ -2,13 +2,21 @@
 
     A(f) = ReLU(ReLU(f·W₁ᵀ)·W₂ᵀ)        W₁ [D/4, D], W₂ [D, D/4], no biases
     f'   = r·A(f) + (1 − r)·f            r = 0.2, the ratio the paper recommends for ImageNet
-    logits = s · normalise(f') · Wᵀ      W: the zero-shot text head [C, D]
+    logits = s · normalise(f') · Wᵀ      W: the text head of "a photo of a {}." [C, D], normalised
 
-The official code applies A to the raw feature; A is positively homogeneous, so applying it to
-the normalised cached feature gives the same logits. Recipe: the one its README points to (CoOp's
-ImageNet ``rn50_ep50``): SGD, lr 0.002, momentum 0.9, weight decay 5e-4, batch 32 (last partial
-batch dropped), 50 epochs, one warm-up epoch at 1e-5 then cosine per epoch; on cached augmented
-views (the official code re-augments online). No hyperparameter is tuned (``tuned_on: default``).
+As published (``gaopengcuhk/CLIP-Adapter`` at 08d07f8, ``clip_adapter.py``, the only code file; its
+README says to run it with CoOp's ImageNet command): the head is ``CUSTOM_TEMPLATES["ImageNet"]``
+= "a photo of a {}." (one prompt, normalised: the ``single`` set), whatever the run's templates;
+the model is cast to fp32 (``clip_model.float()``). The official code applies A to the raw
+feature; A is positively homogeneous, so applying it to the normalised cached feature gives the
+same logits. Recipe: CoOp's ImageNet ``rn50_ep50`` (the file does not fix the epochs; its
+ImageNet epochs, 50 or 200, are not stated in the repository): SGD, lr 0.002, momentum 0.9,
+weight decay 5e-4, batch 32 (last partial batch dropped), 50 epochs, one warm-up epoch at 1e-5
+then cosine per epoch; official images are fresh random resized crops (0.08–1) and flips every
+epoch. The ``default`` recipe trains on the cache's augmented views (0.5–1), one per epoch; the
+``official`` one on a fresh 0.08–1 crop and flip of every shot each epoch, from the pixel cache
+through the frozen image encoder (:class:`fewshot.crops.FreshViews`). No hyperparameter is tuned
+(``tuned_on: default``).
 """
 from __future__ import annotations
 
@@ -17,13 +25,17 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol import Head, Method, Source, register
+from fewshot.recipes import official_crops, recipe_for, text_head, training_views
 from fewshot.training import train_head, warmup_cosine_per_epoch
 
 __all__ = ["adapter_logits", "RATIO", "REDUCTION", "EPOCHS", "LR", "BATCH_SIZE"]
 
 RATIO, REDUCTION = 0.2, 4
 EPOCHS, LR, BATCH_SIZE, WEIGHT_DECAY, MOMENTUM = 50, 2e-3, 32, 5e-4, 0.9
+HEAD = "single"  # CUSTOM_TEMPLATES["ImageNet"]: "a photo of a {}."
+SOURCE = Source("Gao et al., IJCV 2023", "gaopengcuhk/CLIP-Adapter", "08d07f8b2ecafc6f1479fe636b26d464d7a5574e",
+                ("clip_adapter.py", "README.md"))
 
 
 def adapter_logits(feats, w1, w2, text_weights, ratio: float = RATIO, logit_scale: float = 100.0):
@@ -41,11 +53,12 @@ def _init(out_features: int, in_features: int, gen: torch.Generator, device) -> 
 
 def fit(shots, ctx) -> Head:
     """Train the adapter on the shots' cached views."""
-    views = F.normalize(shots.views.float(), dim=-1)  # [V, M, D]
+    recipe = recipe_for(ctx, ("official",))
+    views = training_views(shots, ctx, recipe, EPOCHS)  # [V, M, D] normalised (fresh crops: V = epochs)
     dim = views.shape[-1]
     gen = torch.Generator().manual_seed(shots.seed)
     w1, w2 = _init(dim // REDUCTION, dim, gen, views.device), _init(dim, dim // REDUCTION, gen, views.device)
-    W, scale = ctx.text_weights.float(), ctx.logit_scale
+    (W, head), scale = text_head(ctx, HEAD), ctx.logit_scale
     steps = max(1, shots.labels.numel() // BATCH_SIZE)
     opt = torch.optim.SGD([w1, w2], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     out = train_head([w1, w2], lambda x: adapter_logits(x, w1, w2, W, RATIO, scale), views,
@@ -55,9 +68,11 @@ def fit(shots, ctx) -> Head:
                      drop_last=shots.labels.numel() >= BATCH_SIZE, graph=True)
     w1, w2 = w1.detach(), w2.detach()
     return Head(lambda f: adapter_logits(f.float(), w1, w2, W, RATIO, scale), "default",
-                {"ratio": RATIO, "epochs": EPOCHS, "lr": LR, "batch_size": BATCH_SIZE},
+                {"ratio": RATIO, "epochs": EPOCHS, "lr": LR, "batch_size": BATCH_SIZE, "head": head,
+                 "recipe": recipe},
                 state={"w1": w1, "w2": w2}, extra={"history": out["history"]})
 
 
-register(Method("clip-adapter", fit, step="peers", learnable=True,
+register(Method("clip-adapter", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",),
+                encoder_for=official_crops,
                 summary="residual MLP on the image feature (Gao et al., 2023)"))

@@ -14,6 +14,14 @@ which is what makes CoOp slow at 1,000 classes.
 Its companion ``wise-coop`` interpolates the context vectors between their initialisation (the
 hand-written prompt "a photo of a <class>.") and the learned ones, α chosen on held-out shots as
 for the encoders (CoOp retrained without fold 0), 0.5 at 1 shot.
+
+``coop-16`` is the paper's headline ImageNet setting (KaiyangZhou/CoOp ``scripts/coop/main.sh
+imagenet rn50_ep50 end 16 … False``: 16 context vectors drawn from N(0, 0.02²), ``CTX_INIT ""``,
+one context shared by all classes, the class name at the end), with the same recipe and no
+companion (an interpolation towards a random context means nothing). Recipes (``cfg.recipe``):
+``default`` trains on the cache's views (0.5–1); ``official`` on a fresh 0.08–1 crop and flip of
+every shot each epoch (:class:`fewshot.crops.FreshViews`), as CoOp's Dassl loader draws them. Both
+run the text blocks in bf16 on a GPU, where CoOp's ``PREC`` is fp16.
 """
 from __future__ import annotations
 
@@ -26,13 +34,26 @@ import torch.nn.functional as F
 from fewshot import _clip_compat, selection
 from fewshot.budget import Plan, Work, fit_steps, seconds_per
 from fewshot.metrics import topk_correct
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol import Head, Method, Source, register
+from fewshot.recipes import recipe_for, training_views
 from fewshot.training import train_head, warmup_cosine_per_epoch
 from fewshot.wise import DEFAULT_LAMBDA
 
 __all__ = ["PromptParts", "prompt_parts", "encode_prompts", "INIT"]
 
 INIT = "a photo of a"
+N_RANDOM, RANDOM_STD = 16, 0.02  # the headline's context: 16 vectors from N(0, 0.02²)
+
+
+def random_init(model, classnames) -> str:
+    """CoOp's placeholder prefix "X X … X" of a random context: 16 tokens, or as many as the
+    model's context leaves beside SOS, the longest "<class name>." and EOS (a stated variant for
+    the mini-world's 16-token CLIP; ImageNet's 77 tokens hold all 16)."""
+    clip = _clip_compat.import_clip()
+    longest = int(max(len(t.nonzero()) for t in clip.tokenize([f"{c}." for c in classnames], truncate=True))) - 2
+    return " ".join(["X"] * max(1, min(N_RANDOM, model.context_length - 2 - longest)))
+SOURCE = Source("Zhou et al., IJCV 2022", "KaiyangZhou/CoOp", "ff61507c790454bce7c5052c3ac39e60772f1f89",
+                ("trainers/coop.py", "configs/trainers/CoOp/rn50_ep50.yaml", "scripts/coop/main.sh"))
 LR, BATCH_SIZE, MOMENTUM, WEIGHT_DECAY = 2e-3, 32, 0.9, 5e-4
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -112,9 +133,9 @@ def _top1(logits, labels) -> float:
 def fit(shots, ctx) -> Head:
     """Learn the context on the shots' cached views; WiSE-FT of the context as the companion."""
     parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
-    views = F.normalize(shots.views.float(), dim=-1)
+    recipe, epochs = recipe_for(ctx, ("official",)), ctx.cfg.coop_epochs
+    views = training_views(shots, ctx, recipe, epochs)  # fresh crops: V = epochs
     scale, what = ctx.logit_scale, f"CoOp ({shots.shots}-shot, seed {shots.seed})"
-    epochs = ctx.cfg.coop_epochs
     part = ctx.checkpoint or (lambda name: None)  # checkpoint/resume of each fit
     learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what, epochs, part("main"))
 
@@ -124,7 +145,8 @@ def fit(shots, ctx) -> Head:
 
     def inside():
         held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]
-        c1, _ = _train(parts, views[:, ~held], shots.labels[~held], scale, shots.seed, False, what, epochs, part("fold0"))
+        kept = views.subset(~held) if hasattr(views, "subset") else views[:, ~held]
+        c1, _ = _train(parts, kept, shots.labels[~held], scale, shots.seed, False, what, epochs, part("fold0"))
         scores = [_top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
         return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
 
@@ -139,20 +161,39 @@ def fit(shots, ctx) -> Head:
                 sweep=tuple(({"alpha": a}, lambda f, t=texts[a]: scale * f.float() @ t.T) for a in ALPHAS))
     final = texts[1.0]
     return Head(lambda f: scale * f.float() @ final.T, "none",
-                {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": LR},
+                {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": LR, "recipe": recipe},
                 state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise})
 
 
-def plan(shots, ctx) -> Plan:
+def fit_random(shots, ctx) -> Head:
+    """The headline CoOp: 16 random context vectors (seeded by the split), learned; no companion."""
+    init = random_init(ctx.encoder.model, ctx.encoder.classnames)
+    parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init=init, device=shots.views.device)
+    gen = torch.Generator().manual_seed(shots.seed)
+    parts.ctx = (torch.randn(parts.ctx.shape, generator=gen) * RANDOM_STD).to(parts.ctx.device)
+    recipe = recipe_for(ctx, ("official",))
+    views = training_views(shots, ctx, recipe, ctx.cfg.coop_epochs)
+    what = f"CoOp-16 ({shots.shots}-shot, seed {shots.seed})"
+    part = ctx.checkpoint or (lambda name: None)
+    learned, history = _train(parts, views, shots.labels, ctx.logit_scale, shots.seed, ctx.progress, what,
+                              ctx.cfg.coop_epochs, part("main"))
+    with torch.no_grad():
+        text = encode_prompts(parts, learned)
+    return Head(lambda f: ctx.logit_scale * f.float() @ text.T, "none",
+                {"context": len(parts.ctx), "init": f"random N(0, {RANDOM_STD}²)", "epochs": ctx.cfg.coop_epochs,
+                 "lr": LR, "recipe": recipe}, state={"context": learned}, extra={"history": history})
+
+
+def plan(shots, ctx, init: str = INIT, name: str = "coop") -> Plan:
     """The fits of one (shots, seed) (the learned context; again without fold 0 when α is chosen
     inside the shots) in optimiser steps, timed on a few real steps."""
     n, epochs = shots.labels.numel(), ctx.cfg.coop_epochs
     sizes = [n] + ([int((~selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]).sum())]
-                   if selection.tunes_inside(ctx, shots.shots) else [])
+                   if selection.tunes_inside(ctx, shots.shots) and init == INIT else [])
     steps = sum(fit_steps(m, BATCH_SIZE, epochs, drop_last=True) for m in sizes)
 
     def probe(m=min(n, 3 * BATCH_SIZE)):
-        parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
+        parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init, device=shots.views.device)
         views = F.normalize(shots.views[:1, :m].float(), dim=-1)
         return seconds_per(lambda: _train(parts, views, shots.labels[:m], ctx.logit_scale, 0, False, "probe", 1),
                            fit_steps(m, BATCH_SIZE, 1, drop_last=True))
@@ -160,9 +201,12 @@ def plan(shots, ctx) -> Plan:
     def cheaper(share):  # the recipe's epochs cut to fit
         return [f"--set coop_epochs={max(1, int(epochs * share))}"] if epochs > 1 else []
 
-    return Plan([Work(f"coop ({shots.shots}-shot, seed {shots.seed}): {len(sizes)} fit(s) × {epochs} epochs",
-                      steps, f"steps of batch {BATCH_SIZE}", "coop step")], {"coop step": probe}, cheaper)
+    return Plan([Work(f"{name} ({shots.shots}-shot, seed {shots.seed}): {len(sizes)} fit(s) × {epochs} epochs",
+                      steps, f"steps of batch {BATCH_SIZE}", f"{name} step")], {f"{name} step": probe}, cheaper)
 
 
-register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
+register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, source=SOURCE, recipes=("official",), companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))
+register(Method("coop-16", fit_random, budget=lambda s, c: plan(s, c, random_init(c.encoder.model, c.encoder.classnames), "coop-16"), step="prompt", needs_encoder=True,
+                learnable=True, source=SOURCE, recipes=("official",), shots_field="ft_shots", seeds_field="ft_seeds",
+                summary="CoOp's headline: 16 random context vectors (Zhou et al., 2022)"))

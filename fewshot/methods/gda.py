@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from fewshot import selection
 from fewshot.metrics import topk_correct
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol import Head, Method, Source, register
 
 __all__ = ["gda_head", "gda_logits", "ALPHAS", "DEFAULT_ALPHA"]
 
@@ -78,5 +78,5 @@ def fit(shots, ctx) -> Head:
                 state={"w": w, "b": b}, extra={"cv_curve": choice.curve})
 
 
-register(Method("gda", fit, step="peers",
+register(Method("gda", fit, step="peers", source=Source("Wang et al., ICLR 2024", "mrflogs/ICLR24"),
                 summary="Gaussian discriminant analysis beside the text head (Wang et al., 2024)"))

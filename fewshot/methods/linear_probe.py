@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from fewshot import selection
 from fewshot.evaluation import check_finite
 from fewshot.metrics import topk_correct
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol import Head, Method, Source, register
 from fewshot.wise import DEFAULT_LAMBDA, interpolate
 
 __all__ = ["fit_logistic", "probe_data", "LAMBDAS", "DEFAULT_REG"]
@@ -148,9 +148,10 @@ def fit_wise_linear(shots, ctx) -> Head:
                 extra={"cv_curve": choice.curve}, sweep=tuple(({"lambda": x}, head_at(x)) for x in MIX))
 
 
-register(Method("linear-probe", _fit_probe(False), step="linear_probe", learnable=True,
+register(Method("linear-probe", _fit_probe(False), step="linear_probe", learnable=True, source=Source("Radford et al., ICML 2021"),
                 summary="logistic regression on the shots' features, from scratch (Radford et al., 2021)"))
 register(Method("linear-probe-zs", _fit_probe(True), step="linear_probe", learnable=True,
                 summary="logistic regression initialised at, and pulled towards, the zero-shot head"))
 register(Method("wise-linear", fit_wise_linear, step="linear_probe", after=("linear-probe-zs",), learnable=True,
+                source=Source("Wortsman et al., CVPR 2022", "mlfoundations/wise-ft"),
                 summary="WiSE-FT of heads: zero-shot head and probe interpolated (Wortsman et al., 2022)"))

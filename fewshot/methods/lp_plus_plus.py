@@ -18,6 +18,12 @@ every 10 epochs with its gradient accumulated since the start, as the official c
 augmented view per training image (the official code's single view). The official code picks the
 epoch on a held-out K-shot split of the training set; with only the k shots here, the last epoch is
 kept, so nothing is tuned (``tuned_on: none``).
+
+Recipes (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` trains in fp32; ``official`` in fp16
+as the official code does (``methods/linear_probe_p2.py`` of FereshteShakeri/FewShot-CLIP-Strong-
+Baseline at f81054f: the features, ``nn.Linear(...).to(model.dtype)``, α and SGD's momentum
+buffer are fp16, the forward and backward pass too); the step sizes are computed in fp32 from
+the fp16 features.
 """
 from __future__ import annotations
 
@@ -27,17 +33,20 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.evaluation import check_finite
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol import Head, Method, Source, register
+from fewshot.recipes import recipe_for
 
 __all__ = ["lp_logits", "step_sizes", "init_alpha", "EPOCHS"]
 
 EPOCHS, ALPHA_EVERY = 300, 10
+SOURCE = Source("Huang et al., CVPR 2024", "FereshteShakeri/FewShot-CLIP-Strong-Baseline",
+                "f81054f995b060f8348d20e7306e15889b70c786", ("methods/linear_probe_p2.py", "main_imagenet.py"))
 
 
 def lp_logits(feats, wv, b, alpha, text_weights):
-    """feats [N, D] -> [N, C]: ``f·Wᵥᵀ + b + α ⊙ (f·Wᵀ)``."""
-    feats = feats.float()
-    return feats @ wv.T + b + alpha * (feats @ text_weights.float().T)
+    """feats [N, D] -> [N, C]: ``f·Wᵥᵀ + b + α ⊙ (f·Wᵀ)``, in the dtype of ``wv``."""
+    feats = feats.to(wv.dtype)
+    return feats @ wv.T + b + alpha * (feats @ text_weights.to(wv.dtype).T)
 
 
 def step_sizes(feats, text_weights) -> tuple[float, float]:
@@ -60,14 +69,16 @@ def init_alpha(feats, labels, text_weights, num_classes: int) -> float:
 
 def fit(shots, ctx) -> Head:
     """Full-batch LP++ on one augmented view per shot."""
-    x = F.normalize(shots.views[0].float(), dim=-1)  # [M, D]
-    y, C, W = shots.labels, shots.num_classes, ctx.text_weights.float()
+    recipe = recipe_for(ctx, ("official",))
+    dtype = torch.float16 if recipe == "official" else torch.float32
+    x = F.normalize(shots.views[0].float(), dim=-1).to(dtype)  # [M, D]
+    y, C, W = shots.labels, shots.num_classes, ctx.text_weights.float().to(dtype)
     gen = torch.Generator().manual_seed(shots.seed)
-    wv = torch.zeros(C, x.shape[1], device=x.device).index_add_(0, y, x).requires_grad_(True)
+    wv = torch.zeros(C, x.shape[1], device=x.device, dtype=dtype).index_add_(0, y, x).requires_grad_(True)
     bound = 1 / math.sqrt(x.shape[1])
-    b = ((torch.rand(C, generator=gen) * 2 - 1) * bound).to(x.device).requires_grad_(True)
-    alpha = torch.full((C,), init_alpha(x, y, W, C), device=x.device, requires_grad=True)
-    lr_w, lr_a = step_sizes(x, W)
+    b = ((torch.rand(C, generator=gen) * 2 - 1) * bound).to(x.device, dtype).requires_grad_(True)
+    alpha = torch.full((C,), init_alpha(x, y, W, C), device=x.device, dtype=dtype, requires_grad=True)
+    lr_w, lr_a = step_sizes(x.float(), W.float())
     opt = torch.optim.SGD([wv, b], lr=lr_w, momentum=0.9)
     what = f"LP++ ({shots.shots}-shot, seed {shots.seed})"
     losses = torch.zeros(EPOCHS, device=x.device)
@@ -82,12 +93,13 @@ def fit(shots, ctx) -> Head:
                 alpha -= lr_a * alpha.grad
     check_finite(losses, f"{what}: training loss", "LP++'s data-driven step sizes diverged on these features")
     wv, b, alpha = wv.detach(), b.detach(), alpha.detach()
-    return Head(lambda f: lp_logits(f, wv, b, alpha, W), "none",
-                {"epochs": EPOCHS, "lr_w": lr_w, "lr_alpha": lr_a},
+    return Head(lambda f: lp_logits(f, wv, b, alpha, W).float(), "none",
+                {"epochs": EPOCHS, "lr_w": lr_w, "lr_alpha": lr_a, "recipe": recipe,
+                 "dtype": str(dtype).removeprefix("torch.")},
                 state={"wv": wv, "b": b, "alpha": alpha},
                 extra={"history": [{"epoch": e + 1, "loss": v} for e, v in enumerate(losses.tolist())
                                    if (e + 1) % 10 == 0]})
 
 
-register(Method("lp++", fit, step="peers", learnable=True,
+register(Method("lp++", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",),
                 summary="linear probe blended with the text head, data-driven steps (Huang et al., 2024)"))

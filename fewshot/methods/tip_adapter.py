@@ -15,9 +15,11 @@ import torch
 from fewshot import selection, tip_adapter as tip
 from fewshot.analysis import cache_snapshot
 from fewshot.metrics import topk_correct
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol import Head, Method, Source, register
 
 __all__ = ["cache_head", "grid_of", "train_keys"]
+
+SOURCE = Source("Zhang et al., ECCV 2022", "gaopengcuhk/Tip-Adapter")  # its recipes: cfg.tip_f_recipe
 
 
 def grid_of(cfg) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,8 +168,8 @@ def explain_tip_adapter_f(shots, ctx, head: Head, val) -> dict:
     return cache_snapshot(shots, ctx, head.state["keys"], hp["alpha"], hp["beta"], head.logits, val)
 
 
-register(Method("tip-adapter", fit_tip_adapter, step="tip_adapter", diagnose=diagnose_tip_adapter,
+register(Method("tip-adapter", fit_tip_adapter, step="tip_adapter", source=SOURCE, diagnose=diagnose_tip_adapter,
                 summary="training-free cache of the shots' features (Zhang et al., 2022)"))
-register(Method("tip-adapter-f", fit_tip_adapter_f, step="tip_adapter_f", after=("tip-adapter",), learnable=True,
+register(Method("tip-adapter-f", fit_tip_adapter_f, step="tip_adapter_f", after=("tip-adapter",), learnable=True, source=SOURCE,
                 explain=explain_tip_adapter_f,
                 summary="Tip-Adapter with the cache keys fine-tuned (Zhang et al., 2022)"))

@@ -1,7 +1,7 @@
 """Zero-shot CLIP: the text head alone, ``logit_scale · f·Wᵀ`` (Radford et al., 2021)."""
 from __future__ import annotations
 
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol import Head, Method, Source, register
 from fewshot.zeroshot import zeroshot_logits
 
 
@@ -11,5 +11,5 @@ def fit(shots, ctx) -> Head:
     return Head(lambda f: zeroshot_logits(f, W, scale), "none", {"templates": ctx.cfg.templates})
 
 
-register(Method("zero-shot", fit, step="zeroshot", shot_free=True,
+register(Method("zero-shot", fit, step="zeroshot", source=Source("Radford et al., ICML 2021", "openai/CLIP"), shot_free=True,
                 summary="CLIP's text head from prompt templates; no training image used"))
