@@ -70,3 +70,18 @@ def test_every_encoder_and_head_wise_records_the_authors_default():
                             ("ft-lora", "wise-ft-lora-default"), ("clip-lora", "wise-clip-lora-default"),
                             ("wise-linear", "wise-linear-default"), ("wise-ft", "wise-ft-default")):
         assert default in get_method(method).companions
+
+
+def test_the_world_check_reads_wise_ft_at_one_half():
+    from fewshot.world.phenomena import _finetuning_checks
+
+    def rec(method, eval_set, top1, shots=16):
+        return {"method": method, "role": "final", "eval_set": eval_set, "shots": shots, "metrics": {"top1": top1}}
+
+    records = [rec("ft-full", "val", 46.0), rec("ft-full", "sketch", 50.0),
+               rec("wise-ft-full-default", "val", 45.0), rec("wise-ft-full-default", "sketch", 52.0)]
+    row = _finetuning_checks(records, "sketch", 41.0, 51.0, 1)[1]
+    # by hand: 52 − 51 = +1 on sketch; (45 + 52)/2 − (46 + 50)/2 = +0.5
+    assert (row["value"], row["ok"]) == ("+1.00; +0.50", True)
+    records[-1]["metrics"]["top1"] = 50.5  # below zero-shot's 51 on sketch
+    assert not _finetuning_checks(records, "sketch", 41.0, 51.0, 1)[1]["ok"]
