@@ -42,6 +42,14 @@ def variant_of(model) -> str:
     return "resnet-attention-pool" if hasattr(model.visual, "attnpool") else "published"
 
 
+def _hyperparameters(recipe: LoraRecipe, shots: int, model, device) -> dict:
+    """What a clip-lora record says of its recipe."""
+    return {"rank": recipe.rank, "lora_alpha": recipe.alpha, "dropout": recipe.dropout, "lr": recipe.lr,
+            "batch_size": recipe.batch_size, "iterations": total_iterations(recipe, shots),
+            "iters_per_shot": recipe.iters_per_shot, "variant": variant_of(model),
+            "precision": "fp16+grad-scaler" if torch.device(device).type == "cuda" else "fp32"}
+
+
 def _top1(feats, head, labels) -> float:
     return float(topk_correct(feats @ head.T, labels, (1,))[1].float().mean())
 
@@ -63,17 +71,15 @@ def fit(shots, ctx) -> Head:
         clf = fresh()
         train_lora(clf, pool, rows[~held], labels[~held], shots.shots, recipe, dev, shots.seed, ctx.progress,
                    f"{label}, held-out fold")
-        scores = []
-        for a in alphas:
+        def score(a):  # the head and the image encoder at α
             head = clf.at(a)
-            scores.append(_top1(features_of(clf, pool, rows[held].tolist(), dev), head, shots.labels[held].to(dev)))
+            return _top1(features_of(clf, pool, rows[held].tolist(), dev), head, shots.labels[held].to(dev))
+        scores = [score(a) for a in alphas]
         return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
 
-    clf = fresh()
-    start = time.perf_counter()
+    clf, start, heads, encoders = fresh(), time.perf_counter(), {}, {}
     history = train_lora(clf, pool, rows, labels, shots.shots, recipe, dev, shots.seed, ctx.progress, label)
     seconds = time.perf_counter() - start
-    heads, encoders = {}, {}
 
     def head_at(a: float):
         if a not in heads:
@@ -97,18 +103,14 @@ def fit(shots, ctx) -> Head:
 
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)
     a = choice.value
-    hp = {"rank": recipe.rank, "alpha": recipe.alpha, "dropout": recipe.dropout, "lr": recipe.lr,
-          "batch_size": recipe.batch_size, "iterations": total_iterations(recipe, shots.shots),
-          "iters_per_shot": recipe.iters_per_shot, "variant": variant_of(enc.model),
-          "precision": "fp16+grad-scaler" if dev.type == "cuda" else "fp32"}
     path = sorted({0.0, a, DEFAULT_LAMBDA, 1.0})  # the test sets are encoded at these points only
-    wise = Head(head_at(a), choice.tuned_on, {"wise_alpha": a}, extra={"alpha_scores": choice.curve,
+    wise = Head(head_at(a), choice.tuned_on, {"alpha": a}, extra={"alpha_scores": choice.curve,
                 "alphas_scored": alphas}, encoder=encoder_at(a),
-                sweep=tuple(({"wise_alpha": x}, head_at(x), encoder_at(x)) for x in path))
-    default = Head(head_at(DEFAULT_LAMBDA), "default", {"wise_alpha": DEFAULT_LAMBDA},
+                sweep=tuple(({"alpha": x}, head_at(x), encoder_at(x)) for x in path))
+    default = Head(head_at(DEFAULT_LAMBDA), "default", {"alpha": DEFAULT_LAMBDA},
                    encoder=encoder_at(DEFAULT_LAMBDA))
     state = {f"lora.{i}": p.detach().clone() for i, p in enumerate(clf.lora)}
-    return Head(head_at(1.0), "none", hp, state=state, encoder=encoder_at(1.0),
+    return Head(head_at(1.0), "none", _hyperparameters(recipe, shots.shots, enc.model, dev), state=state, encoder=encoder_at(1.0),
                 companions={"wise-clip-lora": wise, "wise-clip-lora-default": default},
                 extra={"history": history, "trainable_params": sum(p.numel() for p in clf.lora),
                        "train_seconds": seconds})
