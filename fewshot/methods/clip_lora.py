@@ -127,10 +127,10 @@ def plan(shots, ctx) -> Plan:
     def fresh():
         return LoraClip(ctx.encoder.model, ctx.encoder.classnames, ctx.logit_scale, dev, recipe)
 
-    def step_probe(m=2 * bs):
+    def step_probe(m=min(len(labels), 2 * bs)):
         probe = LoraRecipe(iters_per_shot=2, batch_size=bs)
-        return seconds_per(lambda: train_lora(fresh(), _Noise(m, train_size(res)), torch.arange(m),
-                                              labels[:m] % len(ctx.encoder.classnames), 1, probe, dev, 0, False), 2)
+        return seconds_per(lambda: train_lora(fresh(), _Noise(m, train_size(res)), torch.arange(m), labels[:m],
+                                              1, probe, dev, 0, False), 2)
 
     def encode_probe(m=256):
         return seconds_per(lambda: encode(fresh(), _Noise(m, res), dev, cfg.ft_batch_size), m)
