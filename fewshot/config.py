@@ -71,6 +71,8 @@ class RunConfig:
     ft_lr: float = 3e-5  # encoder fine-tuning AdamW rate (WiSE-FT's); LoRA trains at 10x
     ft_batch_size: int = 256  # encoder fine-tuning batch size (split across GPUs under torchrun)
     ft_alphas: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # WiSE-FT path of fine-tuned encoders
+    ft_recipe: str = "suite"  # encoder fine-tuning recipe: "suite" or "wise-ft" (mlfoundations/wise-ft's: fewshot.finetune)
+    clip_lora_iters: int = 500  # CLIP-LoRA iterations per shot (the official 500: 8,000 at 16 shots)
     grad_checkpointing: bool = False  # recompute activations in backward (less GPU memory); always on GPUs < 20 GiB
     coop_epochs: int = 50  # CoOp epochs (its ImageNet recipe: 50)
     merge_tasks: str = ""  # folder of task datasets for the merging study (fewshot.merge_study); "" = none
@@ -206,11 +208,9 @@ _CHECKS = {
     "ft_seeds": lambda n, v: () if v in ([], ()) else _CHECKS["seeds"](n, v),  # () = all
     "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
     "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool, "coop_epochs": _int(1),
-    "merge_tasks": _path(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1), "merge_lr": _float(0.0, 1.0),
+    "ft_recipe": _str(choices=("suite", "wise-ft")), "clip_lora_iters": _int(1), "merge_tasks": _path(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1), "merge_lr": _float(0.0, 1.0),
     "oracle": _bool, "device": _str(pattern=r"auto|cpu|mps|cuda(:\d+)?", desc="auto, cpu, mps, cuda or cuda:N"),
-    "decode": _str(choices=("auto", "pil", "gpu")), "skip_bad_images": _bool,
-    "batch_size": _int(1), "num_workers": _int(0), "progress": _bool,
-    "time_budget": _float(0.0, lo_open=False),
+    "decode": _str(choices=("auto", "pil", "gpu")), "skip_bad_images": _bool, "batch_size": _int(1), "num_workers": _int(0), "progress": _bool, "time_budget": _float(0.0, lo_open=False),
 }
 
 

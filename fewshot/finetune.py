@@ -17,6 +17,12 @@ statistics stay frozen (batches of few-shot data are too small to estimate them,
 interpolates weights that share one set of statistics). LoRA trains at 10× the rate (its update
 starts at zero; CLIP-LoRA uses 2e-4 where WiSE-FT uses 3e-5).
 
+That recipe is ``ft_recipe="suite"`` (the default). ``ft_recipe="wise-ft"`` is the WiSE-FT code's own
+(``mlfoundations/wise-ft``, ``src/models/finetune.py``, ``modeling.py`` and CLIP's training transform):
+random resized crops of area 0.9–1 without flips, a linear warm-up over 500 steps (however few the
+steps: then the rate never leaves the warm-up, as there), and a linear head with a bias (zeros at
+the start, trained and interpolated with the weights); the run's epochs, rate and batch as above.
+
 WiSE-FT interpolates the trained tensors, ``θ(α) = (1−α)·θ₀ + α·θ₁`` (for LoRA: α scales the
 low-rank update), optionally Fisher-weighted with a diagonal Fisher estimated on the k shots.
 """
@@ -25,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -33,12 +38,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fewshot import distributed as dist
+from fewshot.fisher import FISHER_IMAGES, diagonal_fisher  # noqa: F401  (re-exported)
 from fewshot.lora import add_lora, set_mix
 from fewshot.pixels import augment
 from fewshot.preprocess import normalize_pixels
 from fewshot.training import check_finite, warmup_cosine_per_step
 
-__all__ = ["STRATEGIES", "Recipe", "checkpointing_for", "ClipClassifier", "build_classifier", "train", "encode",
+__all__ = ["STRATEGIES", "Recipe", "RECIPES", "recipe_for", "schedule", "checkpointing_for", "ClipClassifier", "build_classifier", "train", "encode",
            "trainable_state", "load_state", "diagonal_fisher"]
 
 STRATEGIES = ("partial", "full", "lora")
@@ -60,6 +66,23 @@ class Recipe:
     lora_alpha: float = 8.0
     lora_targets: str = "attention"
     lora_lr_factor: float = 10.0
+    crop_scale: tuple = (0.5, 1.0)  # area of the random resized crops
+    flip: bool = True  # random horizontal flips
+    warmup_steps: int = 0  # > 0: the warm-up in steps instead of the ``warmup`` share
+    head_bias: bool = False  # a trained bias beside the head (zeros at the start)
+    name: str = "suite"
+
+
+RECIPES = {"suite": {}, "wise-ft": {"crop_scale": (0.9, 1.0), "flip": False, "warmup_steps": 500,
+                                    "head_bias": True, "name": "wise-ft"}}
+
+
+def recipe_for(cfg, **fields) -> Recipe:
+    """The run's :class:`Recipe`: ``cfg.ft_recipe``'s fields (:data:`RECIPES`) with the config's
+    epochs, rate, batch size and checkpointing; ``fields`` override any."""
+    base = {"epochs": cfg.ft_epochs, "lr": cfg.ft_lr, "batch_size": cfg.ft_batch_size,
+            "checkpointing": cfg.grad_checkpointing, **RECIPES[getattr(cfg, "ft_recipe", "suite")]}
+    return Recipe(**{**base, **fields})
 
 
 def checkpointing_for(requested: bool, device) -> bool:
@@ -71,11 +94,13 @@ def checkpointing_for(requested: bool, device) -> bool:
 
 
 class ClipClassifier(torch.nn.Module):
-    """CLIP's image tower and a linear head on its normalised features."""
+    """CLIP's image tower and a linear head [C, D] on its normalised features (with a bias [C],
+    zeros at the start, when ``bias``)."""
 
-    def __init__(self, visual: torch.nn.Module, head: torch.Tensor, checkpointing: bool = False):
+    def __init__(self, visual: torch.nn.Module, head: torch.Tensor, checkpointing: bool = False, bias: bool = False):
         super().__init__()
         self.visual, self.head, self.checkpointing = visual, torch.nn.Parameter(head), checkpointing
+        self.head_bias = torch.nn.Parameter(torch.zeros(head.shape[0], device=head.device)) if bias else None
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised features [B, D] (fp32) of CLIP-normalised pixels [B, 3, R, R]."""
@@ -87,7 +112,8 @@ class ClipClassifier(torch.nn.Module):
         return F.normalize(x.float(), dim=-1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.features(pixels) @ self.head.T
+        logits = self.features(pixels) @ self.head.T
+        return logits if self.head_bias is None else logits + self.head_bias
 
 
 def _checkpointed(visual, x):
@@ -130,23 +156,25 @@ def build_classifier(model, text_weights: torch.Tensor, logit_scale: float, stra
     visual = unfuse(copy.deepcopy(model.visual)).float().to(device)
     visual.requires_grad_(False)
     head = logit_scale * text_weights.detach().float().to(device)
-    clf = ClipClassifier(visual, head, checkpointing_for(recipe.checkpointing, device))
+    clf = ClipClassifier(visual, head, checkpointing_for(recipe.checkpointing, device), recipe.head_bias)
+    heads = [clf.head] + ([clf.head_bias] if recipe.head_bias else [])
     if strategy == "full":
         visual.requires_grad_(True)
-        groups = [{"params": list(visual.parameters()) + [clf.head], "lr": recipe.lr}]
+        groups = [{"params": list(visual.parameters()) + heads, "lr": recipe.lr}]
     elif strategy == "partial":
         trained = [p for part in _trunk(visual) for p in part.parameters()]
         if not hasattr(visual, "layer4"):
             trained.append(visual.proj)
         for p in trained:
             p.requires_grad_(True)
-        groups = [{"params": trained + [clf.head], "lr": recipe.lr}]
+        groups = [{"params": trained + heads, "lr": recipe.lr}]
     else:
         lora = add_lora(visual, recipe.lora_rank, recipe.lora_alpha, recipe.lora_targets, seed)
-        groups = [{"params": lora, "lr": recipe.lr * recipe.lora_lr_factor}, {"params": [clf.head], "lr": recipe.lr}]
+        groups = [{"params": lora, "lr": recipe.lr * recipe.lora_lr_factor}, {"params": heads, "lr": recipe.lr}]
     if not train_head:
-        clf.head.requires_grad_(False)
-        groups = [{**g, "params": [p for p in g["params"] if p is not clf.head]} for g in groups]
+        for h in heads:
+            h.requires_grad_(False)
+        groups = [{**g, "params": [p for p in g["params"] if all(p is not h for h in heads)]} for g in groups]
         groups = [g for g in groups if g["params"]]
     return clf, groups
 
@@ -165,6 +193,12 @@ def _autocast(device):
     return torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16), scaler
 
 
+def schedule(recipe: Recipe, total_steps: int):
+    """The rate factor at step t: warm-up over ``warmup_steps`` (or the ``warmup`` share), then cosine."""
+    share = recipe.warmup_steps / total_steps if recipe.warmup_steps else recipe.warmup
+    return warmup_cosine_per_step(total_steps, share)
+
+
 def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: torch.Tensor,
           recipe: Recipe, device, seed: int = 0, progress: bool = True, what: str = "fine-tuning",
           checkpoint=None) -> list:
@@ -177,7 +211,7 @@ def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: t
     opt = torch.optim.AdamW([dict(g) for g in groups], weight_decay=recipe.weight_decay)
     n = len(rows)
     steps = math.ceil(n / recipe.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_per_step(recipe.epochs * steps, recipe.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(recipe, recipe.epochs * steps))
     cast, scaler = _autocast(device)
     gen, aug_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     params = [p for g in groups for p in g["params"]]
@@ -192,7 +226,8 @@ def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: t
         losses, correct = torch.zeros(steps, device=device), torch.zeros((), device=device)
         for i in range(steps):
             idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            x = augment(pool.batch(rows[idx].tolist()).to(device, non_blocking=True), res, aug_gen)
+            x = augment(pool.batch(rows[idx].tolist()).to(device, non_blocking=True), res, aug_gen,
+                        recipe.crop_scale, flip=recipe.flip)
             y = labels[idx].to(device)
             x, y = dist.my_share(x), dist.my_share(y)
             with cast:
@@ -249,48 +284,6 @@ def load_state(clf: ClipClassifier, state: dict) -> None:
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)
-
-
-FISHER_IMAGES = 512  # at most this many shots (an even sample over classes) estimate a Fisher
-
-
-def diagonal_fisher(clf: ClipClassifier, pool_center, labels: torch.Tensor, device, kind: str = "model",
-                    chunk: int = 16, seed: int = 0, max_images: int = FISHER_IMAGES) -> dict:
-    """Diagonal Fisher of every trainable tensor on the shots' centre crops ``pool_center``
-    (uint8 [M, 3, R, R]): ``mean_n (∂ log p(y_n|x_n)/∂θ)²`` with y_n drawn from the model's own
-    prediction (``model``: the WiSE-FT code's estimator, one draw per image, seeded) or the true
-    label (``empirical``), over at most ``max_images`` of them (every n-th, so classes stay
-    balanced). Per-sample gradients with ``torch.func`` (vmap of grad)."""
-    from torch.func import functional_call, grad, vmap
-
-    params = {n: p.detach() for n, p in clf.named_parameters() if p.requires_grad}
-    frozen = {n: p.detach() for n, p in clf.named_parameters() if not p.requires_grad}
-    buffers = dict(clf.named_buffers())
-    clf.eval()
-
-    def logp(p, x, y):
-        out = functional_call(clf, {**p, **frozen, **buffers}, (x[None],))
-        return out.log_softmax(-1)[0].gather(0, y.view(1)).squeeze(0)
-
-    g = vmap(grad(logp), in_dims=(None, 0, 0))  # (attention's backward runs unbatched on some CPUs)
-    gen = torch.Generator().manual_seed(seed)
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    keep = torch.arange(0, len(labels), max(1, -(-len(labels) // max_images)))
-    x_all, labels = pool_center[keep].to(device), labels[keep.to(labels.device)]
-    for s in range(0, len(labels), chunk):
-        x = normalize_pixels(x_all[s:s + chunk])
-        if kind == "empirical":
-            y = labels[s:s + chunk].to(device)
-        else:
-            with torch.no_grad():
-                probs = clf(x).softmax(-1).float().cpu()
-            y = torch.multinomial(probs, 1, generator=gen).squeeze(1).to(device)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="There is a performance drop")
-            grads = g(params, x, y)
-        for n in total:
-            total[n] += (grads[n] ** 2).sum(0)
-    return {n: t / len(labels) for n, t in total.items()}
 
 
 def mix_lora(clf: ClipClassifier, alpha: float) -> None:

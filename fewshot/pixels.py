@@ -112,8 +112,9 @@ def pixel_cache(image_set, size: int, cache_dir, num_workers: int = 0, progress:
 
 
 def augment(pixels: torch.Tensor, out_size: int, gen: torch.Generator, scale=(0.5, 1.0),
-            ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
-    """Random resized crops (area ``scale``, aspect ``ratio``) and horizontal flips of a batch, on
+            ratio=(3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
+    """Random resized crops (area ``scale``, aspect ``ratio``) and horizontal flips (unless not
+    ``flip``: the flip draws are made all the same, so the crops do not change) of a batch, on
     its device, in one ``roi_align`` call: uint8 [B, 3, S, S] -> float [B, 3, R, R] in 0..255.
     The boxes come from ``gen`` (a CPU generator), so they do not depend on the device."""
     from torchvision.ops import roi_align
@@ -125,7 +126,7 @@ def augment(pixels: torch.Tensor, out_size: int, gen: torch.Generator, scale=(0.
     h = torch.sqrt(area / torch.exp(log_r)).clamp(max=S)
     x0 = torch.rand(B, generator=gen) * (S - w)
     y0 = torch.rand(B, generator=gen) * (S - h)
-    flip = torch.rand(B, generator=gen) < 0.5
+    flip = (torch.rand(B, generator=gen) < 0.5) & flip
     boxes = torch.stack([torch.arange(B, dtype=torch.float32), x0, y0, x0 + w, y0 + h], 1)
     crops = roi_align(pixels.float(), boxes.to(pixels.device), out_size, spatial_scale=1.0,
                       sampling_ratio=1, aligned=True)  # bilinear, one sample per output pixel

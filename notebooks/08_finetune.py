@@ -10,8 +10,14 @@
 #
 # WiSE-FT interpolates the weights: $\theta(\alpha) = (1-\alpha)\,\theta_{\text{zero-shot}} + \alpha\,\theta_{\text{fine-tuned}}$
 # (for LoRA, α scales the low-rank update), plain and Fisher-weighted. α is chosen on held-out
-# shots (the encoder fine-tuned once more without one fold), 0.5 at 1 shot. Every α needs the
-# test images through the encoder again: they are decoded once into a pixel cache.
+# shots (the encoder fine-tuned once more without one fold), 0.5 at 1 shot; `wise-*-default` records
+# α = 0.5 at every shot count beside it, the WiSE-FT authors' advice when no shifted data is at hand.
+# Every α needs the test images through the encoder again: they are decoded once into a pixel cache.
+#
+# **CLIP-LoRA** (`clip-lora`, Zanella & Ben Ayed 2024) has no head: LoRA (rank 2) on q, k, v of every
+# block of *both* encoders, the LoRA text encoder re-encoding "a photo of a {}." at every step; on a
+# ResNet the image side's LoRA sits in the attention pool (the suite's stated variant).
+# `wise-clip-lora` scales both towers' updates by α.
 
 # %%
 # fewshot: shared header
@@ -41,7 +47,8 @@ records = run.step("finetune")
 for name in run.eval_sets:
     display(Markdown(f"**{name}**\n\n" + run.summary(name)))
 shifted = [s for s in run.eval_sets if s != "val"]
-lines = [method_sentence(run.records(), m) for m in ("ft-partial", "ft-full", "ft-lora", "wise-ft-full")]
+lines = [method_sentence(run.records(), m) for m in ("ft-partial", "ft-full", "ft-lora", "wise-ft-full",
+                                                     "wise-ft-full-default", "clip-lora", "wise-clip-lora")]
 for m, k, best, acc, lo, hi in sweet_spots(run.records(), shifted):
     if m.startswith("wise-ft-"):
         lines.append(f"{m}: α = {best} gives the best mean of val and {', '.join(shifted)} at {k} shots ({acc:.2f} %; ends {lo:.2f} and {hi:.2f} %).")

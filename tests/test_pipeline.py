@@ -13,7 +13,7 @@ def _cfg(small_world, tiny_clip_path, tmp_path, **kw):
     return RunConfig(data=str(small_world), backbone=str(tiny_clip_path), out=str(tmp_path / "run"),
                      cache_dir=str(tmp_path / "cache"), templates="single", shots=(1, 2), seeds=(1, 2),
                      views=2, beta_steps=4, alpha_steps=3, epochs=2, lambdas=(0.0, 0.5, 1.0),
-                     cv_folds=2, device="cpu", num_workers=0, progress=False, **kw)
+                     cv_folds=2, clip_lora_iters=2, device="cpu", num_workers=0, progress=False, **kw)
 
 
 def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_path, tmp_path, capsys):
@@ -29,10 +29,21 @@ def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_pa
     hist = next(r for r in finals if r["method"] == "tip-adapter-f")["extra"]["history"]
     assert [h["epoch"] for h in hist] == [1, 2]
     assert all(0 <= r["metrics"]["top1"] <= r["metrics"]["top5"] <= 100 for r in recs)
-    for r in (r for r in finals if r["method"] == "wise-ft-full"):  # test sets encoded at the chosen α and 1
+    for r in (r for r in finals if r["method"] == "wise-ft-full"):  # test sets encoded at the chosen α, 0.5 and 1
         path = {s["hyperparameters"]["alpha"] for s in recs if s["role"] == "sweep" and s["method"] == r["method"]
                 and (s["shots"], s["seed"], s["eval_set"]) == (r["shots"], r["seed"], r["eval_set"])}
-        assert path == {0.0, r["hyperparameters"]["alpha"], 1.0}
+        assert path == {0.0, r["hyperparameters"]["alpha"], 0.5, 1.0}
+        half = next(d for d in finals if d["method"] == "wise-ft-full-default"
+                    and (d["shots"], d["seed"], d["eval_set"]) == (r["shots"], r["seed"], r["eval_set"]))
+        on_path = next(s for s in recs if s["role"] == "sweep" and s["method"] == r["method"] and
+                       s["hyperparameters"]["alpha"] == 0.5 and (s["shots"], s["seed"], s["eval_set"]) ==
+                       (r["shots"], r["seed"], r["eval_set"]))
+        assert (half["tuned_on"], half["hyperparameters"]["alpha"]) == ("default", 0.5)
+        assert half["metrics"]["top1"] == on_path["metrics"]["top1"]  # the α = 0.5 point of the path
+    lora = [r for r in finals if r["method"] == "clip-lora"]
+    assert lora and all(r["hyperparameters"]["variant"] == "resnet-attention-pool" for r in lora)
+    assert {r["tuned_on"] for r in finals if r["method"] == "wise-clip-lora-default"} == {"default"}
+    assert {r["tuned_on"] for r in finals if r["method"] == "wise-linear-default"} == {"default"}
     assert (run.out / "backbone.json").exists()  # later steps read the backbone's identity there
     assert json.loads((run.out / "config.json").read_text())["shots"] == [1, 2]
     assert "Top-1 (%) on sketch" in capsys.readouterr().out

@@ -6,6 +6,6 @@ registry's public face.
 from fewshot.protocol import get_method, list_methods, register  # noqa: F401
 
 from fewshot.methods import (zeroshot, class_means, tip_adapter, wise_ft, linear_probe,  # noqa: F401,E402
-                             clip_adapter, gda, ape, lp_plus_plus, taskres, clap, finetune, coop)  # (registration, dependencies first)
+                             clip_adapter, gda, ape, lp_plus_plus, taskres, clap, finetune, clip_lora, coop)  # (registration, dependencies first)
 
 __all__ = ["get_method", "list_methods", "register"]

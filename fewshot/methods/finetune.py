@@ -7,9 +7,11 @@ Each method fine-tunes CLIP's image encoder with a zero-shot-initialised head
 (``wise-<method>-fisher``, partial and full: the diagonal Fisher of both models on the k shots,
 labels drawn from each model's prediction as the WiSE-FT code does). The α path (``cfg.ft_alphas``)
 is scored on the held-out shots (``extra["alpha_scores"]``); the test sets are encoded only at the
-chosen α and at α = 1, and the sweep records hold those two and α = 0 (zero-shot CLIP, scored on
-the cached features): each further α would re-encode every test set (97,500 images at ImageNet
-scale) for a diagnostic point.
+chosen α, at α = 0.5 and at α = 1, and the sweep records hold those and α = 0 (zero-shot CLIP, scored
+on the cached features): each further α would re-encode every test set (97,500 images at ImageNet
+scale) for a diagnostic point. ``wise-<method>-default`` records α = 0.5, the WiSE-FT authors'
+advice when no shifted data is at hand (``tuned_on: default``), beside the held-out choice. The
+recipe is the run's ``ft_recipe`` (:func:`fewshot.finetune.recipe_for`), recorded as ``recipe``.
 
 α is chosen on held-out shots: the encoder is fine-tuned once more without fold 0 of the shots
 (fold = shot rank mod ``cv_folds``) and every α scored on that fold; 0.5 at 1 shot (the WiSE-FT
@@ -24,8 +26,8 @@ import torch.nn.functional as F
 
 from fewshot import selection
 from fewshot.budget import Plan, Work, fit_steps, seconds_per
-from fewshot.finetune import (FISHER_IMAGES, Recipe, build_classifier, diagonal_fisher, encode,
-                              load_state, mix_lora, train, trainable_state)
+from fewshot.finetune import (FISHER_IMAGES, build_classifier, diagonal_fisher, encode, load_state, mix_lora,
+                              recipe_for, train, trainable_state)
 from fewshot.metrics import topk_correct
 from fewshot.pixels import train_size
 from fewshot.preprocess import normalize_pixels
@@ -52,23 +54,33 @@ def features_of(clf, pool, rows, device, chunk: int = 256) -> torch.Tensor:
                       for i in range(0, len(rows), chunk)])
 
 
+HEADS = ("head", "head_bias")  # the classifier's head tensors (the bias only in the wise-ft recipe)
+
+
 def set_alpha(clf, strategy: str, theta0: dict, theta1: dict, alpha: float, fishers=None) -> None:
     """Put ``clf`` at WiSE-FT's point α between its zero-shot and fine-tuned tensors."""
     if strategy == "lora":
-        load_state(clf, {**theta1, "head": interpolate({"h": theta0["head"]}, {"h": theta1["head"]}, alpha)["h"]})
+        heads = {k: theta0[k] for k in HEADS if k in theta0}
+        load_state(clf, {**theta1, **interpolate(heads, {k: theta1[k] for k in heads}, alpha)})
         mix_lora(clf, alpha)
     else:
         load_state(clf, interpolate(theta0, theta1, alpha, fishers))
 
 
-def _top1(feats, head, labels) -> float:
-    return float(topk_correct(feats @ head.T, labels, (1,))[1].float().mean())
+def linear_head(state: dict):
+    """Logits ``f·headᵀ (+ head_bias)`` of a :func:`trainable_state`-like dict: feats [n, D] -> [n, C]."""
+    h, b = state["head"], state.get("head_bias")
+    return lambda f: f.float() @ h.T if b is None else f.float() @ h.T + b
+
+
+def _top1(feats, head_fn, labels) -> float:
+    return float(topk_correct(head_fn(feats), labels, (1,))[1].float().mean())
 
 
 def _fit(strategy: str):
     def fit(shots, ctx) -> Head:
         enc, cfg, dev = ctx.encoder, ctx.cfg, ctx.device
-        recipe = Recipe(cfg.ft_epochs, cfg.ft_lr, cfg.ft_batch_size, cfg.grad_checkpointing)
+        recipe = recipe_for(cfg)
         pool, pool_rows = enc.pool()
         rows = torch.tensor([pool_rows[p] for p in shots.paths])
         res = enc.model.visual.input_resolution
@@ -91,7 +103,7 @@ def _fit(strategy: str):
             for a in alphas:
                 set_alpha(clf, strategy, t0, t1, a)
                 feats = features_of(clf, pool, rows[held].tolist(), dev)
-                scores.append(_top1(feats, clf.head.detach(), shots.labels[held].to(dev)))
+                scores.append(_top1(feats, linear_head({k: p.detach() for k, p in clf.named_parameters() if k in HEADS}), shots.labels[held].to(dev)))
             return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
 
         clf, groups = fresh()
@@ -126,29 +138,33 @@ def _fit(strategy: str):
             return encoders[(a, fisher)]
 
         def head_at(a: float, fisher: bool = False):
-            h = interpolate(theta0, theta1, a, fishers if fisher else None)["head"]
-            return lambda f: f.float() @ h.T
+            merged = interpolate(theta0, theta1, a, fishers if fisher else None)
+            return linear_head({k: merged[k] for k in HEADS if k in merged})
 
         def on_test(s):
             scores = []
             for a in alphas:
                 feats = s.feats if encoder_at(a) is None else encoder_at(a)(s.name)
-                scores.append(_top1(feats, interpolate(theta0, theta1, a)["head"], s.labels))
+                scores.append(_top1(feats, head_at(a), s.labels))
             return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
 
         choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)
         a = choice.value
         n_trained = sum(v.numel() for v in theta1.values())
-        path = sorted({0.0, a, 1.0})  # the test sets are encoded at the chosen α and α = 1 only
+        # the test sets are encoded at the chosen α, the authors' default and α = 1 only
+        path = sorted({0.0, a, DEFAULT_LAMBDA, 1.0})
         wise = Head(head_at(a), choice.tuned_on, {"alpha": a, "strategy": strategy},
                     extra={"alpha_scores": choice.curve, "alphas_scored": alphas}, encoder=encoder_at(a),
                     sweep=tuple(({"alpha": x}, head_at(x), encoder_at(x)) for x in path))
-        companions = {f"wise-ft-{strategy}": wise}
+        default = Head(head_at(DEFAULT_LAMBDA), "default", {"alpha": DEFAULT_LAMBDA, "strategy": strategy},
+                       encoder=encoder_at(DEFAULT_LAMBDA))
+        companions = {f"wise-ft-{strategy}": wise, f"wise-ft-{strategy}-default": default}
         if fishers is not None:
             companions[f"wise-ft-{strategy}-fisher"] = Head(
                 head_at(a, True), choice.tuned_on, {"alpha": a, "strategy": strategy, "fisher": "model"},
                 encoder=encoder_at(a, True))
-        return Head(head_at(1.0), "none", {"epochs": recipe.epochs, "lr": recipe.lr, "batch_size": recipe.batch_size},
+        return Head(head_at(1.0), "none", {"epochs": recipe.epochs, "lr": recipe.lr, "batch_size": recipe.batch_size,
+                                           "recipe": recipe.name},
                     state=theta1, encoder=encoder_at(1.0), companions=companions,
                     extra={"history": history, "trainable_params": n_trained, "train_seconds": seconds})
     fit.__doc__ = f"Fine-tune CLIP's image encoder ({strategy}) and WiSE-FT it."
@@ -178,11 +194,11 @@ def _plan(strategy: str):
         res, key, labels = ctx.encoder.model.visual.input_resolution, f"ft-{strategy}", shots.labels.cpu()
         held = int(selection.fold_masks(shots.ranks, cfg.cv_folds)[0].sum()) if selection.tunes_inside(ctx, shots.shots) else 0
         steps = sum(fit_steps(m, bs, cfg.ft_epochs) for m in [n] + ([n - held] if held else []))
-        # the test sets are encoded at the chosen α and at α = 1 only (α = 0 is zero-shot), plus the
-        # Fisher merge: an upper bound of 3 passes whatever the length of ft_alphas
-        passes = min(2, len([a for a in cfg.ft_alphas if a != 0.0])) + (strategy != "lora")
+        # the test sets are encoded at the chosen α, at α = 0.5 and at α = 1 only (α = 0 is zero-shot),
+        # plus the Fisher merge: an upper bound of 4 passes whatever the length of ft_alphas
+        passes = min(3, len({a for a in cfg.ft_alphas if a != 0.0} | {DEFAULT_LAMBDA})) + (strategy != "lora")
         images = passes * sum(ctx.encoder.eval_counts.values()) + held * len(cfg.ft_alphas)
-        recipe, m, k = Recipe(1, cfg.ft_lr, bs, cfg.grad_checkpointing), min(n, 2 * bs), min(n, 16)
+        recipe, m, k = recipe_for(cfg, epochs=1), min(n, 2 * bs), min(n, 16)
 
         def fresh():
             return build_classifier(ctx.encoder.model, ctx.text_weights, ctx.logit_scale, strategy, dev, recipe)
@@ -214,4 +230,5 @@ for _strategy, _summary in (("partial", "the last stage of the image encoder and
     register(Method(f"ft-{_strategy}", _fit(_strategy), step="finetune", needs_encoder=True, budget=_plan(_strategy),
                     learnable=True,
                     shots_field="ft_shots", seeds_field="ft_seeds", summary=f"fine-tunes {_summary}",
-                    companions=(f"wise-ft-{_strategy}",) + (() if _strategy == "lora" else (f"wise-ft-{_strategy}-fisher",))))
+                    companions=(f"wise-ft-{_strategy}", f"wise-ft-{_strategy}-default")
+                    + (() if _strategy == "lora" else (f"wise-ft-{_strategy}-fisher",))))

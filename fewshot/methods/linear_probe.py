@@ -14,7 +14,8 @@ by full-batch L-BFGS (a convex problem: a deterministic, precise solution):
 λ by cross-validation over the shots on {1e-5, …, 1e-1}; at 1 shot 1e-3 (the grid's middle); an
 oracle run picks it on test. ``wise-linear`` interpolates the zero-shot head and the zero-shot-
 initialised probe, θ(α) = (1−α)·(s·W_text, 0) + α·(W, b), with α by cross-validation (the probe
-refitted on the other folds, every α scored on the held-out one); 0.5 at 1 shot.
+refitted on the other folds, every α scored on the held-out one); 0.5 at 1 shot. Its companion
+``wise-linear-default`` is α = 0.5 at every shot count (the WiSE-FT authors' advice; `tuned_on: default`).
 """
 from __future__ import annotations
 
@@ -144,8 +145,10 @@ def fit_wise_linear(shots, ctx) -> Head:
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=on_test,
                               inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds, MIX, score_fold))
     lam = choice.value
+    default = Head(head_at(DEFAULT_LAMBDA), "default", {"lambda": DEFAULT_LAMBDA, "l2": reg})
     return Head(head_at(lam), choice.tuned_on, {"lambda": lam, "l2": reg},
-                extra={"cv_curve": choice.curve}, sweep=tuple(({"lambda": x}, head_at(x)) for x in MIX))
+                extra={"cv_curve": choice.curve}, sweep=tuple(({"lambda": x}, head_at(x)) for x in MIX),
+                companions={"wise-linear-default": default})
 
 
 register(Method("linear-probe", _fit_probe(False), step="linear_probe", learnable=True, source=Source("Radford et al., ICML 2021"),
@@ -154,4 +157,5 @@ register(Method("linear-probe-zs", _fit_probe(True), step="linear_probe", learna
                 summary="logistic regression initialised at, and pulled towards, the zero-shot head"))
 register(Method("wise-linear", fit_wise_linear, step="linear_probe", after=("linear-probe-zs",), learnable=True,
                 source=Source("Wortsman et al., CVPR 2022", "mlfoundations/wise-ft"),
+                companions=("wise-linear-default",),  # λ = 0.5, the WiSE-FT authors' advice
                 summary="WiSE-FT of heads: zero-shot head and probe interpolated (Wortsman et al., 2022)"))

@@ -5,7 +5,8 @@ The path uses Tip-Adapter-F's final (α, β), so λ = 1 is exactly the Tip-Adapt
 reported; λ = 0 is the training-free cache under the same (α, β) (Tip-Adapter itself, unless an
 oracle run re-searched them). λ is chosen by cross-validation over the shots: Tip-Adapter-F is
 trained again on the other folds and every λ scored on the held-out fold; the WiSE-FT paper's
-λ = 0.5 at 1 shot; on test in an oracle run. The Fisher-weighted merges reuse that λ.
+λ = 0.5 at 1 shot; on test in an oracle run. The Fisher-weighted merges reuse that λ. ``wise-ft-default`` records λ = 0.5 beside it (the
+authors' advice when nothing can be tuned; ``tuned_on: default``).
 """
 from __future__ import annotations
 
@@ -55,9 +56,10 @@ def fit_wise(shots, ctx) -> Head:
         inside=lambda: selection.cross_validate(shots.ranks, cfg.cv_folds, lambdas,
                                                 score_folds=score_folds))
     lam = choice.value
+    default = Head(head_at(DEFAULT_LAMBDA), "default", {"lambda": DEFAULT_LAMBDA, "alpha": alpha, "beta": beta})
     return Head(head_at(lam), choice.tuned_on, {"lambda": lam, "alpha": alpha, "beta": beta},
                 extra={"cv_curve": choice.curve},
-                sweep=tuple(({"lambda": x}, head_at(x)) for x in lambdas))
+                sweep=tuple(({"lambda": x}, head_at(x)) for x in lambdas), companions={"wise-ft-default": default})
 
 
 def _fit_fisher(kind: str):
@@ -76,6 +78,7 @@ def _fit_fisher(kind: str):
 
 
 register(Method("wise-ft", fit_wise, step="wise", after=("tip-adapter-f",), learnable=True,
+                companions=("wise-ft-default",),  # λ = 0.5, the WiSE-FT authors' advice
                 summary="WiSE-FT: Tip-Adapter and Tip-Adapter-F keys interpolated (Wortsman et al., 2022)"))
 register(Method("wise-ft-fisher", _fit_fisher("empirical"), step="wise", learnable=True,
                 after=("tip-adapter-f", "wise-ft"),

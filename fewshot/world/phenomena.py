@@ -69,6 +69,12 @@ def _finetuning_checks(records, shift, zs, zs_shift, lo) -> list[dict]:
             inner = max((v, a) for a, v in curve.items() if 0 < a < 1)
             rows.append({"check": f"WiSE-FT of full fine-tuning: best inner α vs best end, mean(val, {shift})",
                          "value": f"α={inner[1]}: {inner[0] - ends:+.2f}", "target": ">= 0", "ok": inner[0] >= ends})
+        if "wise-ft-full-default" in methods:  # WiSE-FT at the authors' α = 0.5 (issue 26)
+            half = {e: _mean_top1(records, "wise-ft-full-default", e, k) for e in ("val", shift)}
+            ft = {e: _mean_top1(records, "ft-full", e, k) for e in ("val", shift)}
+            gain, mix = half[shift] - zs_shift, mean(half.values()) - mean(ft.values())
+            rows.append({"check": f"WiSE-FT at α = 0.5 − zero-shot ({shift}); − full fine-tuning, mean(val, {shift})",
+                         "value": f"{gain:+.2f}; {mix:+.2f}", "target": "> 0; > 0", "ok": gain > 0 and mix > 0})
     if {"linear-probe", "linear-probe-zs"} <= methods:
         gap = _mean_top1(records, "linear-probe-zs", "val", lo) - _mean_top1(records, "linear-probe", "val", lo)
         rows.append({"check": f"{lo}-shot linear probe: zero-shot-initialised − from scratch (val)",
