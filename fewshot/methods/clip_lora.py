@@ -26,7 +26,7 @@ from fewshot.finetune import encode
 from fewshot.methods.finetune import _Noise, features_of
 from fewshot.metrics import topk_correct
 from fewshot.pixels import train_size
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol import Head, Method, Source, register
 from fewshot.wise import DEFAULT_LAMBDA
 
 __all__ = ["recipe_of", "variant_of"]
@@ -147,6 +147,9 @@ def plan(shots, ctx) -> Plan:
     return Plan(works, {"clip-lora step": step_probe, "clip-lora encode": encode_probe}, cheaper)
 
 
-register(Method("clip-lora", fit, step="finetune", needs_encoder=True, budget=plan, learnable=True,
+SOURCE = Source("Zanella & Ben Ayed, CVPRW 2024", "MaxZanella/CLIP-LoRA", "358f0d7361f59e66c0b2d0b672a3dafb143a759b",
+                ("main.py", "lora.py", "run_utils.py", "loralib/layers.py", "loralib/utils.py"))
+
+register(Method("clip-lora", fit, step="finetune", needs_encoder=True, budget=plan, learnable=True, source=SOURCE,
                 shots_field="ft_shots", seeds_field="ft_seeds", companions=("wise-clip-lora", "wise-clip-lora-default"),
                 summary="LoRA on q/k/v of both encoders, no head (Zanella & Ben Ayed, 2024)"))
