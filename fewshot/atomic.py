@@ -14,12 +14,14 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_torch_save", "remove_dead_partial_writes"]
+           "atomic_torch_save", "remove_dead_partial_writes", "move_aside"]
 
 
 def _alive(pid: int) -> bool:
@@ -54,6 +56,17 @@ def remove_dead_partial_writes(folder: str | os.PathLike) -> list[Path]:
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<path>.old-<YYYYmmdd-HHMMSS>[-n]`` beside it and say so on stderr."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = path.with_name(f"{path.name}.old-{stamp}"), 1
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.old-{stamp}-{n}"), n + 1
+    os.replace(path, target)
+    print(f"moved {path} aside to {target} (--force; nothing was deleted)", file=sys.stderr)
+    return target
 
 
 def _mb(n: int) -> str:

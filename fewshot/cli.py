@@ -89,7 +89,7 @@ def _run_epilog() -> str:
 def _cmd_report(args) -> int:
     from fewshot.report import build_report
 
-    path = build_report(args.run, args.out, args.oracle_run, args.sections, args.lang)
+    path = build_report(args.run, args.out, args.oracle_run, args.sections, args.lang, args.force)
     print(f"report written to {path}")
     return 0
 
@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--sections", nargs="+", metavar="NAME",
                      help="sections to write, in report order (default: 'default'; see below)")
     rep.add_argument("--lang", default="en", help="language of prose and captions (en, zh)")
+    rep.add_argument("--force", action="store_true",
+                     help="--out holds files a report did not write: move that folder aside (never deleted)")
     rep.set_defaults(func=_cmd_report)
 
     c = sub.add_parser("check-data", help="validate a dataset folder; non-zero exit if unusable")

@@ -5,7 +5,9 @@
   not read-only, not without write permission. Writability is tried, not guessed from mode bits:
   a folder is created in the nearest existing folder and removed at once.
 - :func:`check_device`: the ``device`` setting names a device this machine has.
-- :func:`check_run`: both, for a run's config, plus its shifted test sets (each must hold images).
+- :func:`check_run`: both, for a run's config, plus its shifted test sets (each must hold images)
+  and ``download_root`` (a folder; writable when the named CLIP checkpoint must still be fetched
+  into it, so a read-only folder of weights already there is fine).
 
 Nothing is left behind; a failure is a :class:`~fewshot.errors.PathError` or
 :class:`~fewshot.errors.ConfigError` naming the setting, the path and the fix.
@@ -76,6 +78,15 @@ def check_device(name: str):
     return device
 
 
+def _check_download_root(root: Path, backbone: str) -> None:
+    _existing_ancestor(root, "download_root")  # a file where the folder should be
+    from fewshot._clip_compat import import_clip
+
+    url = import_clip().clip._MODELS.get(backbone)
+    if url and not (root / os.path.basename(url)).is_file():
+        check_folder(root, "download_root")  # the download would write there
+
+
 def check_run(cfg, dataset=None) -> None:
     """Before a run writes anything: ``out`` and ``cache_dir`` are writable folders (and the run
     folder's ``.lock`` a file), and, with ``dataset`` loaded, every shifted test set holds images."""
@@ -85,6 +96,8 @@ def check_run(cfg, dataset=None) -> None:
     if os.path.lexists(lock) and not lock.is_file():
         raise PathError(f"{lock} is not a file (the run folder's lock must be one): remove it and "
                         f"run again.")
+    if cfg.download_root:
+        _check_download_root(Path(cfg.download_root), cfg.backbone)
     if dataset is not None:
         for name, (path, kind) in sorted((cfg.shift_sets or find_shift_sets(cfg.data)).items()):
             load_shift_set(path, kind, dataset.wnids, name)  # DatasetError when empty or unknown

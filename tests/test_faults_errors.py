@@ -236,6 +236,20 @@ def test_a_file_size_limit_is_one_line_in_a_real_process(tmp_path):
     assert res.returncode == 2 and "(EFBIG)" in res.stdout and not list(tmp_path.iterdir()), res.stderr
 
 
+@pytest.mark.parametrize("root", ["notes.txt", "/proc/fewshot-weights"])
+def test_a_download_root_that_cannot_take_the_checkpoint_is_named_before_work(root, world, tmp_path, capsys,
+                                                                               monkeypatch):
+    if root.startswith("/proc") and not Path("/proc/self").exists():
+        pytest.skip("no /proc on this machine")
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("mine")
+    code, err = _run(capsys, world, "RN50", tmp_path / "run", tmp_path / "cache", f"download_root={root}")
+    line = _one_error(err)
+    assert code == 2 and f"`download_root` = {root}" in line and "RN50" not in line.split("download_root")[0], line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+    assert Path("notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("out", ["/proc/fewshot-report", "notes.txt"])
 def test_report_out_of_the_wrong_kind_is_one_line(out, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

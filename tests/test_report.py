@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from fewshot import cli
 from fewshot.errors import ConfigError
 from fewshot.report import build_report, default_sections, list_sections
 from fewshot.results import dumps_records
@@ -115,3 +116,24 @@ def test_a_partial_run_says_at_its_top_which_steps_are_missing(run_dir, tmp_path
     config["methods"] = present
     (run_dir / "config.json").write_text(json.dumps(config))
     assert "Partial run" not in build_report(run_dir, tmp_path / "rep2").read_text()
+
+
+def test_report_never_writes_into_a_users_folder(run_dir, tmp_path, capsys):
+    """A folder of the user's (its report.md shows the user's figure) is refused with one error
+    line and left unchanged; --force moves it aside whole and writes the report; a folder holding
+    an earlier report (before the marker existed) is the report's own."""
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    before = {"report.md": b"# My thesis\n\n![plot](accuracy_vs_shots.png)\n", "accuracy_vs_shots.png": b"mine"}
+    for name, data in before.items():
+        (mine / name).write_bytes(data)
+    assert cli.main(["report", "--run", str(run_dir), "--out", str(mine)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and f"= {mine} holds files" in err[0], err
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+    assert cli.main(["report", "--run", str(run_dir), "--out", str(mine), "--force"]) == 0
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("thesis.old-")]
+    assert len(aside) == 1 and {p.name: p.read_bytes() for p in aside[0].iterdir()} == before
+    assert (mine / "report.md").read_text().startswith("# Few-shot CLIP report")
+    (mine / ".fewshot-report").unlink()
+    assert cli.main(["report", "--run", str(run_dir), "--out", str(mine)]) == 0

@@ -14,27 +14,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
+from fewshot.atomic import move_aside
 from fewshot.errors import DatasetError
 
 __all__ = ["BUILDING_MARK", "claim", "claim_checkpoint", "move_aside", "start_building", "replace"]
 
 BUILDING_MARK = ".fewshot-building"
-
-
-def move_aside(path: Path) -> Path:
-    """Rename ``path`` to ``<path>.old-<YYYYmmdd-HHMMSS>[-n]`` beside it and say so on stderr."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target, n = path.with_name(f"{path.name}.old-{stamp}"), 1
-    while target.exists():
-        target, n = path.with_name(f"{path.name}.old-{stamp}-{n}"), n + 1
-    os.replace(path, target)
-    print(f"moved {path} aside to {target} (--force; nothing was deleted)", file=sys.stderr)
-    return target
 
 
 def _force_hint(out: Path) -> str:
