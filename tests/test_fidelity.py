@@ -232,4 +232,4 @@ def test_coop_16_has_sixteen_random_context_tokens_where_the_context_allows():
     n = len(coop.random_init(short, names).split())
     assert n == 16 - 2 - (len(tok[1].nonzero()) - 2)  # SOS, "great white shark." and EOS fit beside it
     from fewshot.protocol import get_method
-    assert get_method("coop-16").companions == () and get_method("coop").companions == ("wise-coop",)
+    assert get_method("coop-16").companions == () and get_method("coop").companions == ("wise-coop", "wise-coop-default")

@@ -92,6 +92,13 @@ def test_a_prompt_step_killed_after_an_epoch_reruns_to_the_same_records(small_wo
 
     assert cli.main(_quick(small_world, tiny_clip_path, tmp_path, "--steps", "zeroshot", "splits", "features", "prompt")) == 0
     clean = RunDir(tmp_path / "run").read_records("coop")
+    every = RunDir(tmp_path / "run").read_records()
+    half = {(r["eval_set"], r["shots"]): r for r in every if r["method"] == "wise-coop-default"}
+    swept = {(r["eval_set"], r["shots"]): r for r in every if r["method"] == "wise-coop" and r["role"] == "sweep"
+             and r["hyperparameters"].get("alpha") == 0.5}
+    assert half and half.keys() == swept.keys()  # WiSE-FT's own default beside the held-out choice
+    assert all(r["tuned_on"] == "default" and r["hyperparameters"] == {"alpha": 0.5} for r in half.values())
+    assert all(half[k]["metrics"]["top1"] == swept[k]["metrics"]["top1"] for k in half)
     saves = []
 
     save = Checkpoint.save

@@ -13,7 +13,9 @@ which is what makes CoOp slow at 1,000 classes.
 
 Its companion ``wise-coop`` interpolates the context vectors between their initialisation (the
 hand-written prompt "a photo of a <class>.") and the learned ones, α chosen on held-out shots as
-for the encoders (CoOp retrained without fold 0), 0.5 at 1 shot.
+for the encoders (CoOp retrained without fold 0), 0.5 at 1 shot; ``wise-coop-default`` is α = 0.5
+at every shot count, the WiSE-FT authors' advice when no held-out data is trusted (``tuned_on:
+default``).
 
 ``coop-16`` is the paper's headline ImageNet setting (KaiyangZhou/CoOp ``scripts/coop/main.sh
 imagenet rn50_ep50 end 16 … False``: 16 context vectors drawn from N(0, 0.02²), ``CTX_INIT ""``,
@@ -159,10 +161,11 @@ def fit(shots, ctx) -> Head:
     wise = Head(lambda f, t=texts[choice.value]: scale * f.float() @ t.T, choice.tuned_on,
                 {"alpha": choice.value}, extra={"alpha_scores": choice.curve},
                 sweep=tuple(({"alpha": a}, lambda f, t=texts[a]: scale * f.float() @ t.T) for a in ALPHAS))
+    half = Head(lambda f, t=texts[DEFAULT_LAMBDA]: scale * f.float() @ t.T, "default", {"alpha": DEFAULT_LAMBDA})
     final = texts[1.0]
     return Head(lambda f: scale * f.float() @ final.T, "none",
                 {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": LR, "recipe": recipe},
-                state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise})
+                state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise, "wise-coop-default": half})
 
 
 def fit_random(shots, ctx) -> Head:
@@ -205,7 +208,7 @@ def plan(shots, ctx, init: str = INIT, name: str = "coop") -> Plan:
                       steps, f"steps of batch {BATCH_SIZE}", f"{name} step")], {f"{name} step": probe}, cheaper)
 
 
-register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, source=SOURCE, recipes=("official",), companions=("wise-coop",), shots_field="ft_shots", seeds_field="ft_seeds",
+register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, source=SOURCE, recipes=("official",), companions=("wise-coop", "wise-coop-default"), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))
 register(Method("coop-16", fit_random, budget=lambda s, c: plan(s, c, random_init(c.encoder.model, c.encoder.classnames), "coop-16"), step="prompt", needs_encoder=True,
                 learnable=True, source=SOURCE, recipes=("official",), shots_field="ft_shots", seeds_field="ft_seeds",
