@@ -7,7 +7,8 @@
 - :func:`check_device`: the ``device`` setting names a device this machine has.
 - :func:`check_run`: both, for a run's config, plus its shifted test sets (each must hold images)
   and ``download_root`` (a folder; writable when the named CLIP checkpoint must still be fetched
-  into it, so a read-only folder of weights already there is fine).
+  into it, so a read-only folder of weights already there is fine), and the per-class prompt files
+  its template sets read (``cupl+tip7``: every class of the dataset has CuPL prompts).
 
 Nothing is left behind; a failure is a :class:`~fewshot.errors.PathError` or
 :class:`~fewshot.errors.ConfigError` naming the setting, the path and the fix.
@@ -87,6 +88,30 @@ def _check_download_root(root: Path, backbone: str) -> None:
         check_folder(root, "download_root")  # the download would write there
 
 
+def _check_prompts(cfg, dataset) -> None:
+    from fewshot.protocol import list_methods
+    from fewshot.recipes import template_sets
+    from fewshot.templates import class_prompts, per_class
+
+    from fewshot.recipes import OFFICIAL_HEADS
+
+    methods = list(cfg.methods) or list_methods()
+    sets = [s for s in template_sets(cfg, methods) if per_class(s)]
+    if sets:
+        from fewshot.datasets import DatasetError, load_dataset
+
+        names = (dataset or load_dataset(cfg.data)).classnames
+        for name in sets:
+            try:
+                class_prompts(name, names)  # the file is missing, or lacks a class
+            except DatasetError as err:
+                users = [m for m in methods if OFFICIAL_HEADS.get(m) == name and cfg.recipe == "official"]
+                why = (f"recipe=official: {', '.join(users)} read{'s' if len(users) == 1 else ''} templates "
+                       f"{name}" if users else f"templates={name}")
+                fix = f"; or leave {', '.join(users)} out of `methods`" if users and name != cfg.templates else ""
+                raise DatasetError(f"{why}: {err}{fix}.") from err
+
+
 def check_run(cfg, dataset=None) -> None:
     """Before a run writes anything: ``out`` and ``cache_dir`` are writable folders (and the run
     folder's ``.lock`` a file), and, with ``dataset`` loaded, every shifted test set holds images."""
@@ -98,6 +123,7 @@ def check_run(cfg, dataset=None) -> None:
                         f"run again.")
     if cfg.download_root:
         _check_download_root(Path(cfg.download_root), cfg.backbone)
+    _check_prompts(cfg, dataset)
     if dataset is not None:
         for name, (path, kind) in sorted((cfg.shift_sets or find_shift_sets(cfg.data)).items()):
             load_shift_set(path, kind, dataset.wnids, name)  # DatasetError when empty or unknown

@@ -16,9 +16,11 @@ import torch.nn.functional as F
 
 from fewshot.crops import FreshViews
 
-__all__ = ["RECIPES", "recipe_for", "text_head", "official_crops", "training_views"]
+__all__ = ["RECIPES", "OFFICIAL_HEADS", "recipe_for", "text_head", "official_crops", "training_views",
+           "template_sets"]
 
 RECIPES = ("default", "official")
+OFFICIAL_HEADS: dict[str, str] = {}  # method -> the template set its official recipe reads (its module fills it)
 
 
 def recipe_for(ctx, recipes: tuple) -> str:
@@ -53,3 +55,10 @@ def training_views(shots, ctx, recipe: str, epochs: int):
     if getattr(ctx, "encoder", None) is None:
         raise ValueError("the official recipe draws fresh crops: the method needs ctx.encoder (Method.encoder_for)")
     return FreshViews(ctx.encoder, shots.paths, epochs, shots.seed, shots.views.device)
+
+
+def template_sets(cfg, methods) -> list[str]:
+    """The template sets a run of ``cfg`` encodes: ``cfg.templates``, and under the official recipe
+    the heads that ``methods`` declare in :data:`OFFICIAL_HEADS` (sorted, each once)."""
+    official = {OFFICIAL_HEADS[m] for m in methods if m in OFFICIAL_HEADS} if cfg.recipe == "official" else set()
+    return sorted({cfg.templates} | official)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fewshot.errors import DatasetError
 
-__all__ = ["list_templates", "get_templates", "class_prompts", "prompts_digest", "load_cupl", "cupl_path"]
+__all__ = ["list_templates", "get_templates", "per_class", "class_prompts", "prompts_digest", "load_cupl", "cupl_path"]
 
 CUPL_PATH = "data/cupl/CuPL_image_prompts.json"  # default location (env FEWSHOT_CUPL overrides)
 _PER_CLASS = {"cupl+tip7": "tip7"}  # per-class sets: name -> the template set they add to
@@ -97,6 +97,11 @@ def load_cupl(path=None) -> dict:
     if bad:
         raise DatasetError(f"{path}: expected {{class name: [prompt, ...]}}; bad entry {bad[0]!r}")
     return data
+
+
+def per_class(name: str) -> bool:
+    """Whether set ``name`` adds each class's own prompts from a file (``cupl+tip7``)."""
+    return name in _PER_CLASS
 
 
 def class_prompts(name: str, classnames) -> list[list[str]]:

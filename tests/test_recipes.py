@@ -224,3 +224,33 @@ def test_official_recipe_runs_through_the_pipeline_on_fresh_crops(small_world, t
     assert recs and all(r["hyperparameters"]["recipe"] == "official" and r["hyperparameters"]["head"] == "single"
                         for r in recs)
     assert list((tmp_path / "cache").rglob("*.npy"))  # the pixel cache the crops were drawn from
+
+
+def test_an_official_run_whose_prompts_are_missing_stops_before_work(small_world, tiny_clip_path, tmp_path,
+                                                                     capsys, monkeypatch):
+    """APE's official head needs CuPL's prompts for every class: a missing file, or one without the
+    run's classes, is one error line naming the methods and the fix, before anything is written;
+    a file covering every class passes the same preflight."""
+    import json
+
+    from fewshot import cli
+    from fewshot.config import RunConfig
+    from fewshot.datasets import load_dataset
+    from fewshot.preflight import check_run
+
+    monkeypatch.setenv("FEWSHOT_CUPL", str(tmp_path / "none.json"))
+    args = ["run", "--config", "miniworld-quick", "--set", f"data={small_world}", f"backbone={tiny_clip_path}",
+            f"out={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", "merge_tasks=", "shots=[1]", "seeds=[1]",
+            "recipe=official",
+            "--steps", "zeroshot"]
+    assert cli.main(args) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "recipe=official: ape, ape-t read templates cupl+tip7" in err[0]
+    assert "download_data.sh cupl" in err[0] and "leave ape, ape-t out of `methods`" in err[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+    assert cli.main(args[:-3] + ["methods=[zero-shot,gda]", "--steps", "zeroshot"]) == 0  # no per-class head needed
+    dataset = load_dataset(small_world)
+    (tmp_path / "cupl.json").write_text(json.dumps({c: [f"a {c}."] for c in dataset.classnames}))
+    monkeypatch.setenv("FEWSHOT_CUPL", str(tmp_path / "cupl.json"))
+    check_run(RunConfig(data=str(small_world), out=str(tmp_path / "r2"), cache_dir=str(tmp_path / "c2"),
+                        recipe="official"), dataset)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from fewshot import selection, tip_adapter as tip
 from fewshot.optim import AdamWFp16State
 from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import recipe_for, text_head
+from fewshot.recipes import OFFICIAL_HEADS, recipe_for, text_head
 from fewshot.training import cosine_per_step, train_head
 
 __all__ = ["channel_scores", "select_channels", "ape_values", "ape_logits", "ape_t_logits"]
@@ -54,6 +54,7 @@ GAMMAS = (0.0, 0.1, 0.2, 0.3, 0.4)
 DEFAULT = {"beta": 1.0, "alpha": 2.0, "gamma": 0.1}
 T_EPOCHS, T_LR, T_EPS, T_WD, T_BATCH = 20, 1e-4, 1e-3, 0.1, 256
 OFFICIAL_HEAD = "cupl+tip7"  # the official ImageNet head (extract_features.py: tip7 + CuPL prompts)
+OFFICIAL_HEADS.update({"ape": OFFICIAL_HEAD, "ape-t": OFFICIAL_HEAD})  # checked before a run starts
 SOURCE = Source("Zhu et al., ICCV 2023", "yangyangyang127/APE", "70460de74d1e967f8b4d270b3419373694758536",
                 ("main.py", "utils.py", "configs/imagenet.yaml"))
 
