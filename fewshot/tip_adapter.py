@@ -83,6 +83,49 @@ def _class_groups(values: torch.Tensor) -> torch.Tensor | None:
     return torch.argsort(values.argmax(1), stable=True).view(values.shape[1], int(counts[0])).T
 
 
+def _in_class_order(keys, exclude, groups):
+    """``keys`` [M, D] in ``groups``' (rank, class) order, and ``exclude`` [N] pointing at each
+    excluded entry's new position (-1 stays -1)."""
+    order = groups.flatten()
+    if exclude is not None:
+        where = torch.empty_like(order)
+        where[order] = torch.arange(order.numel(), device=order.device)
+        exclude = exclude.to(order.device)
+        exclude = torch.where(exclude >= 0, where[exclude.clamp(min=0)], -1)
+    return keys[order], exclude
+
+
+def _affinities(sim, betas: list, elu: bool, left_out=None) -> torch.Tensor:
+    """Cache affinities [b, n, M] of ``sim`` = f·k − 1 [n, M] at each β: ``exp(β·sim)``, or with
+    ``elu`` the same minus one (``ELU(x; input scale β) = exp(βx) − 1`` for x ≤ 0: one pass);
+    ``left_out`` (query rows, entries) get affinity 0 (−1 in the ELU form)."""
+    aff = torch.empty(len(betas), *sim.shape, dtype=sim.dtype, device=sim.device)
+    for j, beta in enumerate(betas):
+        if elu:
+            torch.ops.aten.elu.out(sim, 1.0, 1.0, beta, out=aff[j])
+        else:
+            torch.exp(sim * beta, out=aff[j])
+    if left_out is not None:
+        aff[:, left_out[0], left_out[1]] = -1.0 if elu else 0.0
+    return aff
+
+
+def _wins(a, cache, y, lower, alphas) -> torch.Tensor:
+    """Per β and α, how many queries the true class wins: zero-shot margins ``a`` [n, C], cache
+    logits [b, n, C], labels ``y`` [n, 1], ``lower`` [n, C] (classes that win a tie against y),
+    alphas [A] -> [b, A] (see :func:`search` for the intervals)."""
+    inf = torch.tensor(torch.inf, device=a.device)
+    slope = cache.gather(2, y.expand(cache.shape[0], -1, 1)) - cache  # b_c: [b, n, C]
+    cross = -a / slope  # [b, n, C] the α where class c's logit meets y's; ±inf/nan at slope 0
+    # against a lower class an exact tie loses: the bound moves one float inwards
+    cross = torch.where(lower, torch.nextafter(cross, torch.where(slope > 0, inf, -inf)), cross)
+    lo = torch.where(slope > 0, cross, -inf).amax(-1)  # [b, n]
+    hi = torch.where(slope < 0, cross, inf).amin(-1)
+    never = ((slope == 0) & ((a < 0) | ((a == 0) & lower))).any(-1)
+    wins = (alphas[:, None] >= lo[:, None]) & (alphas[:, None] <= hi[:, None])  # [b, A, n]
+    return (wins & ~never[:, None]).sum(-1)
+
+
 @torch.no_grad()
 def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale: float = 100.0,
            exclude: torch.Tensor | None = None, budget_bytes: int = 1 << 30,
@@ -94,8 +137,7 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     optionally names, per query, one cache entry to leave out (leave-one-out on the training
     shots; -1 leaves nothing out). ``cache_feats`` [N, D'] optionally gives the features the cache
     term compares with the keys [M, D'] (APE: selected channels); by default ``feats``. Runs on
-    the device of ``feats`` as batched tensor operations,
-    with queries and betas in chunks whose largest intermediate stays within ``budget_bytes``.
+    the device of ``feats``, queries and betas in chunks within ``budget_bytes``.
 
     No logits are formed per α. For one query and one β, with ``a_c = zs_y − zs_c`` and
     ``b_c = cache_y − cache_c``, the true class y wins at α iff ``a_c + α·b_c > 0`` for every
@@ -118,16 +160,9 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     betas = torch.as_tensor(betas, dtype=f32, device=dev)
     beta_list = betas.tolist()
     labels = labels.to(dev)
-    inf = torch.tensor(torch.inf, device=dev)
     groups = _class_groups(values)
     if groups is not None:  # keys in (rank, class) order: class c's cache logit sums column c
-        order = groups.flatten()
-        keys = keys[order]
-        if exclude is not None:  # the excluded entry's new position
-            where = torch.empty_like(order)
-            where[order] = torch.arange(order.numel(), device=dev)
-            exclude = exclude.to(dev)
-            exclude = torch.where(exclude >= 0, where[exclude.clamp(min=0)], -1)
+        keys, exclude = _in_class_order(keys, exclude, groups)
     values = values.to(mm)
     (N, C), A, M = (feats.shape[0], text_weights.shape[0]), alphas.numel(), keys.shape[0]
     per_query = torch.finfo(mm).bits // 8 * M + 16 * C  # bytes per (β, query): affinities, [C] temporaries
@@ -144,27 +179,13 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
             ex = exclude[s:s + n_chunk].to(dev)
             rows = torch.nonzero(ex >= 0).squeeze(1)
         for b in range(0, betas.numel(), b_chunk):
-            aff = torch.empty(min(b_chunk, betas.numel() - b), *sim.shape, dtype=mm, device=dev)
-            for j, beta in enumerate(beta_list[b:b + b_chunk]):
-                if groups is not None:  # ELU(x; input scale β) = exp(βx) − 1 for x ≤ 0: one pass
-                    torch.ops.aten.elu.out(sim, 1.0, 1.0, beta, out=aff[j])
-                else:
-                    torch.exp(sim * beta, out=aff[j])
-            if exclude is not None:  # affinity 0 (−1 in the ELU form)
-                aff[:, rows, ex[rows]] = -1.0 if groups is not None else 0.0
+            aff = _affinities(sim, beta_list[b:b + b_chunk], groups is not None,
+                              None if exclude is None else (rows, ex[rows]))
             if groups is not None:  # Σ_k (A − 1) = class sum − K: the same shift for every class
                 cache = aff.view(*aff.shape[:2], -1, C).sum(2, dtype=f32)  # [b, n, C]
             else:
                 cache = (aff @ values).to(f32)
-            slope = cache.gather(2, y.expand(cache.shape[0], -1, 1)) - cache  # b_c: [b, n, C]
-            cross = -a / slope  # [b, n, C] the α where class c's logit meets y's; ±inf/nan at slope 0
-            # against a lower class an exact tie loses: the bound moves one float inwards
-            cross = torch.where(lower, torch.nextafter(cross, torch.where(slope > 0, inf, -inf)), cross)
-            lo = torch.where(slope > 0, cross, -inf).amax(-1)  # [b, n]
-            hi = torch.where(slope < 0, cross, inf).amin(-1)
-            never = ((slope == 0) & ((a < 0) | ((a == 0) & lower))).any(-1)
-            wins = (alphas[:, None] >= lo[:, None]) & (alphas[:, None] <= hi[:, None])  # [b, A, n]
-            correct[b:b + b_chunk] += (wins & ~never[:, None]).sum(-1)
+            correct[b:b + b_chunk] += _wins(a, cache, y, lower, alphas)
     return correct.to(f32) / N
 
 

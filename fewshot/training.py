@@ -89,16 +89,15 @@ def train_head(params: list, logits_fn: Callable, views: torch.Tensor, labels: t
     views: [V, N, D] normalised features of V augmented views of the N training images; labels
     [N]. F heads of equal data size train at once (stacked folds) with views [V, N, F, D],
     labels [N, F] and ``logits_fn(x [b, F, D]) -> [b, C, F]`` (:func:`fewshot.graphed.head_loss`);
-    their history then sums over the F heads. ``schedule(step)`` multiplies the optimiser's lr. ``select_epoch()``, if given, scores the
-    current parameters after each epoch; the best epoch's parameters are restored at the end.
+    their history then sums over the F heads. ``schedule(step)`` multiplies the optimiser's lr.
+    ``select_epoch()``, if given, scores the parameters after each epoch; the best are restored.
     ``checkpoint`` (:class:`fewshot.checkpoint.Checkpoint`) keeps every epoch and resumes from it.
     ``graph=True`` (a head whose ``logits_fn`` is plain tensor algebra) replays each step as a
     CUDA graph on a GPU (:mod:`fewshot.graphed`: same update, float rounding aside); on a CPU, with
     a checkpoint, and for optimisers it does not cover, the eager loop runs.
     Returns ``{"history": [{"epoch", "loss", "train_acc"}], "best_epoch": int}``.
     """
-    device = views.device
-    n = views.shape[1]
+    device, n = views.device, views.shape[1]
     sizes = [min(batch_size, n - s) for s in range(0, n, batch_size)]
     if drop_last and len(sizes) > 1 and sizes[-1] < batch_size:
         sizes = sizes[:-1]

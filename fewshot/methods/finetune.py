@@ -77,34 +77,103 @@ def _top1(feats, head_fn, labels) -> float:
     return float(topk_correct(head_fn(feats), labels, (1,))[1].float().mean())
 
 
+def _best(alphas, scores) -> float:
+    return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))]  # ties: the smaller α
+
+
+def _held_out_choice(strategy, fresh, shots, ctx, pool, rows, label, part):
+    """``inside`` of :func:`fewshot.selection.choose`: fine-tune again without fold 0 of the shots
+    and score every ``cfg.ft_alphas`` point on that fold: (the best α, the scores)."""
+    alphas, dev = list(ctx.cfg.ft_alphas), ctx.device
+    held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0].cpu()
+    clf, groups = fresh()
+    t0 = trainable_state(clf)
+    train(clf, groups, pool, rows[~held], shots.labels.cpu()[~held], recipe_for(ctx.cfg), dev, shots.seed,
+          ctx.progress, f"{label}, held-out fold", part("fold0"))
+    t1 = trainable_state(clf)
+    scores = []
+    for a in alphas:
+        set_alpha(clf, strategy, t0, t1, a)
+        feats = features_of(clf, pool, rows[held].tolist(), dev)
+        head = linear_head({k: p.detach() for k, p in clf.named_parameters() if k in HEADS})
+        scores.append(_top1(feats, head, shots.labels[held].to(dev)))
+    return _best(alphas, scores), scores
+
+
+def _model_fishers(clf, theta0, theta1, pool, rows, labels, dev, seed) -> list:
+    """The diagonal Fisher of the zero-shot and the fine-tuned model on an even sample of the
+    shots (at most ``FISHER_IMAGES``); ``clf`` is left at ``theta1``."""
+    every = max(1, -(-len(rows) // FISHER_IMAGES))  # an even sample over the classes
+    some = torch.arange(0, len(rows), every)
+    centre = centre_pixels_of(pool, rows[some].tolist(), clf.visual.input_resolution, dev)
+    fishers = []
+    for theta in (theta0, theta1):
+        load_state(clf, theta)
+        fishers.append(diagonal_fisher(clf, centre, labels.cpu()[some], dev, "model", seed=seed))
+    load_state(clf, theta1)
+    return fishers
+
+
+class _AlphaPath:
+    """WiSE-FT's points between the zero-shot (``theta0``) and fine-tuned (``theta1``) tensors of
+    ``clf``: each point's head, and its test-set encoder (made once per point, run when read)."""
+
+    def __init__(self, clf, strategy, theta0, theta1, fishers, ctx, label):
+        self.clf, self.strategy, self.theta0, self.theta1, self.fishers = clf, strategy, theta0, theta1, fishers
+        self.ctx, self.label, self.encoders = ctx, label, {}
+
+    def encoder_at(self, a: float, fisher: bool = False):
+        if a == 0.0 and not fisher:
+            return None  # zero-shot CLIP: the cached features
+        if (a, fisher) not in self.encoders:
+            def features(name, a=a, fisher=fisher):
+                set_alpha(self.clf, self.strategy, self.theta0, self.theta1, a, self.fishers if fisher else None)
+                return encode(self.clf, self.ctx.encoder.eval_pixels(name), self.ctx.device,
+                              recipe_for(self.ctx.cfg).batch_size, self.ctx.progress, f"{self.label}: α={a} on {name}")
+            self.encoders[(a, fisher)] = features
+        return self.encoders[(a, fisher)]
+
+    def head_at(self, a: float, fisher: bool = False):
+        merged = interpolate(self.theta0, self.theta1, a, self.fishers if fisher else None)
+        return linear_head({k: merged[k] for k in HEADS if k in merged})
+
+    def on_test(self, s):
+        """An oracle run's choice: every α scored on test set ``s`` (re-encoded at each α)."""
+        alphas = list(self.ctx.cfg.ft_alphas)
+        scores = [_top1(s.feats if self.encoder_at(a) is None else self.encoder_at(a)(s.name), self.head_at(a),
+                        s.labels) for a in alphas]
+        return _best(alphas, scores), scores
+
+    def companions(self, choice) -> dict:
+        """``wise-ft-<strategy>`` at the chosen α (the test sets encoded at it, at 0.5 and at 1
+        only), ``-default`` at α = 0.5, and ``-fisher`` at the chosen α where Fishers exist."""
+        a, st, alphas = choice.value, self.strategy, list(self.ctx.cfg.ft_alphas)
+        path = sorted({0.0, a, DEFAULT_LAMBDA, 1.0})
+        out = {f"wise-ft-{st}": Head(self.head_at(a), choice.tuned_on, {"alpha": a, "strategy": st},
+                                     extra={"alpha_scores": choice.curve, "alphas_scored": alphas},
+                                     encoder=self.encoder_at(a),
+                                     sweep=tuple(({"alpha": x}, self.head_at(x), self.encoder_at(x)) for x in path)),
+               f"wise-ft-{st}-default": Head(self.head_at(DEFAULT_LAMBDA), "default",
+                                             {"alpha": DEFAULT_LAMBDA, "strategy": st},
+                                             encoder=self.encoder_at(DEFAULT_LAMBDA))}
+        if self.fishers is not None:
+            out[f"wise-ft-{st}-fisher"] = Head(self.head_at(a, True), choice.tuned_on,
+                                               {"alpha": a, "strategy": st, "fisher": "model"},
+                                               encoder=self.encoder_at(a, True))
+        return out
+
+
 def _fit(strategy: str):
     def fit(shots, ctx) -> Head:
         enc, cfg, dev = ctx.encoder, ctx.cfg, ctx.device
         recipe = recipe_for(cfg)
         pool, pool_rows = enc.pool()
         rows = torch.tensor([pool_rows[p] for p in shots.paths])
-        res = enc.model.visual.input_resolution
         label = f"ft-{strategy} ({shots.shots}-shot, seed {shots.seed})"
-        alphas = list(cfg.ft_alphas)
+        part = ctx.checkpoint or (lambda name: None)  # checkpoint/resume of each fit
 
         def fresh():
             return build_classifier(enc.model, ctx.text_weights, ctx.logit_scale, strategy, dev, recipe, shots.seed)
-
-        part = ctx.checkpoint or (lambda name: None)  # checkpoint/resume of each fit
-
-        def inside():
-            held = selection.fold_masks(shots.ranks, cfg.cv_folds)[0].cpu()
-            clf, groups = fresh()
-            t0 = trainable_state(clf)
-            train(clf, groups, pool, rows[~held], shots.labels.cpu()[~held], recipe, dev, shots.seed,
-                  ctx.progress, f"{label}, held-out fold", part("fold0"))
-            t1 = trainable_state(clf)
-            scores = []
-            for a in alphas:
-                set_alpha(clf, strategy, t0, t1, a)
-                feats = features_of(clf, pool, rows[held].tolist(), dev)
-                scores.append(_top1(feats, linear_head({k: p.detach() for k, p in clf.named_parameters() if k in HEADS}), shots.labels[held].to(dev)))
-            return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
 
         clf, groups = fresh()
         theta0 = trainable_state(clf)
@@ -113,59 +182,15 @@ def _fit(strategy: str):
                         part("main"))
         seconds = time.perf_counter() - start
         theta1 = trainable_state(clf)
-        fishers = None
-        if strategy != "lora":
-            every = max(1, -(-len(rows) // FISHER_IMAGES))  # an even sample over the classes
-            some = torch.arange(0, len(rows), every)
-            centre = centre_pixels_of(pool, rows[some].tolist(), res, dev)
-            fisher_labels = shots.labels.cpu()[some]
-            fishers = []
-            for theta in (theta0, theta1):
-                load_state(clf, theta)
-                fishers.append(diagonal_fisher(clf, centre, fisher_labels, dev, "model", seed=shots.seed))
-            load_state(clf, theta1)
-        encoders = {}
-
-        def encoder_at(a: float, fisher: bool = False):
-            if a == 0.0 and not fisher:
-                return None  # zero-shot CLIP: the cached features
-            if (a, fisher) not in encoders:
-                def features(name, a=a, fisher=fisher):
-                    set_alpha(clf, strategy, theta0, theta1, a, fishers if fisher else None)
-                    return encode(clf, enc.eval_pixels(name), dev, recipe.batch_size,
-                                  ctx.progress, f"{label}: α={a} on {name}")
-                encoders[(a, fisher)] = features
-            return encoders[(a, fisher)]
-
-        def head_at(a: float, fisher: bool = False):
-            merged = interpolate(theta0, theta1, a, fishers if fisher else None)
-            return linear_head({k: merged[k] for k in HEADS if k in merged})
-
-        def on_test(s):
-            scores = []
-            for a in alphas:
-                feats = s.feats if encoder_at(a) is None else encoder_at(a)(s.name)
-                scores.append(_top1(feats, head_at(a), s.labels))
-            return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
-
-        choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)
-        a = choice.value
+        fishers = None if strategy == "lora" else \
+            _model_fishers(clf, theta0, theta1, pool, rows, shots.labels, dev, shots.seed)
+        path = _AlphaPath(clf, strategy, theta0, theta1, fishers, ctx, label)
+        choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=path.on_test,
+                                  inside=lambda: _held_out_choice(strategy, fresh, shots, ctx, pool, rows, label, part))
         n_trained = sum(v.numel() for v in theta1.values())
-        # the test sets are encoded at the chosen α, the authors' default and α = 1 only
-        path = sorted({0.0, a, DEFAULT_LAMBDA, 1.0})
-        wise = Head(head_at(a), choice.tuned_on, {"alpha": a, "strategy": strategy},
-                    extra={"alpha_scores": choice.curve, "alphas_scored": alphas}, encoder=encoder_at(a),
-                    sweep=tuple(({"alpha": x}, head_at(x), encoder_at(x)) for x in path))
-        default = Head(head_at(DEFAULT_LAMBDA), "default", {"alpha": DEFAULT_LAMBDA, "strategy": strategy},
-                       encoder=encoder_at(DEFAULT_LAMBDA))
-        companions = {f"wise-ft-{strategy}": wise, f"wise-ft-{strategy}-default": default}
-        if fishers is not None:
-            companions[f"wise-ft-{strategy}-fisher"] = Head(
-                head_at(a, True), choice.tuned_on, {"alpha": a, "strategy": strategy, "fisher": "model"},
-                encoder=encoder_at(a, True))
-        return Head(head_at(1.0), "none", {"epochs": recipe.epochs, "lr": recipe.lr, "batch_size": recipe.batch_size,
-                                           "recipe": recipe.name},
-                    state=theta1, encoder=encoder_at(1.0), companions=companions,
+        return Head(path.head_at(1.0), "none", {"epochs": recipe.epochs, "lr": recipe.lr,
+                                                "batch_size": recipe.batch_size, "recipe": recipe.name},
+                    state=theta1, encoder=path.encoder_at(1.0), companions=path.companions(choice),
                     extra={"history": history, "trainable_params": n_trained, "train_seconds": seconds})
     fit.__doc__ = f"Fine-tune CLIP's image encoder ({strategy}) and WiSE-FT it."
     return fit

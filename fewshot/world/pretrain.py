@@ -126,6 +126,31 @@ def reference_accuracy(backbone, workdir: str | os.PathLike) -> float:
     return topk_accuracy(logits, torch.tensor(subset.labels), ks=(1,))[1]
 
 
+def _optimizer(model, cfg: PretrainConfig):
+    """AdamW (weight decay on matrices but embeddings), warm-up then cosine per step:
+    (optimiser, scheduler, steps per epoch)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+    steps_per_epoch = cfg.corpus_size // cfg.batch_size
+    total = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+                                              * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    return opt, sched, steps_per_epoch
+
+
+def _reference(out) -> dict:
+    """The reloaded checkpoint's :func:`reference_accuracy`, as the log records it."""
+    import tempfile
+
+    from fewshot.backbones import load_backbone
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return {"subset": "val, first 5 images per class, world seed 0", "templates": "single",
+                "top1": reference_accuracy(load_backbone(str(out)), tmp)}
+
+
 def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
              reference: bool = True) -> dict:
     """Train, save ``out`` (TorchScript archive), ``out.sha256`` and ``out.log.json``; return the log.
@@ -144,14 +169,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
     model = build_clip(cfg.embed_dim, cfg.image_resolution, cfg.vision_layers, cfg.vision_width,
                        cfg.context_length, cfg.transformer_width, cfg.transformer_layers).float().to(device)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
-    steps_per_epoch = cfg.corpus_size // cfg.batch_size
-    total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    opt, sched, steps_per_epoch = _optimizer(model, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     history, t1, step = [], time.time(), 0
     for epoch in range(cfg.epochs):
@@ -185,13 +203,6 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, progress: bool = True,
            "torch": torch.__version__, "history": history,
            "size_bytes": os.path.getsize(out)}
     if reference:
-        import tempfile
-
-        from fewshot.backbones import load_backbone
-
-        with tempfile.TemporaryDirectory() as tmp:
-            log["reference"] = {"subset": "val, first 5 images per class, world seed 0",
-                                "templates": "single",
-                                "top1": reference_accuracy(load_backbone(str(out)), tmp)}
+        log["reference"] = _reference(out)
     atomic_write_text(Path(str(out)).with_suffix(".log.json"), json.dumps(log, indent=1) + "\n")
     return log
