@@ -41,11 +41,12 @@ def step_of(name: str) -> str:
     return get_method(owner).step
 
 
-def save_analysis(rundir: RunDir, method, head, shots, ctx, val, digest: str) -> None:
+def save_analysis(rundir: RunDir, method, head, shots, ctx, val, digest: str, val_of=None) -> None:
     """Keep what the analysis needs of one fit (first seed): see the module's docstring.
 
     method: the :class:`~fewshot.protocol.Method`; head its fitted Head; shots its Shots (None
-    when shot-free); val the val EvalSet (feats [N, D]).
+    when shot-free); val the val EvalSet (feats [N, D]); ``val_of(encoder)``: val's features
+    through a head's own encoder [N, D] (default: ``encoder("val")``, one more pass).
     """
     cfg = ctx.cfg
     k = None if method.shot_free else shots.shots
@@ -56,7 +57,7 @@ def save_analysis(rundir: RunDir, method, head, shots, ctx, val, digest: str) ->
         payload = {}
         wanted = method.shot_free or name in list_learnable() or name == cfg.report_method
         if wanted and (h.encoder is None or name == cfg.report_method):
-            feats = val.feats if h.encoder is None else h.encoder("val")
+            feats = val.feats if h.encoder is None else (val_of or (lambda e: e("val")))(h.encoder)
             payload["top3_classes"], payload["top3_probs"] = top_predictions(h.logits, feats)
         if name == method.name and method.explain is not None:
             payload["cache"] = method.explain(shots, ctx, head, val)

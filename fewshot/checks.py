@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fewshot.datasets import ImageSet, class_counts, scan_dataset
 from fewshot.errors import DatasetError

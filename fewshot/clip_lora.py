@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fewshot import _clip_compat
 from fewshot.lora_attention import add_clip_lora, set_mix

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fewshot import distributed as dist
 from fewshot.fisher import FISHER_IMAGES, diagonal_fisher  # noqa: F401  (re-exported)

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: a notebook widget alive when loader workers fork costs ~1 s per worker
 
 from fewshot.errors import ImageError
 from fewshot.images import decode_images, load_rgb, nvjpeg_decodable, resize_crop_batch

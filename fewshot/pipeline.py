@@ -1,8 +1,6 @@
-"""Pipeline: one run of the suite. Resources are loaded once; then any registered method is
-evaluated the same way over shots × seeds × test sets (:mod:`fewshot.protocol`). Steps, in order:
-``zeroshot``, ``splits``, ``features``, then one per group of methods (each method names its step);
-each reads what earlier steps wrote to the run folder (:mod:`fewshot.rundir`) and writes its own.
-"""
+"""Pipeline: one run of the suite; every registered method evaluated the same way over shots ×
+seeds × test sets. Steps: ``zeroshot``, ``splits``, ``features``, then one per group of methods;
+each reads what earlier steps wrote to the run folder (:mod:`fewshot.rundir`) and writes its own."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +8,7 @@ import os
 import sys
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fewshot import budget
 from fewshot.analysis_data import save_analysis
@@ -146,6 +144,7 @@ class Run:
         for enc in encoders:
             sets = self.eval_sets if enc is None else \
                 {n: dataclasses.replace(s, feats=enc(n)) for n, s in self.eval_sets.items()}
+            self._val[enc] = sets["val"].feats  # kept for the fit's predictions: not encoded again
             for rec_name, role, hp, h, fn, e in entries:
                 if e is enc:
                     records += self._records(rec_name, evaluate(fn, sets, what), h, k, seed, role, hp)
@@ -171,10 +170,9 @@ class Run:
             bar = tqdm(grid, desc=name, disable=not self.cfg.progress or len(grid) == 1)
             for k, seed in bar:
                 bar.set_postfix_str("" if m.shot_free else f"{k}-shot, seed {seed}")
-                what = name if m.shot_free else f"{name} ({k}-shot, seed {seed})"
-                shots = None if m.shot_free else self.shots_data(k, seed)
+                what, shots = (name, None) if m.shot_free else (f"{name} ({k}-shot, seed {seed})", self.shots_data(k, seed))
                 ctx = self._context(m, k, seed)
-                head = m.fit(shots, ctx)
+                head, self._val = m.fit(shots, ctx), {}
                 records += self._score(name, head, k, seed, what)
                 self.dir.save_fitted(Fitted(name, k, seed, head.hyperparameters, head.tuned_on,
                                             head.state), self.digest)
@@ -182,6 +180,7 @@ class Run:
                     diagnostics += [m.diagnose(shots, ctx, head, self.eval_sets["val"])] if m.diagnose else []
                     self._save_predictions(m, head, shots, ctx)
             self.dir.write_records(name, records)
+            self._val = {}
             self.dir.remove_checkpoints(name)  # the long fits' results are written
             if m.diagnose:
                 self.dir.write_json(self.dir.diagnostics_path(name), diagnostics)
@@ -189,13 +188,14 @@ class Run:
 
     def _save_predictions(self, m, head, shots, ctx) -> None:
         val = self.eval_sets["val"]
-        save_analysis(self.dir, m, head, shots, ctx, val, self.digest)  # top-3 at 1, 5, 16 shots
+        val_of = lambda enc: self._val[enc] if enc in self._val else enc("val")  # noqa: E731
+        save_analysis(self.dir, m, head, shots, ctx, val, self.digest, val_of)  # top-3 at 1, 5, 16 shots
         if m.shot_free or shots.shots == max(self.shots_of(m)):  # top-1 at the most shots
             self.dir.write_json(self.dir.predictions_path("index"), {
                 "shots": max(self.cfg.shots), "seed": self.cfg.seeds[0],
                 "dataset_root": str(self.dataset.root), "paths": list(val.paths),
                 "labels": val.labels.tolist(), "classnames": self.dataset.classnames})
-            feats = val.feats if head.encoder is None else head.encoder("val")
+            feats = val.feats if head.encoder is None else val_of(head.encoder)
             self.dir.write_json(self.dir.predictions_path(m.name), predict(head.logits, feats, m.name).tolist())
 
     # ------------------------------------------------------------------ steps

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fewshot.atomic import atomic_path, atomic_write_json
 from fewshot.cache import files_fingerprint

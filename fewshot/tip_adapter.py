@@ -13,7 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fewshot.zeroshot import zeroshot_logits
 

@@ -13,7 +13,7 @@ import math
 from typing import Callable, Optional
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from fewshot.errors import NonFiniteError
 from fewshot import graphed

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 import clip
 from fewshot.atomic import atomic_write_text
