@@ -146,7 +146,8 @@ def read_label2class(path: Path) -> dict[int, str]:
         value = value[0] if isinstance(value, (list, tuple)) and value else value
         if not (isinstance(key, str) and key.isascii() and key.isdigit()) or not isinstance(value, str):
             # "¹".isdigit() holds but int("¹") fails: labels are ASCII digits only
-            raise DatasetError(f"{path}: entry {ascii(key)}: {ascii(value)} is not 'label': 'class "
+            shown = ascii(value) if len(ascii(value)) <= 60 else ascii(value)[:57] + "..."  # one readable line
+            raise DatasetError(f"{path}: entry {ascii(key)}: {shown} is not 'label': 'class "
                                f"name' (labels are the digits 0-9, e.g. \"0\": \"tench\"). Use the "
                                f"label2class.json that came with the dataset, or delete it (it is optional).")
         out[int(key)] = value

@@ -68,7 +68,8 @@ def test_label2class_forms_in_use_are_all_read(small_world, tmp_path, form):
                                        ("{}", "expected"), ("[1, 2]", "not 'label': 'class name'"),
                                        ('{"label2class": {"a": "x"}}', "not 'label'"),
                                        ('{"label2class": {"\\u00b9": "x"}}', r"'\\xb9'.*digits 0-9"),
-                                       ('{"label2class": {"\\u0663": "x"}}', r"'\\u0663'.*digits 0-9")])
+                                       ('{"label2class": {"\\u0663": "x"}}', r"'\\u0663'.*digits 0-9"),
+                                       ('{"label2klass": {"0": "%s"}}' % ("x" * 500), r"'label2klass': \{'0': 'x+\.\.\. is not")])
 def test_broken_label2class_is_named_without_a_traceback(small_world, tmp_path, text, why):
     root = _copy(small_world, tmp_path)
     (root / "label2class.json").write_text(text)
