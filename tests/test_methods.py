@@ -47,10 +47,12 @@ def test_alpha_zero_is_zero_shot():
                        zeroshot_logits(feats, text, 100.0))
 
 
-@pytest.mark.parametrize("m", [24, 25])  # 4 cache entries per class (summed by class), or uneven (matmul)
-@pytest.mark.parametrize("loo", [False, True])
-def test_search_equals_brute_force(loo, m):
+@pytest.mark.parametrize("m, weighted", [(24, False), (25, False), (24, True)])  # 4 entries per class
+@pytest.mark.parametrize("loo", [False, True])  # (summed by class), uneven, weighted entries (APE: matmul)
+def test_search_equals_brute_force(loo, m, weighted):
     feats, labels, text, keys, values = _problem(n=24, m=m)
+    if weighted:  # one non-zero per row, as APE's L ⊙ R
+        values = values * torch.rand(m, 1, generator=torch.Generator().manual_seed(1)).add(0.5)
     alphas, betas = torch.tensor([0.0, 0.5, 2.0, 8.0]), torch.tensor([0.5, 3.0, 9.0])
     exclude = torch.arange(24) if loo else None
     grid = tip.search(feats, labels, text, keys, values, alphas, betas, 30.0, exclude=exclude,
