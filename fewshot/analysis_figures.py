@@ -10,7 +10,7 @@ import numpy as np
 import seaborn as sns
 from fewshot.analysis import class_gain, confused_pairs, failures, project_2d
 from fewshot.analysis_data import image_path
-from fewshot.figures import subplots
+from fewshot.figures import show_image, subplots
 
 __all__ = ["class_label", "confusion_data", "plot_confusions", "feature_map_data", "plot_feature_map",
            "plot_cache_explanation", "plot_failures", "gain_data", "plot_class_gain", "FONT"]
@@ -25,9 +25,7 @@ def class_label(names, c: int) -> str:
 
 
 def _image(ax, data, relative):
-    from PIL import Image
-
-    ax.imshow(Image.open(image_path(data, relative)).convert("RGB"))
+    show_image(ax, image_path(data, relative))
     ax.set_xticks([]), ax.set_yticks([])
 
 

@@ -149,12 +149,23 @@ def best_adapted(pred: dict) -> str:
     return max(method_order(scores), key=lambda m: scores[m])
 
 
+def show_image(ax, path) -> None:
+    """Draw the image file ``path`` on ``ax``; a file that is not there (a run folder read on
+    another machine, a dataset moved) leaves a grey square that says so, not a failed report."""
+    from PIL import Image
+
+    if Path(path).is_file():
+        ax.imshow(Image.open(path).convert("RGB"))
+    else:
+        ax.imshow(np.full((8, 8, 3), 0.85))
+        ax.text(0.5, 0.5, "image not found:\n" + Path(path).name, ha="center", va="center", fontsize=9,
+                transform=ax.transAxes, wrap=True)
+
+
 def plot_examples(pred: dict, adapted: str | None = None, n: int = 12, seed: int = 0):
     """Val images with zero-shot and adapted predictions (green: right, red: wrong); images where
     the two disagree are shown first. ``adapted``: a method with predictions (default: the most
     accurate one)."""
-    from PIL import Image
-
     adapted = adapted or best_adapted(pred)
     labels, names = pred["labels"], pred["classnames"]
     zs, ad = pred["predictions"]["zero-shot"], pred["predictions"][adapted]
@@ -169,7 +180,7 @@ def plot_examples(pred: dict, adapted: str | None = None, n: int = 12, seed: int
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, picked):
-        ax.imshow(Image.open(Path(pred["dataset_root"]) / pred["paths"][i]).convert("RGB"))
+        show_image(ax, Path(pred["dataset_root"]) / pred["paths"][i])
         ax.set_title(f"true: {names[labels[i]]}", fontsize=9)
         for row, (who, p) in enumerate((("zero-shot", zs[i]), ("adapted", ad[i]))):
             ax.annotate(f"{who}: {names[p]}", (0.0, 0.0), xycoords="axes fraction", xytext=(0, -3 - 11 * row),
@@ -219,8 +230,6 @@ def plot_class_accuracy(acc, classnames: list[str], title: str = "zero-shot accu
 def plot_shots(manifest: dict, root: str | os.PathLike, classnames: list[str], classes: int = 5,
                max_shots: int = 8):
     """The images a manifest drew for its first ``classes`` classes (one row per class)."""
-    from PIL import Image
-
     by_class = defaultdict(list)
     for path, label in manifest["items"]:
         by_class[label].append(path)
@@ -231,7 +240,7 @@ def plot_shots(manifest: dict, root: str | os.PathLike, classnames: list[str], c
         for j, ax in enumerate(row):
             ax.axis("off")
             if j < len(by_class[c]):
-                ax.imshow(Image.open(Path(root) / by_class[c][j]).convert("RGB"))
+                show_image(ax, Path(root) / by_class[c][j])
         row[0].set_title(classnames[c], fontsize=8, loc="left")
     fig.suptitle(f"{manifest['shots']}-shot split, seed {manifest['seed']}")
     fig.tight_layout()

@@ -193,7 +193,7 @@ class Run:
         if m.shot_free or shots.shots == max(self.shots_of(m)):  # top-1 at the most shots
             self.dir.write_json(self.dir.predictions_path("index"), {
                 "shots": max(self.cfg.shots), "seed": self.cfg.seeds[0],
-                "dataset_root": str(self.dataset.root), "paths": list(val.paths),
+                "dataset_root": os.path.abspath(self.dataset.root), "paths": list(val.paths),
                 "labels": val.labels.tolist(), "classnames": self.dataset.classnames})
             feats = val.feats if head.encoder is None else val_of(head.encoder)
             self.dir.write_json(self.dir.predictions_path(m.name), predict(head.logits, feats, m.name).tolist())

@@ -139,3 +139,21 @@ def test_grid_figure_marks_the_chosen_point_and_the_optimum_outside_the_legend()
     assert not any(line.get_clip_on() for line in test_ax.lines)  # an edge point is drawn whole
     assert smallest_text_pt(fig) >= 9
     assert_legend_outside(fig)
+
+
+def test_example_images_that_are_not_there_leave_a_marked_square(tmp_path):
+    """A run folder read where its dataset is not (another machine, a moved dataset): the example
+    grid still draws, each missing image a grey square naming the file; present images are drawn."""
+    from PIL import Image
+
+    from fewshot.figures import plot_examples
+
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "a" / "x.png")
+    pred = {"labels": [0, 1], "classnames": ["a", "b"], "paths": ["a/x.png", "b/gone.png"], "shots": 16,
+            "seed": 1, "dataset_root": str(tmp_path), "predictions": {"zero-shot": [0, 0], "tip-adapter": [0, 1]}}
+    fig = plot_examples(pred, "tip-adapter", n=2)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("image not found:\ngone.png") == 1 and not any("x.png" in t for t in texts)
+    drawn = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(drawn) == 2 and any(np.asarray(a)[0, 0, 0] == 255 for a in drawn)  # the red file itself
