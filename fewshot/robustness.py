@@ -9,6 +9,7 @@ from collections import defaultdict
 import numpy as np
 import seaborn as sns
 
+from fewshot.figstyle import legend_below
 from fewshot.figures import eval_sets_of, few_shot_records, method_order, method_style, subplots
 from fewshot.narrative import mixing_key
 
@@ -69,7 +70,7 @@ def plot_id_vs_ood(records: list[dict], shots: int | None = None):
     sets = eval_sets_of(records)[1:]
     if not sets:
         raise ValueError("no shifted test set in this run: the ID-vs-OOD plot needs one")
-    fig, ax = subplots(figsize=(7.5, 5.5))
+    fig, ax = subplots(figsize=(7.5, 5.5), layout="constrained")
     paths = mixing_paths(records, shots)
     for method in method_order(paths):
         c = paths[method]
@@ -80,7 +81,7 @@ def plot_id_vs_ood(records: list[dict], shots: int | None = None):
         y = [np.mean([c[s][a] for s in sets]) for a in coef]
         style = method_style(method)
         ax.plot(x, y, "-", color=style["color"], marker=style["marker"], ms=4, label=f"{method} (path)")
-        ax.annotate("1", (x[-1], y[-1]), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.annotate("1", (x[-1], y[-1]), textcoords="offset points", xytext=(4, 3), fontsize=9)
     finals = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r["role"] == "final" and r["shots"] == shots and r["method"] not in paths:
@@ -100,8 +101,8 @@ def plot_id_vs_ood(records: list[dict], shots: int | None = None):
     ax.set(xlabel="val top-1 (%)", ylabel=f"mean top-1 on {', '.join(sets)} (%)",
            title=f"in- vs out-of-distribution, {shots}-shot (lines: WiSE-FT paths, 0 → 1)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
+    legend = legend_below(fig, [ax], ncol=3)  # dozens of entries: under the data, the figure grows
+    fig.set_figheight(5.5 + 0.23 * -(-len(legend.get_texts()) // 3))
     return fig
 
 
