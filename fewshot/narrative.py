@@ -149,14 +149,19 @@ def rank_sentence(rows, k, zs, num_test=None, lang="en") -> str | None:
     return text + (tr("below_zs", lang, ms=join(below, lang, limit=8)) if below else "")
 
 
-def _shift_sentence(records, rows, zs, k, lang) -> str | None:
+def _shift_sentence(records, rows, zs, k, lang, num_test=None) -> str | None:
+    """Methods above zero-shot on val and below it on the first shift, each by more than the seeds'
+    std plus the sampling error of ``num_test`` images (a tenth of a point is no change)."""
     sets = [s for s in sorted({r["eval_set"] for r in few_shot_records(records)}) if s != "val"]
     if not sets or zs is None:
         return None
     shift, srows = sets[0], table_rows(records, sets[0])
     szs = zero_shot_top1(srows)
+
+    def beyond(r, ref):
+        return r["std"] + sampling_error(ref, num_test)
     lose = sorted(m for (m, kk), r in rows.items() if kk == k and (m, k) in srows and szs is not None
-                  and r["mean"] - r["std"] > zs and srows[(m, k)]["mean"] + srows[(m, k)]["std"] < szs)
+                  and r["mean"] - beyond(r, zs) > zs and srows[(m, k)]["mean"] + beyond(srows[(m, k)], szs) < szs)
     if not lose:
         return None
     verbs = tr("shift_verbs", lang).split("|")
@@ -188,7 +193,7 @@ def summary_sentences(records, oracle_records=None, oracle_run: bool = False,
     picks = sorted({shots[0], shots[-1]} | ({5} & set(shots))) if shots else []
     out += [s for s in (rank_sentence(rows, k, zs, num_test, lang) for k in picks) if s]
     if shots:
-        out += [s for s in [_shift_sentence(records, rows, zs, shots[-1], lang)] if s]
+        out += [s for s in [_shift_sentence(records, rows, zs, shots[-1], lang, num_test)] if s]
     if oracle_records:
         gap = honesty_gap(records, oracle_records)
         if gap:

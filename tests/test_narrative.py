@@ -65,3 +65,14 @@ def test_honesty_gap_is_the_mean_over_shots_of_oracle_minus_honest():
     assert honesty_gap(honest, oracle) == {"A": 2.0}  # B has no oracle twin
     text = summary_sentences(honest, oracle)
     assert "Tuning on the test set (the oracle run) adds +2.00 points on average" in text[-1]
+
+
+def test_a_shift_loss_is_named_only_beyond_the_sampling_error():
+    """One seed, 5,000 test images (±0.7 points at 40–50 %): C's +0.06 on val and −0.04 on sketch
+    are no change; D's +5 and −5 are."""
+    recs = [_rec("zero-shot", 0, None, 40.0), _rec("zero-shot", 0, None, 50.0, "sketch"),
+            _rec("C", 16, 1, 40.06), _rec("C", 16, 1, 49.96, "sketch"),
+            _rec("D", 16, 1, 45.0), _rec("D", 16, 1, 45.0, "sketch")]
+    text = "\n".join(summary_sentences(recs, num_test=5000))
+    assert "at 16 shots, D beats zero-shot on val but falls below it on sketch" in text
+    assert "C beat" not in text and "C and D" not in text
