@@ -27,11 +27,13 @@ the fp16 features.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
+from fewshot.errors import ConfigError
 from fewshot.evaluation import check_finite
 from fewshot.protocol import Head, Method, Source, register
 from fewshot.recipes import recipe_for
@@ -67,10 +69,23 @@ def init_alpha(feats, labels, text_weights, num_classes: int) -> float:
     return 250 * float(per_class.mean())
 
 
+@functools.lru_cache(maxsize=None)
+def _half_matmul(device: str) -> bool:
+    """Whether this torch multiplies fp16 matrices on ``device`` (torch 2.0's CPU cannot)."""
+    try:
+        torch.ones(2, 2, dtype=torch.float16, device=device) @ torch.ones(2, 2, dtype=torch.float16, device=device)
+    except RuntimeError:
+        return False
+    return True
+
+
 def fit(shots, ctx) -> Head:
     """Full-batch LP++ on one augmented view per shot."""
     recipe = recipe_for(ctx, ("official",))
     dtype = torch.float16 if recipe == "official" else torch.float32
+    if dtype == torch.float16 and not _half_matmul(str(shots.views.device)):
+        raise ConfigError(f"recipe=official trains LP++ in fp16, which torch {torch.__version__} cannot do on "
+                          f"{shots.views.device}: run it on a GPU or with torch >= 2.1, or use recipe=default.")
     x = F.normalize(shots.views[0].float(), dim=-1).to(dtype)  # [M, D]
     y, C, W = shots.labels, shots.num_classes, ctx.text_weights.float().to(dtype)
     gen = torch.Generator().manual_seed(shots.seed)
