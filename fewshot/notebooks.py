@@ -126,8 +126,37 @@ def _executed_stamp(path: Path) -> str | None:
         return None
 
 
+def _resolve_returns(text: str) -> str:
+    """``text`` as a terminal shows it: each line is what follows its last carriage return (a
+    progress bar's final state; an erased bar is gone), blank lines of erased bars dropped."""
+    lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+    kept = [line for line in lines[:-1] if line.strip()] + [lines[-1].rsplit("\r", 1)[-1]]
+    return "\n".join(kept) if kept[-1].strip() else "".join(f"{line}\n" for line in kept[:-1])
+
+
+def tidy_streams(nb: dict) -> dict:
+    """Each code cell's consecutive stream outputs of one name merged and carriage returns
+    resolved (:func:`_resolve_returns`), so a saved notebook shows each text progress bar as a
+    live one ends, not every update of it; streams left empty are removed."""
+    for cell in nb.get("cells", []):
+        outs = []
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                o = {**o, "text": "".join(o["text"]) if isinstance(o["text"], list) else o["text"]}
+                if outs and outs[-1].get("output_type") == "stream" and outs[-1]["name"] == o["name"]:
+                    outs[-1]["text"] += o["text"]
+                    continue
+            outs.append(o)
+        for o in outs:
+            if o.get("output_type") == "stream":
+                o["text"] = _resolve_returns(o["text"])
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in outs if o.get("output_type") != "stream" or o["text"].strip()]
+    return nb
+
+
 def _mark_done(path: Path, stamp: str) -> None:
-    nb = json.loads(path.read_text())
+    nb = tidy_streams(json.loads(path.read_text()))
     nb["metadata"][STAMP_KEY] = stamp
     atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 

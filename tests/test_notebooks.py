@@ -56,6 +56,25 @@ def figure_problems(nb: dict) -> list[str]:
 
 
 @pytest.mark.slow
+def test_saved_notebooks_show_text_bars_as_they_end_and_keep_other_output():
+    """What tqdm's text bars write (one stream output per update, erased at the end with
+    leave=False) is saved as a terminal shows it; warnings, prints and images stay, in order."""
+    bar = [{"output_type": "stream", "name": "stderr", "text": f"\rencoding val:  {p}%|"} for p in (0, 50, 100)]
+    erase = [{"output_type": "stream", "name": "stderr", "text": "\r              "},
+             {"output_type": "stream", "name": "stderr", "text": "\r"}]
+    kept = {"output_type": "stream", "name": "stderr", "text": ["\rtraining: 100%|", "\n"]}  # leave=True
+    image = {"output_type": "display_data", "data": {"image/png": "iVBOR"}, "metadata": {}}
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": "warning: 3 classes hold fewer shots\n"},
+        *bar, *erase, {"output_type": "stream", "name": "stdout", "text": "features ready\n"}, kept, image]},
+        {"cell_type": "markdown", "source": "text"}]}
+    outs = notebooks.tidy_streams(nb)["cells"][0]["outputs"]
+    assert [(o.get("name"), o.get("text")) for o in outs] == [
+        ("stderr", "warning: 3 classes hold fewer shots\n"), ("stdout", "features ready\n"),
+        ("stderr", "training: 100%|\n"), (None, None)]
+    assert outs[-1] is image
+
+
 def test_all_notebooks_execute_in_order(tmp_path):
     make_world(notebooks.ROOT / "data" / "miniworld")  # kept as it is when current
     make_tasks(notebooks.ROOT / "data" / "tasks")
