@@ -52,7 +52,7 @@ class Run:
         per process under torchrun); ``writer=False`` computes everything and writes nothing;
         ``dataset``: ``cfg.data`` already loaded (not scanned again)."""
         self.device = device if device is not None else resolve_device(cfg.device)
-        check_run(cfg, dataset)  # paths and shifted sets, before anything is written
+        check_run(cfg, dataset, self.device)  # paths, shifted sets, official recipes: before any write
         self.dir = RunDir(cfg.out, writer)
         if resume is not None and self.dir.config_path.exists():
             cfg = self.dir.adopt(cfg, resume)

@@ -112,7 +112,20 @@ def _check_prompts(cfg, dataset) -> None:
                 raise DatasetError(f"{why}: {err}{fix}.") from err
 
 
-def check_run(cfg, dataset=None) -> None:
+def _check_official(cfg, device) -> None:
+    """Under ``recipe=official``, what each method's official recipe needs from this machine."""
+    if cfg.recipe != "official" or device is None:
+        return
+    from fewshot.protocol import list_methods
+    from fewshot.recipes import OFFICIAL_CHECKS
+
+    for m in list(cfg.methods) or list_methods():
+        problem = OFFICIAL_CHECKS[m](device) if m in OFFICIAL_CHECKS else None
+        if problem:
+            raise ConfigError(problem)
+
+
+def check_run(cfg, dataset=None, device=None) -> None:
     """Before a run writes anything: ``out`` and ``cache_dir`` are writable folders (and the run
     folder's ``.lock`` a file), and, with ``dataset`` loaded, every shifted test set holds images."""
     out = check_folder(cfg.out, "out")
@@ -124,6 +137,7 @@ def check_run(cfg, dataset=None) -> None:
     if cfg.download_root:
         _check_download_root(Path(cfg.download_root), cfg.backbone)
     _check_prompts(cfg, dataset)
+    _check_official(cfg, device)  # ``device``: the run's torch.device (None: not checked)
     if dataset is not None:
         for name, (path, kind) in sorted((cfg.shift_sets or find_shift_sets(cfg.data)).items()):
             load_shift_set(path, kind, dataset.wnids, name)  # DatasetError when empty or unknown

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 
 from fewshot.crops import FreshViews
 
-__all__ = ["RECIPES", "OFFICIAL_HEADS", "recipe_for", "text_head", "official_crops", "training_views",
+__all__ = ["RECIPES", "OFFICIAL_HEADS", "OFFICIAL_CHECKS", "recipe_for", "text_head", "official_crops", "training_views",
            "template_sets"]
 
 RECIPES = ("default", "official")
 OFFICIAL_HEADS: dict[str, str] = {}  # method -> the template set its official recipe reads (its module fills it)
+OFFICIAL_CHECKS: dict = {}  # method -> (device -> what this machine lacks for its official recipe, or None)
 
 
 def recipe_for(ctx, recipes: tuple) -> str:

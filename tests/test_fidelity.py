@@ -238,3 +238,19 @@ def test_coop_16_has_sixteen_random_context_tokens_where_the_context_allows():
     assert n == 16 - 2 - (len(tok[1].nonzero()) - 2)  # SOS, "great white shark." and EOS fit beside it
     from fewshot.protocol import get_method
     assert get_method("coop-16").companions == () and get_method("coop").companions == ("wise-coop", "wise-coop-default")
+
+
+def test_an_official_lp_plus_plus_run_this_torch_cannot_do_stops_before_work(tmp_path, monkeypatch):
+    """A torch without fp16 matmul on the run's device: the preflight names LP++'s official recipe
+    and the fix; without lp++ among the methods, or under the default recipe, nothing is refused."""
+    from fewshot.config import RunConfig
+    from fewshot.methods import lp_plus_plus as lp
+    from fewshot.preflight import check_run
+
+    monkeypatch.setattr(lp, "_half_matmul", lambda device: False)
+    cfg = dict(out=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"), recipe="official")
+    with pytest.raises(ConfigError, match="recipe=official trains LP\\+\\+ in fp16.*recipe=default"):
+        check_run(RunConfig(**cfg, methods=["zero-shot", "lp++"]), device=torch.device("cpu"))
+    check_run(RunConfig(**cfg, methods=["zero-shot", "gda"]), device=torch.device("cpu"))
+    check_run(RunConfig(**{**cfg, "recipe": "default"}), device=torch.device("cpu"))
+    assert not (tmp_path / "r").exists()

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from fewshot.errors import ConfigError
 from fewshot.evaluation import check_finite
 from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import recipe_for
+from fewshot.recipes import OFFICIAL_CHECKS, recipe_for
 
 __all__ = ["lp_logits", "step_sizes", "init_alpha", "EPOCHS"]
 
@@ -79,13 +79,24 @@ def _half_matmul(device: str) -> bool:
     return True
 
 
+def official_problem(device) -> str | None:
+    """Why the official (fp16) recipe cannot run on ``device`` with this torch, or None."""
+    if _half_matmul(str(device)):
+        return None
+    return (f"recipe=official trains LP++ in fp16, which torch {torch.__version__} cannot do on {device}: "
+            f"run it on a GPU or with torch >= 2.1, or use recipe=default (or leave lp++ out of `methods`).")
+
+
+OFFICIAL_CHECKS["lp++"] = official_problem  # checked before a run starts (fewshot.preflight)
+
+
 def fit(shots, ctx) -> Head:
     """Full-batch LP++ on one augmented view per shot."""
     recipe = recipe_for(ctx, ("official",))
     dtype = torch.float16 if recipe == "official" else torch.float32
-    if dtype == torch.float16 and not _half_matmul(str(shots.views.device)):
-        raise ConfigError(f"recipe=official trains LP++ in fp16, which torch {torch.__version__} cannot do on "
-                          f"{shots.views.device}: run it on a GPU or with torch >= 2.1, or use recipe=default.")
+    problem = official_problem(shots.views.device) if recipe == "official" else None
+    if problem:
+        raise ConfigError(problem)
     x = F.normalize(shots.views[0].float(), dim=-1).to(dtype)  # [M, D]
     y, C, W = shots.labels, shots.num_classes, ctx.text_weights.float().to(dtype)
     gen = torch.Generator().manual_seed(shots.seed)
