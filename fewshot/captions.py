@@ -22,7 +22,9 @@ __all__ = ["caption_accuracy", "caption_grid", "caption_training", "caption_wise
 
 def caption_accuracy(records, methods, num_test=None, lang="en") -> str:
     """The accuracy-against-shots figure: its sets and methods, then the ranking at most shots
-    on every set it draws."""
+    on every set it draws; ``num_test``: val's image count, or {test set: images} (a lead within
+    a set's sampling error is a tie)."""
+    sizes = num_test if isinstance(num_test, dict) else {"val": num_test}
     records = few_shot_records(records)
     keep = set(methods) | {"zero-shot"}
     sub = [r for r in records if r["method"] in keep]
@@ -32,7 +34,7 @@ def caption_accuracy(records, methods, num_test=None, lang="en") -> str:
         rows = table_rows(sub, s)
         shots = sorted({k for _, k in rows if k > 0})
         if shots:
-            sentence = rank_sentence(rows, shots[-1], zero_shot_top1(rows), num_test if s == "val" else None, lang)
+            sentence = rank_sentence(rows, shots[-1], zero_shot_top1(rows), sizes.get(s), lang)
             if sentence:
                 text += " " + tr("cap_on_set", lang, s=s) + (sentence[0].lower() + sentence[1:] if lang == "en" else sentence)
     return text

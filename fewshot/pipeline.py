@@ -192,9 +192,9 @@ class Run:
         save_analysis(self.dir, m, head, shots, ctx, val, self.digest, val_of)  # top-3 at 1, 5, 16 shots
         if m.shot_free or shots.shots == max(self.shots_of(m)):  # top-1 at the most shots
             self.dir.write_json(self.dir.predictions_path("index"), {
-                "shots": max(self.cfg.shots), "seed": self.cfg.seeds[0],
-                "dataset_root": os.path.abspath(self.dataset.root), "paths": list(val.paths),
-                "labels": val.labels.tolist(), "classnames": self.dataset.classnames})
+                "shots": max(self.cfg.shots), "seed": self.cfg.seeds[0], "dataset_root": os.path.abspath(self.dataset.root),
+                "paths": list(val.paths), "labels": val.labels.tolist(), "classnames": self.dataset.classnames,
+                "test_images": {n: len(s.labels) for n, s in self.eval_sets.items()}})
             feats = val.feats if head.encoder is None else val_of(head.encoder)
             self.dir.write_json(self.dir.predictions_path(m.name), predict(head.logits, feats, m.name).tolist())
 

@@ -46,6 +46,12 @@ class Context:
         """Val images, from the predictions file (None without one)."""
         return len(self.run["predictions"]["labels"]) if self.run["predictions"] else None
 
+    @property
+    def test_sizes(self) -> dict:
+        """{test set: images} from the predictions file (val only for runs made before it said)."""
+        pred = self.run["predictions"] or {}
+        return pred.get("test_images") or ({"val": self.num_test} if self.num_test else {})
+
     def figure(self, fig, name: str, caption: str) -> str:
         """Write ``fig`` as ``name``.png/.pdf (text raised to the readable size) and return its
         Markdown: the image, then "**Figure N.** caption"."""
@@ -75,10 +81,10 @@ def _groups(records) -> tuple[list, list]:
 def _accuracy(c: Context):
     cached, tuned = _groups(c.recs)
     parts = [c.figure(plot_accuracy_vs_shots(c.recs, cached, tr("t_cached", c.lang)), "accuracy_vs_shots",
-                      caption_accuracy(c.recs, cached, c.num_test, c.lang))]
+                      caption_accuracy(c.recs, cached, c.test_sizes, c.lang))]
     if tuned:
         parts.append(c.figure(plot_accuracy_vs_shots(c.recs, tuned, tr("t_tuned", c.lang)),
-                              "accuracy_vs_shots_finetuning", caption_accuracy(c.recs, tuned, c.num_test, c.lang)))
+                              "accuracy_vs_shots_finetuning", caption_accuracy(c.recs, tuned, c.test_sizes, c.lang)))
     return "\n\n".join(parts)
 
 

@@ -76,3 +76,19 @@ def test_a_shift_loss_is_named_only_beyond_the_sampling_error():
     text = "\n".join(summary_sentences(recs, num_test=5000))
     assert "at 16 shots, D beats zero-shot on val but falls below it on sketch" in text
     assert "C beat" not in text and "C and D" not in text
+
+
+def test_the_accuracy_caption_weighs_each_set_by_its_own_size():
+    """0.14 points between two methods on a 5,000-image shift set is a tie (±0.5 points), though
+    the seeds agree exactly; with the set's size unknown the same lead names a best method."""
+    from fewshot.captions import caption_accuracy
+
+    recs = [_rec("zero-shot", 0, None, 40.0), _rec("zero-shot", 0, None, 50.0, "sketch")]
+    for seed in (1, 2):
+        recs += [_rec("A", 16, seed, 60.0), _rec("B", 16, seed, 70.0),
+                 _rec("A", 16, seed, 87.32, "sketch"), _rec("B", 16, seed, 87.18, "sketch")]
+    sized = caption_accuracy(recs, ["A", "B"], {"val": 5000, "sketch": 5000})
+    unsized = caption_accuracy(recs, ["A", "B"], 5000)
+    assert "On sketch: with 16 shots per class no single method is best: **A** tied with B" in sized
+    assert "On sketch: with 16 shots per class the best method is **A**" in unsized
+    assert "On val: with 16 shots per class the best method is **B**" in sized
