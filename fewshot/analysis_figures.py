@@ -6,7 +6,10 @@ matplotlib Figure (:func:`fewshot.figures.subplots`); their paragraphs are :mod:
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
+from matplotlib.figure import Figure
 import seaborn as sns
 from fewshot.analysis import class_gain, confused_pairs, failures, project_2d
 from fewshot.analysis_data import image_path
@@ -115,7 +118,7 @@ def plot_feature_map(fmap: dict, data, method_name: str, projection: str = "PCA"
         ax.set_xlabel(f"{projection} 1", fontsize=FONT)
         ax.set_ylabel(f"{projection} 2", fontsize=FONT)
         ax.tick_params(labelsize=FONT)
-        leg = ax.legend(fontsize=FONT, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False,
+        leg = ax.legend(fontsize=FONT, loc="upper center", bbox_to_anchor=(0.5, -0.27), ncol=1, frameon=False,
                         markerscale=2.0)
         for h in leg.legend_handles:
             h.set_alpha(1.0)
@@ -124,33 +127,42 @@ def plot_feature_map(fmap: dict, data, method_name: str, projection: str = "PCA"
     return fig
 
 
+def _wrap(name: str, width: int = 16) -> str:
+    return "\n".join(textwrap.wrap(name, width)) or name
+
+
 def plot_cache_explanation(data, snap: dict, k: int, method_name: str):
-    """One row per explained val image: the image, its nearest shots (affinity before → after
-    fine-tuning) and the zero-shot and adapted top-3 with their probabilities."""
+    """Per explained val image two rows at page width: the image and its nearest shots (affinity
+    before → after fine-tuning; green: the image's class), then the zero-shot and adapted top-3
+    with their probabilities and the adapted winner's text and cache logits, side by side."""
     names = [class_label(data["classnames"], c) for c in range(len(data["classnames"]))]
     idx = snap["explained"].tolist()
     n_near = snap["explain_nearest"].shape[1]
-    fig, axes = subplots(len(idx), n_near + 2, figsize=(2.1 * n_near + 2.1 + 4.4, 2.6 * len(idx)), squeeze=False)
+    fig = Figure(figsize=(1.55 * (n_near + 1), 3.5 * len(idx)), layout="constrained")
+    grid = fig.add_gridspec(2 * len(idx), n_near + 1, height_ratios=[2.2, 1.3] * len(idx))
     key_labels = snap["key_labels"].long()
-    for row, (r, i) in zip(axes, enumerate(idx)):
-        _image(row[0], data, data["paths"][i])
-        row[0].set_title(f"test: {names[data['labels'][i]]}\n({snap['explained_kind'][r]})", fontsize=FONT, weight="bold")
-        for j, ax in enumerate(row[1:n_near + 1]):
-            m = int(snap["explain_nearest"][r, j])
+    for r, i in enumerate(idx):
+        first = fig.add_subplot(grid[2 * r, 0])
+        _image(first, data, data["paths"][i])
+        first.set_title(f"test:\n{_wrap(names[data['labels'][i]])}\n({snap['explained_kind'][r]})",
+                        fontsize=FONT, weight="bold")
+        for j in range(n_near):
+            ax, m = fig.add_subplot(grid[2 * r, j + 1]), int(snap["explain_nearest"][r, j])
             _image(ax, data, snap["shot_paths"][m])
-            ax.set_title(f"shot: {names[key_labels[m]]}\nA {snap['explain_affinity0'][r, j]:.2f} → "
+            ax.set_title(f"shot:\n{_wrap(names[key_labels[m]])}\nA {snap['explain_affinity0'][r, j]:.2f} → "
                          f"{snap['explain_affinity'][r, j]:.2f}", fontsize=FONT,
                          color="green" if key_labels[m] == data["labels"][i] else "red")
-        ax = row[-1]
-        ax.axis("off")
-        lines = [_top3_line("zero-shot", snap["explain_zs"][r], snap["explain_zs_probs"][r], names),
+        text = fig.add_subplot(grid[2 * r + 1, :])
+        text.axis("off")
+        winner = names[int(snap["explain_ad"][r, 0])]
+        parts = [_top3_line("zero-shot", snap["explain_zs"][r], snap["explain_zs_probs"][r], names),
                  _top3_line(method_name, snap["explain_ad"][r], snap["explain_ad_probs"][r], names),
-                 f"logit of {names[int(snap['explain_ad'][r, 0])]}: text "
-                 f"{float(snap['explain_zs_logits'][r, 0]):.1f} + cache {float(snap['explain_cache_logits'][r, 0]):.1f}"]
-        ax.text(0, 0.5, "\n\n".join(lines), fontsize=FONT, va="center", transform=ax.transAxes)
-    fig.suptitle(f"why the cache decides ({method_name}, {k}-shot; A = exp(−β(1 − f·k)), β = "
-                 f"{snap['beta']:.2f}, α = {snap['alpha']:.2f})", fontsize=FONT + 2)
-    fig.tight_layout()
+                 f"logit of\n{_wrap(winner, 22)}:\ntext {float(snap['explain_zs_logits'][r, 0]):.1f}\n"
+                 f"+ cache {float(snap['explain_cache_logits'][r, 0]):.1f}"]
+        for c, part in enumerate(parts):
+            text.text(c / 3, 0.5, part, fontsize=FONT, va="center", transform=text.transAxes)
+    fig.suptitle(f"why the cache decides ({method_name}, {k}-shot)\nA = exp(−β(1 − f·k)), β = "
+                 f"{snap['beta']:.2f}, α = {snap['alpha']:.2f}", fontsize=FONT + 1)
     return fig
 
 
@@ -165,7 +177,8 @@ def plot_failures(data, method, k: int, n: int = 8, cols: int = 4):
     labels = np.asarray(data["labels"])
     rows = failures(labels, classes, probs, top=n)
     nrow = 2 * ((len(rows) + cols - 1) // cols)
-    fig, axes = subplots(nrow, cols, figsize=(2.9 * cols, 2.2 * nrow), squeeze=False)
+    fig, axes = subplots(nrow, cols, figsize=(2.9 * cols, 2.2 * nrow), squeeze=False,
+                         layout="constrained")  # titles over the right column stay inside
     for ax in axes.flat:
         ax.axis("off")
     names = [class_label(data["classnames"], c) for c in range(len(data["classnames"]))]
@@ -173,7 +186,7 @@ def plot_failures(data, method, k: int, n: int = 8, cols: int = 4):
         img, bar = axes[2 * (j // cols), j % cols], axes[2 * (j // cols) + 1, j % cols]
         img.axis("on")
         _image(img, data, data["paths"][i])
-        img.set_title(f"true:\n{names[labels[i]]}", fontsize=FONT, weight="bold")
+        img.set_title("true:\n" + "\n".join(textwrap.wrap(names[labels[i]], 12)), fontsize=FONT, weight="bold")
         bar.axis("on")
         c, p = classes[i].tolist(), probs[i].float().numpy()
         bar.barh(range(3)[::-1], p, color=[_PAL[2] if x == labels[i] else _PAL[3] for x in c])
@@ -186,7 +199,6 @@ def plot_failures(data, method, k: int, n: int = 8, cols: int = 4):
                      ha="right" if inside else "left", color="white" if inside else "black")
     fig.suptitle(f"the most confident mistakes of {method} ({k}-shot): top-3 probabilities",
                  fontsize=FONT + 2)
-    fig.tight_layout()
     return fig
 
 

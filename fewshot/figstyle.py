@@ -14,7 +14,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.text import Text
 
 __all__ = ["PAGE_WIDTH_IN", "MIN_PT", "method_style", "subplots", "readable", "smallest_text_pt",
-           "legend_below"]
+           "legend_below", "texts_outside"]
 
 PAGE_WIDTH_IN = 7.5  # inches a figure is shown at, at most (page width less margins)
 MIN_PT = 9.0  # the smallest font (points) a reader should meet at that width
@@ -51,6 +51,22 @@ def _scale(fig) -> float:
 def _texts(fig):
     fig.draw_without_rendering()  # tick labels exist only once drawn
     return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def texts_outside(fig, slack_px: float = 2.0) -> list[str]:
+    """The visible texts of ``fig`` (titles, labels, legends, annotations; tick labels aside) that
+    reach past its edges, so the saved image cuts them off."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    w, h = fig.bbox.width, fig.bbox.height
+    ticks = {id(t) for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()}
+    out = []
+    for t in (t for t in _texts(fig) if id(t) not in ticks):  # the layout places drawn ticks
+        box = t.get_window_extent(renderer)
+        if box.x0 < -slack_px or box.y0 < -slack_px or box.x1 > w + slack_px or box.y1 > h + slack_px:
+            out.append(t.get_text())
+    return out
 
 
 def readable(fig, min_pt: float = MIN_PT):

@@ -16,6 +16,7 @@ from fewshot.analysis_report import analysis_figures, analysis_section
 from fewshot.config import RunConfig
 from fewshot.datasets import Dataset, ImageSet
 from fewshot.errors import ConfigError
+from fewshot.figstyle import readable, texts_outside
 from fewshot.pipeline import Run, TrainPool
 from fewshot.protocol import EvalSet
 from fewshot.report import load_run
@@ -120,6 +121,7 @@ def test_every_figure_draws_its_numbers_readably(done, tmp_path):
         visible = [ax for ax in fig.axes if ax.axison]
         assert visible and all(ax.images or ax.lines or ax.patches or ax.collections for ax in visible), name
         assert min(t.get_fontsize() for t in _texts(fig)) >= FONT, name
+        assert not texts_outside(readable(fig)), name  # at the report's sizes, nothing is cut off
         assert len(text) > 80 and any(ch.isdigit() for ch in text), name
     data, method = got["data"], got["method"]
     labels = np.array(data["labels"])
