@@ -90,10 +90,8 @@ def _check_download_root(root: Path, backbone: str) -> None:
 
 def _check_prompts(cfg, dataset) -> None:
     from fewshot.protocol import list_methods
-    from fewshot.recipes import template_sets
+    from fewshot.recipes import OFFICIAL_HEADS, template_sets
     from fewshot.templates import class_prompts, per_class
-
-    from fewshot.recipes import OFFICIAL_HEADS
 
     methods = list(cfg.methods) or list_methods()
     sets = [s for s in template_sets(cfg, methods) if per_class(s)]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from fewshot.atomic import atomic_write_text
 from fewshot.world.guard import BUILDING_MARK, replace
 
 __all__ = ["FIXED_MTIME", "train_name", "val_names", "encode_image", "write_metadata", "stamp", "publish"]
@@ -61,9 +62,9 @@ def write_metadata(root: str | os.PathLike, wnids: list[str], names: list[str]) 
     root = Path(root)
     if list(wnids) != sorted(wnids):
         raise ValueError("wnids must be sorted: the label of a class is its rank")
-    (root / "classnames.txt").write_text("".join(f"{w} {n}\n" for w, n in zip(wnids, names)))
+    atomic_write_text(root / "classnames.txt", "".join(f"{w} {n}\n" for w, n in zip(wnids, names)))
     nested = {"label2class": {str(i): n for i, n in enumerate(names)}}
-    (root / "label2class.json").write_text(json.dumps(nested, ensure_ascii=False))
+    atomic_write_text(root / "label2class.json", json.dumps(nested, ensure_ascii=False))
 
 
 def stamp(root: str | os.PathLike) -> None:
