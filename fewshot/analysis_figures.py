@@ -186,7 +186,7 @@ def plot_failures(data, method, k: int, n: int = 8, cols: int = 4):
         img, bar = axes[2 * (j // cols), j % cols], axes[2 * (j // cols) + 1, j % cols]
         img.axis("on")
         _image(img, data, data["paths"][i])
-        img.set_title("true:\n" + "\n".join(textwrap.wrap(names[labels[i]], 12)), fontsize=FONT, weight="bold")
+        img.set_title(f"true:\n{_wrap(names[labels[i]], 12)}", fontsize=FONT, weight="bold")
         bar.axis("on")
         c, p = classes[i].tolist(), probs[i].float().numpy()
         bar.barh(range(3)[::-1], p, color=[_PAL[2] if x == labels[i] else _PAL[3] for x in c])

@@ -5,6 +5,9 @@ folder, is flushed to disk, and is renamed over the target (``os.replace`` is at
 Windows). A kill at any moment leaves either the old file or the new one, never a cut one. A full
 disk or quota (``ENOSPC``, ``EDQUOT``) becomes one :class:`~fewshot.errors.DiskFullError` that
 names the path, the space needed and the space free; the old file stays as it was.
+
+Folders the suite did not write are never deleted: :func:`claim` accepts a folder only when it is
+missing, empty or marked as the writer's own, and :func:`move_aside` renames one on ``--force``.
 """
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_torch_save", "remove_dead_partial_writes", "move_aside"]
+           "atomic_torch_save", "remove_dead_partial_writes", "move_aside", "claim"]
 
 
 def _alive(pid: int) -> bool:
@@ -68,6 +71,33 @@ def move_aside(path: Path) -> Path:
     print(f"moved {path} aside to {target} (--force; nothing was deleted)", file=sys.stderr)
     return target
 
+
+
+def _force_hint(out: Path) -> str:
+    return f"choose another --out, or pass --force to move it aside to {out.name}.old-<time> (nothing is deleted)"
+
+
+def claim(out: str | os.PathLike, marker: str, command: str, force: bool = False,
+          ours: Callable[[Path], bool] = lambda p: False) -> Path:
+    """Check ``out`` before any work: missing, an empty folder, a folder holding ``marker`` (or
+    one that ``ours`` recognises, e.g. an older generator's tree) is fine; a file or a foreign
+    folder is refused (``DatasetError`` naming ``command``) or, with ``force``, moved aside."""
+    from fewshot.errors import DatasetError
+
+    out = Path(out)
+    if not os.path.lexists(out):
+        return out
+    if out.is_symlink() or not out.is_dir():
+        what = "a link" if out.is_symlink() else "a file"
+        if not force:
+            raise DatasetError(f"{out} exists and is {what}, not a folder written by `{command}`; {_force_hint(out)}.")
+        move_aside(out)
+    elif not (out / marker).is_file() and any(out.iterdir()) and not ours(out):
+        if not force:
+            raise DatasetError(f"{out} exists and was not written by `{command}` (it holds no {marker} "
+                               f"marker); {_force_hint(out)}.")
+        move_aside(out)
+    return out
 
 def _mb(n: int) -> str:
     for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):

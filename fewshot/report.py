@@ -15,8 +15,8 @@ import os
 import re
 from pathlib import Path
 
-from fewshot.atomic import atomic_write_text, move_aside
-from fewshot.errors import ConfigError, MissingStepError, PathError
+from fewshot.atomic import atomic_write_text, claim
+from fewshot.errors import ConfigError, MissingStepError
 from fewshot.figures import few_shot_records
 from fewshot.i18n import list_languages, tr
 from fewshot.markdown import to_html
@@ -112,27 +112,15 @@ def _stale_figures(out: Path) -> set[str]:
 MARKER = ".fewshot-report"  # in every folder build_report writes: the folder is the report's own
 
 
-def claim_folder(out: str | os.PathLike, force: bool = False) -> Path:
-    """Check the report's folder ``out`` before any work: missing, empty, holding :data:`MARKER` or
-    an earlier report (its ``report.md`` opens with the report's title in a known language) is
-    fine; a folder with other files is refused with one :class:`PathError` (the report replaces
-    ``report.md`` and removes the figures its last report showed), or with ``force`` moved aside
-    whole, never deleted."""
-    out = Path(out)
-    if not out.is_dir() or (out / MARKER).is_file() or not any(out.iterdir()):
-        return out
+def _earlier_report(out: Path) -> bool:
+    """Whether ``out`` holds a report made before :data:`MARKER` existed (its ``report.md`` opens
+    with the report's title in a known language)."""
     md = out / "report.md"
-    if md.is_file() and not md.is_symlink():
-        with open(md, encoding="utf-8", errors="replace") as f:
-            first = f.readline().rstrip("\n")
-        if first in {f"# {tr('title', lang)}" for lang in list_languages()}:
-            return out
-    if not force:
-        raise PathError(f"report --out (report_dir) = {out} holds files a report did not write (no "
-                        f"{MARKER} marker): choose a new or empty folder, or pass --force to move it "
-                        f"aside to {out.name}.old-<time> (nothing is deleted).")
-    move_aside(out)
-    return out
+    if not md.is_file() or md.is_symlink():
+        return False
+    with open(md, encoding="utf-8", errors="replace") as f:
+        first = f.readline().rstrip("\n")
+    return first in {f"# {tr('title', lang)}" for lang in list_languages()}
 
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
@@ -142,13 +130,15 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike = "report",
     from the run in ``run_dir``; ``oracle_run``: an oracle run of the same setting, whose numbers
     are set beside the honest ones; ``sections``: names of :func:`list_sections` (plus "default",
     "all"; None: the default, without the merging study); ``lang``: one of
-    ``fewshot.i18n.list_languages()``; ``force``: move a foreign ``out`` aside (:func:`claim_folder`).
+    ``fewshot.i18n.list_languages()``; ``force``: move a foreign ``out`` aside (:func:`fewshot.atomic.claim`).
     A section asked for by name but empty in this run says so. Returns the .md path."""
     if lang not in list_languages():
         raise ConfigError(f"unknown report language {lang!r}; known: {', '.join(list_languages())}")
     order, explicit = resolve_sections(sections)
     check_folder(out, "report --out (report_dir)")  # a file, /proc or read-only: before any work
-    claim_folder(out, force)  # a user's folder is never written into
+    # a user's folder is never written into: the report replaces report.md and removes old figures
+    claim(Path(out).resolve() if Path(out).is_dir() else out, MARKER, "python -m fewshot report", force,
+          ours=_earlier_report)
     run = load_run(run_dir)
     oracle_records = few_shot_records(load_run(oracle_run)["records"]) if oracle_run else None
     out = Path(out)

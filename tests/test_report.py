@@ -129,7 +129,8 @@ def test_report_never_writes_into_a_users_folder(run_dir, tmp_path, capsys):
         (mine / name).write_bytes(data)
     assert cli.main(["report", "--run", str(run_dir), "--out", str(mine)]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert len(err) == 1 and err[0].startswith("error: ") and f"= {mine} holds files" in err[0], err
+    assert len(err) == 1 and err[0].startswith("error: ") and f"{mine.resolve()} exists and was not written by" in err[0] \
+        and "--force" in err[0], err
     assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
     assert cli.main(["report", "--run", str(run_dir), "--out", str(mine), "--force"]) == 0
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("thesis.old-")]

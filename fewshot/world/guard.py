@@ -15,39 +15,13 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
 
-from fewshot.atomic import move_aside
+from fewshot.atomic import _force_hint, claim, move_aside  # noqa: F401 (claim: this module's API)
 from fewshot.errors import DatasetError
 
 __all__ = ["BUILDING_MARK", "claim", "claim_checkpoint", "move_aside", "start_building", "replace"]
 
 BUILDING_MARK = ".fewshot-building"
-
-
-def _force_hint(out: Path) -> str:
-    return f"choose another --out, or pass --force to move it aside to {out.name}.old-<time> (nothing is deleted)"
-
-
-def claim(out: str | os.PathLike, marker: str, command: str, force: bool = False,
-          ours: Callable[[Path], bool] = lambda p: False) -> Path:
-    """Check ``out`` before any work: missing, an empty folder, a folder holding ``marker`` (or
-    one that ``ours`` recognises, e.g. an older generator's tree) is fine; a file or a foreign
-    folder is refused (``DatasetError`` naming ``command``) or, with ``force``, moved aside."""
-    out = Path(out)
-    if not os.path.lexists(out):
-        return out
-    if out.is_symlink() or not out.is_dir():
-        what = "a link" if out.is_symlink() else "a file"
-        if not force:
-            raise DatasetError(f"{out} exists and is {what}, not a folder written by `{command}`; {_force_hint(out)}.")
-        move_aside(out)
-    elif not (out / marker).is_file() and any(out.iterdir()) and not ours(out):
-        if not force:
-            raise DatasetError(f"{out} exists and was not written by `{command}` (it holds no {marker} "
-                               f"marker); {_force_hint(out)}.")
-        move_aside(out)
-    return out
 
 
 def _sha256(path: Path) -> str:
