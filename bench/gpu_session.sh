@@ -10,6 +10,10 @@
 #   bash bench/gpu_session.sh multi-gpu    # fine-tuning and re-encoding on 1 and 2 GPUs (torchrun)
 #   bash bench/gpu_session.sh default-a    # data, then the steps zeroshot .. linear_probe with imagenet-rn50's DEFAULTS
 #   bash bench/gpu_session.sh default-b    # peers, finetune, prompt of the same run (right after -a, machine warm)
+#   STEPS="zeroshot .. peers" DEADLINE=500 bash bench/gpu_session.sh suite
+#                                          # imagenet-rn50's defaults, STEPS one process each, each row
+#                                          # added to $OUT/rehearsal-default.json (a step over its time is
+#                                          # stopped and marked timed_out); the run folder stays in $WORK
 # Rows go to $OUT (or bench/) as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +48,11 @@ case "$1" in
       else STEPS=(peers finetune prompt); fi
       python3 bench/rehearse.py --config imagenet-rn50 --overrides "$OVR" --out "$WORK/rehearsal" --steps "${STEPS[@]}"
       cp "$WORK/rehearsal/rehearsal.json" "$OUT/rehearsal-default.json" ;;
+  suite) data
+      OVR="{\"data\": \"$WORK/data/ImageNet-1K-16shot\", \"backbone\": \"$WORK/data/rn50-random.pt\", \"out\": \"$WORK/def\", \"cache_dir\": \"$WORK/cache\", \"report_dir\": \"$WORK/report\", \"progress\": false, \"num_workers\": 16}"
+      python3 bench/rehearse.py --config imagenet-rn50 --overrides "$OVR" --out "$WORK/rehearsal" --steps $STEPS \
+        --deadline "${DEADLINE:-0}" --step-timeout "${STEP_TIMEOUT:-0}" || true
+      cp "$WORK/rehearsal/rehearsal.json" "$OUT/rehearsal-default.json"; cp -r "$WORK/rehearsal/logs" "$OUT/" ;;
   multi-gpu) cd bench; for m in "rn50 256" "vitb16 128"; do set -- $m
         python3 finetune.py --model $1 --batch $2 --checkpointing
         torchrun --nproc_per_node 2 finetune.py --model $1 --batch $2 --checkpointing; done ;;

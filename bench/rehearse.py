@@ -3,13 +3,20 @@ memory (max RSS of the notebook's processes, kernel included) and peak GPU memor
 sampled every 100 ms: the whole device, CUDA context and allocator cache included).
 
     python bench/rehearse.py --config imagenet-rn50 --overrides JSON --out DIR [--notebooks 08_finetune ...]
+    python bench/rehearse.py ... --steps peers finetune prompt --deadline 560 --step-timeout 300
+
+``--deadline`` (seconds for the whole call) and ``--step-timeout`` stop a step that would outrun a
+device call; its row says ``timed_out`` and the next step still runs. Each row keeps the estimate
+lines the step printed before its work (``fewshot.budget``) and each step's log is DIR/logs/NAME.log.
 
 With ``--notebooks``, only those run and their rows are added to DIR/rehearsal.json (a rehearsal
 split over two device calls, each under its time limit).
 """
 import argparse
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -46,6 +53,22 @@ class GpuPeak:
         self.stop.set()
 
 
+_TIMED_OUT = -9
+
+
+def _run(cmd: list, timeout):
+    """``cmd``'s completed process; killed (with its children) after ``timeout`` seconds, when its
+    return code is :data:`_TIMED_OUT` and its output what it had written."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return subprocess.CompletedProcess(cmd, _TIMED_OUT, out, err)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="imagenet-rn50")
@@ -54,7 +77,10 @@ def main():
     p.add_argument("--notebooks", nargs="*", help="a subset, in run order (default: all)")
     p.add_argument("--steps", nargs="*", help="instead of notebooks, these CLI steps, one process "
                    "each (`python -m fewshot run --steps S`: what each notebook runs, without Jupyter)")
+    p.add_argument("--deadline", type=float, default=0, help="seconds for all steps (0: none)")
+    p.add_argument("--step-timeout", type=float, default=0, help="seconds per step (0: none)")
     args = p.parse_args()
+    start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = args.steps or args.notebooks or list_notebooks()
@@ -70,17 +96,28 @@ def main():
         cmd = [sys.executable, "-m", "fewshot.notebooks", "--out", str(out / "executed"), "--config",
                args.config, "--overrides", args.overrides, name] if not args.steps else \
             [sys.executable, "-m", "fewshot", "run", "--config", str(out / "rehearsal-config.json"), "--steps", name]
+        limits = [t for t in (args.step_timeout, args.deadline and args.deadline - (time.time() - start)) if t]
+        if limits and min(limits) < 5:
+            print(f"rehearsal: no time left for {name}", flush=True)
+            break
         with GpuPeak() as gpu:
             t0 = time.time()
-            res = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True)
+            res = _run([sys.executable, "-c", _MEASURE, *cmd], min(limits) if limits else None)
             wall = time.time() - t0
+        (out / "logs").mkdir(exist_ok=True)
+        (out / "logs" / f"{name}.log").write_text(res.stdout + "\n--- stderr ---\n" + res.stderr)
         rss = [int(l.split()[1]) for l in res.stdout.splitlines() if l.startswith("MAXRSS_KB")]
         row = {"notebook": name, "ok": res.returncode == 0, "wall_s": round(wall, 1),
                "peak_host_gib": round(rss[0] / 2**20, 2) if rss else None,
-               "peak_gpu_gib": round(gpu.peak / 1024, 2) if gpu.ok else None}
+               "peak_gpu_gib": round(gpu.peak / 1024, 2) if gpu.ok else None,
+               "estimates": [l.strip() for l in (res.stdout + res.stderr).splitlines() if "estimated" in l][:8]}
+        if res.returncode == _TIMED_OUT:
+            row["timed_out"] = True
         rows.append(row)
         print(json.dumps(row), flush=True)
         (out / "rehearsal.json").write_text(json.dumps(rows, indent=1) + "\n")  # partial results survive
+        if res.returncode == _TIMED_OUT:
+            continue
         if res.returncode:
             print(res.stdout[-3000:], res.stderr[-6000:], sep="\n", file=sys.stderr)
             break
