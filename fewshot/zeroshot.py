@@ -46,8 +46,13 @@ def zeroshot_logits(feats: torch.Tensor, text_weights: torch.Tensor,
     both L2-normalised, give [N, C] (or [..., N, C]) in the dtype of ``text_weights``. Classes with identical embeddings (two classes of
     one name, as ImageNet's two "crane"s) get bit-identical logits, so that their tie goes to the
     lower index: a BLAS need not round two equal columns of a product alike (MKL on AVX-512 does
-    not), so the product is taken over the distinct rows and spread back."""
+    not), so the product is taken over the distinct rows and spread back. Inside a CUDA graph's
+    capture (the graphed training steps, :mod:`fewshot.graphed`), where ``torch.unique`` cannot
+    synchronise, the plain product is taken: training losses see the rounding-level difference only,
+    and predictions are never made inside a graph."""
     feats = feats.to(text_weights.dtype)
+    if text_weights.is_cuda and torch.cuda.is_current_stream_capturing():
+        return logit_scale * feats @ text_weights.T
     rows, inverse = torch.unique(text_weights, dim=0, return_inverse=True)
     if rows.shape[0] == text_weights.shape[0]:
         return logit_scale * feats @ text_weights.T
