@@ -70,16 +70,19 @@ def _sync():
         torch.cuda.synchronize()
 
 
-def seconds_per(run: Callable[[], object], units: int) -> float:
+def seconds_per(run: Callable[..., object], units: int, setup: Callable[[], object] | None = None) -> float:
     """Seconds per unit of ``run()`` (which does ``units`` units of work): run once to warm up
-    (allocation, kernel selection, loader start), then time a second run. Torch's random
-    generators are left as they were, so a probe changes no result."""
+    (allocation, kernel selection, loader start), then time a second run. With ``setup``, each run
+    is ``run(setup())`` and only ``run`` is timed: building a fresh model for a probe (a copy of
+    the encoder on the device) is paid once per fit, not once per probed step, so it stays out of
+    the rate. Torch's random generators are left as they were, so a probe changes no result."""
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
-        run()
+        run(*(() if setup is None else (setup(),)))
+        arg = () if setup is None else (setup(),)
         _sync()
         start = time.perf_counter()
-        run()
+        run(*arg)
         _sync()
     return (time.perf_counter() - start) / max(1, units)
 

@@ -103,3 +103,26 @@ def test_a_long_step_says_what_will_run_and_the_estimate_before_it_starts(capsys
     assert out[1] == "  coop (16-shot, seed 1): 2 fit(s) × 10 epochs: 8,750 steps of batch 32 × 20.0 ms = 2 min 55 s"
     with pytest.raises(Exception, match=r"step prompt would take about 3 min 45 s on cuda \(measured\), more than time_budget=3 min"):
         budget.check(plan, RunConfig(time_budget=3), "step prompt", device="cuda")
+
+
+def test_a_probes_setup_stays_out_of_the_rate(monkeypatch):
+    """Building a fresh model for a probe is paid once per fit: with ``setup`` only ``run`` is timed
+    (a fake clock: setup costs 10 s, the run 0.5 s for 4 units; each run gets its own fresh setup)."""
+    now = [0.0]
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: now[0])
+    built = []
+
+    def setup():
+        now[0] += 10.0
+        built.append(object())
+        return built[-1]
+
+    seen = []
+
+    def run(x):
+        seen.append(x)
+        now[0] += 0.5
+    assert budget.seconds_per(run, 4, setup=setup) == pytest.approx(0.5 / 4)
+    assert len(built) == 2 and seen == built  # a fresh one for the warm-up and for the timed run
+    now[0] = 0.0
+    assert budget.seconds_per(lambda: setup() and run(None), 4) == pytest.approx(10.5 / 4)  # without: counted

@@ -129,11 +129,13 @@ def plan(shots, ctx) -> Plan:
 
     def step_probe(m=min(len(labels), 2 * bs)):
         probe = LoraRecipe(iters_per_shot=2, batch_size=bs)
-        return seconds_per(lambda: train_lora(fresh(), _Noise(m, train_size(res)), torch.arange(m), labels[:m],
-                                              1, probe, dev, 0, False), 2)
+        pool = _Noise(m, train_size(res))
+        return seconds_per(lambda clf: train_lora(clf, pool, torch.arange(m), labels[:m], 1, probe, dev, 0, False),
+                           2, setup=fresh)
 
     def encode_probe(m=256):
-        return seconds_per(lambda: encode(fresh(), _Noise(m, res), dev, cfg.ft_batch_size), m)
+        pool = _Noise(m, res)
+        return seconds_per(lambda clf: encode(clf, pool, dev, cfg.ft_batch_size), m, setup=fresh)
 
     images = 3 * sum(ctx.encoder.eval_counts.values())
     works = [Work(f"clip-lora ({shots.shots}-shot, seed {shots.seed}): {fits} fit(s) × "

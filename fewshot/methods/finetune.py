@@ -230,14 +230,16 @@ def _plan(strategy: str):
 
         def train_probe():
             pool = _Noise(m, train_size(res))
-            return seconds_per(lambda: train(*fresh(), pool, torch.arange(m), labels[:m], recipe, dev, 0, False),
-                               fit_steps(m, bs, 1))
+            return seconds_per(lambda built: train(*built, pool, torch.arange(m), labels[:m], recipe, dev, 0, False),
+                               fit_steps(m, bs, 1), setup=fresh)
 
         def encode_probe():
-            return seconds_per(lambda: encode(fresh()[0], _Noise(m, res), dev, bs), m)
+            pool = _Noise(m, res)
+            return seconds_per(lambda built: encode(built[0], pool, dev, bs), m, setup=fresh)
 
         def fisher_probe():
-            return seconds_per(lambda: diagonal_fisher(fresh()[0], _Noise(k, res).x.float(), labels[:k], dev), k)
+            x = _Noise(k, res).x.float()
+            return seconds_per(lambda built: diagonal_fisher(built[0], x, labels[:k], dev), k, setup=fresh)
 
         works = [Work(f"{key} ({shots.shots}-shot, seed {shots.seed}): {1 + bool(held)} fit(s) × {cfg.ft_epochs} epochs",
                       steps, f"steps of batch {bs}", f"{key} step"),
