@@ -14,8 +14,8 @@ from fewshot.i18n import tr
 
 __all__ = ["merge_table", "soup_table", "plot_cosine", "plot_lambda_curves", "merging_section"]
 
-_ORDER = ["pre-trained", "individual", "multi-task", "average", "task-arithmetic", "ties", "fisher",
-          "regmean", "task-arithmetic (oracle)", "ties (oracle)"]
+_ORDER = ["pre-trained", "individual", "multi-task", "average", "task-arithmetic", "ties", "ties-sum", "fisher",
+          "fisher-unnormalised", "regmean", "task-arithmetic (oracle)", "ties (oracle)", "ties-sum (oracle)"]
 
 
 def merge_table(records, tasks: list[str]) -> str:

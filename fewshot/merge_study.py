@@ -11,8 +11,10 @@ tasks at once. A "soup" merges the experts of several seeds of one task and is c
 WiSE-FT of one of them.
 
 Records (role ``merge``): method ``merge:<rule>`` (or ``soup:<...>``), eval_set the task,
-hyperparameters (strategy, λ), tuned_on. Diagnostics: the task vectors' cosine matrix and the
-λ curves of task arithmetic and TIES.
+hyperparameters (strategy, λ), tuned_on. ``ties`` aggregates by the paper's disjoint mean,
+``ties-sum`` by FusionBench's default sum (its λ on that scale); ``fisher`` is FusionBench's
+normalised Fisher merge, ``fisher-unnormalised`` the plain one (:func:`fewshot.merging.fisher_merge`).
+Diagnostics: the task vectors' cosine matrix and the λ curves of task arithmetic and both TIES.
 """
 from __future__ import annotations
 
@@ -187,7 +189,8 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
         diag["cosine"][strategy] = merging.cosine_matrix(taus).tolist()
         add("average", score(merging.simple_average(experts)), {"strategy": strategy})
         for rule, merge in (("task-arithmetic", lambda lam: merging.task_arithmetic(base, experts, lam)),
-                            ("ties", lambda lam: merging.ties(base, experts, lam, TIES_KEEP))):
+                            ("ties", lambda lam: merging.ties(base, experts, lam, TIES_KEEP)),
+                            ("ties-sum", lambda lam: merging.ties(base, experts, lam, TIES_KEEP, "sum"))):
             curve = {lam: (score(merge(lam), "held"), score(merge(lam))) for lam in LAMBDAS}
             mean = {lam: (sum(h.values()) / len(h), sum(s.values()) / len(s)) for lam, (h, s) in curve.items()}
             diag["curves"][f"{rule}:{strategy}"] = {str(lam): m for lam, m in mean.items()}
@@ -204,7 +207,8 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
                 f = diagonal_fisher(clf, centre_pixels_of(t.train_px, rows, clf.visual.input_resolution, device),
                                     t.labels[~t.held], device, "model", seed=seed)
                 fishers.append({n.removeprefix("visual."): v for n, v in f.items()})
-            add("fisher", score(merging.fisher_merge(experts, fishers)), {"strategy": strategy})
+            add("fisher", score(merging.fisher_merge(experts, fishers, normalize=True)), {"strategy": strategy, "normalize": True})
+            add("fisher-unnormalised", score(merging.fisher_merge(experts, fishers)), {"strategy": strategy, "normalize": False})
             grams = [_grams(model, e, t, device) for t, e in zip(tasks, experts)]
             add("regmean", score(merging.regmean(experts, grams, REGMEAN_REDUCE)), {"strategy": strategy, "reduce": REGMEAN_REDUCE})
     add("multi-task", score(_multitask(model, tasks, recipe, device, seed, progress)), {"strategy": "full"})

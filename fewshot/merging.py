@@ -8,10 +8,15 @@ vectors. Every function takes and returns ``{name: tensor}`` dicts with equal ke
 - :func:`ties`: TIES-merging (Yadav et al., NeurIPS 2023): keep each τᵢ's entries whose
   magnitude is at least its (d − ⌊k·d⌋)-th smallest over the whole model (the reference code's
   rule for "the top k share"), elect each entry's sign by the sum of the kept values
-  (the "mass"; zeros take the majority sign), average the kept values that agree with it
-  (the disjoint mean), ``θ₀ + λ·τ``;
+  (the "mass"; zeros take the majority sign), then aggregate the kept values that agree with it:
+  their mean (``merge_func="mean"``, the paper's disjoint mean) or their sum (``"sum"``,
+  FusionBench's default, whose λ is therefore on another scale), ``θ₀ + λ·τ``;
 - :func:`fisher_merge`: ``Σᵢ cᵢFᵢθᵢ / Σᵢ cᵢFᵢ`` with diagonal Fishers (Matena & Raffel, NeurIPS
-  2022); with two models and c = (1−α, α) it is WiSE-FT's Fisher-weighted merge;
+  2022); with two models and c = (1−α, α) it is WiSE-FT's Fisher-weighted merge. With
+  ``normalize=True`` (FusionBench's ``normalize_fisher_weight``), each cᵢ is first scaled by
+  ``(1/(‖Fᵢ‖+ε)) / Σⱼ 1/(‖Fⱼ‖+ε)``, ‖Fᵢ‖ the L2 norm of model i's whole Fisher, and ε is added
+  to every F (FusionBench's ``minimal_fisher_weight``) instead of clamping: experts whose Fisher
+  norms differ by orders of magnitude then weigh alike, rather than the most peaked one ruling;
 - :func:`regmean`: for each linear map W [out, in] with input Gram matrices Gᵢ = XᵢᵀXᵢ,
   ``W = (Σᵢ G̃ᵢ)⁻¹ Σᵢ G̃ᵢ Wᵢᵀ`` (transposed back), G̃ = a·G + (1−a)·diag(G) shrinking the
   off-diagonal (Jin et al., ICLR 2023); every other tensor is averaged.
@@ -53,9 +58,12 @@ def task_arithmetic(base: dict, models: list, lam: float) -> dict:
     return {k: base[k] + lam * sum(t[k] for t in taus) for k in base}
 
 
-def ties(base: dict, models: list, lam: float = 1.0, keep: float = 0.2) -> dict:
+def ties(base: dict, models: list, lam: float = 1.0, keep: float = 0.2, merge_func: str = "mean") -> dict:
     """TIES-merging (module docstring): trim each task vector to its ``keep`` share of entries by
-    magnitude over all tensors, elect signs by mass, disjoint mean, ``θ₀ + λ·τ``."""
+    magnitude over all tensors, elect signs by mass, aggregate the agreeing kept values by their
+    ``merge_func`` ("mean": the paper's disjoint mean; "sum": FusionBench's default), ``θ₀ + λ·τ``."""
+    if merge_func not in ("mean", "sum"):
+        raise ValueError(f"TIES merge_func must be 'mean' or 'sum', not {merge_func!r}")
     taus = task_vectors(base, models)
     names = sorted(base)
     flat = torch.stack([torch.cat([t[k].reshape(-1).float() for k in names]) for t in taus])  # [n, d]
@@ -67,7 +75,9 @@ def ties(base: dict, models: list, lam: float = 1.0, keep: float = 0.2) -> dict:
     majority = torch.sign(sign.sum())
     sign[sign == 0] = majority if majority != 0 else 1.0  # zero mass: the majority sign
     agree = (torch.sign(trimmed) == sign) & (trimmed != 0)
-    merged = (trimmed * agree).sum(0) / agree.sum(0).clamp(min=1)
+    merged = (trimmed * agree).sum(0)
+    if merge_func == "mean":
+        merged = merged / agree.sum(0).clamp(min=1)
     out, start = {}, 0
     for name in names:
         n = base[name].numel()
@@ -76,15 +86,25 @@ def ties(base: dict, models: list, lam: float = 1.0, keep: float = 0.2) -> dict:
     return out
 
 
-def fisher_merge(models: list, fishers: list, coefficients=None, floor: float = 1e-6) -> dict:
-    """``Σᵢ cᵢFᵢθᵢ / Σᵢ cᵢFᵢ``, each F clamped below at ``floor``; a tensor without a Fisher in any
-    model is averaged with the coefficients (c: uniform by default)."""
+def fisher_merge(models: list, fishers: list, coefficients=None, floor: float = 1e-6,
+                 normalize: bool = False) -> dict:
+    """``Σᵢ cᵢFᵢθᵢ / Σᵢ cᵢFᵢ`` over tensors of any shape (each Fᵢ[k] the shape of θᵢ[k]); a tensor
+    without a Fisher in every model is averaged with the coefficients (c: uniform by default).
+    ``normalize=False``: each F clamped below at ``floor`` (Matena & Raffel; WiSE-FT's Fisher merge).
+    ``normalize=True``: FusionBench's form (module docstring): ``floor`` added to every F and each
+    cᵢ scaled by the normalised inverse of ‖Fᵢ‖ over the tensors merged."""
     _check(models)
     c = [1 / len(models)] * len(models) if coefficients is None else list(coefficients)
+    merged = [k for k in models[0] if all(k in f for f in fishers)]
+    if normalize:
+        norms = [torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(f[k].double()) for k in merged]))
+                 for f in fishers]
+        inverse = [1.0 / (n + floor) for n in norms]
+        c = [ci * float(v / sum(inverse)) for ci, v in zip(c, inverse)]
     out = {}
     for k in models[0]:
-        if all(k in f for f in fishers):
-            w = [ci * torch.clamp(f[k], min=floor) for ci, f in zip(c, fishers)]
+        if k in merged:
+            w = [ci * (f[k] + floor if normalize else torch.clamp(f[k], min=floor)) for ci, f in zip(c, fishers)]
             out[k] = sum(wi * m[k] for wi, m in zip(w, models)) / sum(w)
         else:
             out[k] = sum(ci * m[k] for ci, m in zip(c, models)) / sum(c)

@@ -31,6 +31,47 @@ def test_ties_trims_elects_and_averages_disjointly_by_hand():
     assert merged.tolist() == [2.5, -1.5, -3.0, 3.0]
     half = merging.ties(base, [t1, t2, t3], lam=0.5, keep=0.5)["w"]
     assert half.tolist() == [1.25, -0.75, -1.5, 1.5]
+    summed = merging.ties(base, [t1, t2, t3], lam=1.0, keep=0.5, merge_func="sum")["w"]
+    assert summed.tolist() == [5.0, -3.0, -3.0, 6.0]  # FusionBench's default: the agreeing entries' sum
+    with pytest.raises(ValueError, match="merge_func"):
+        merging.ties(base, [t1, t2, t3], merge_func="max")
+
+
+def _fisher_case(seed=0, n=3):
+    g = torch.Generator().manual_seed(seed)
+    models = [{"w": torch.randn(3, 4, generator=g, dtype=torch.float64), "b": torch.randn(4, generator=g, dtype=torch.float64)}
+              for _ in range(n)]
+    fishers = [{"w": torch.rand(3, 4, generator=g, dtype=torch.float64) * 10.0 ** (3 * i),  # norms 3 decades apart
+                "b": torch.rand(4, generator=g, dtype=torch.float64) * 10.0 ** (3 * i)} for i in range(n)]
+    return models, fishers
+
+
+def test_normalised_fisher_merge_is_fusionbenchs_formula_entry_by_entry():
+    models, fishers = _fisher_case()
+    eps, c = 1e-6, [0.5, 0.3, 0.2]
+    got = merging.fisher_merge(models, fishers, coefficients=c, floor=eps, normalize=True)
+    # by hand, one entry at a time: ‖F_i‖ over every entry of model i; c_i ← c_i·(1/(‖F_i‖+ε)) / Σ_j 1/(‖F_j‖+ε)
+    norms = [np.sqrt(sum(float(v) ** 2 for k in f for v in f[k].reshape(-1))) for f in fishers]
+    inv = [1 / (x + eps) for x in norms]
+    cs = [ci * v / sum(inv) for ci, v in zip(c, inv)]
+    for k in ("w", "b"):
+        for idx in np.ndindex(*models[0][k].shape):
+            num = sum(ci * (float(f[k][idx]) + eps) * float(m[k][idx]) for ci, f, m in zip(cs, fishers, models))
+            den = sum(ci * (float(f[k][idx]) + eps) for ci, f in zip(cs, fishers))
+            assert float(got[k][idx]) == pytest.approx(num / den, rel=1e-12)
+
+
+def test_normalisation_makes_the_merge_blind_to_each_experts_fisher_scale():
+    """The point of FusionBench's normalisation: an expert whose Fisher is 1,000× larger overall
+    (a more peaked softmax) no longer rules the merge; without it, it does."""
+    models, fishers = _fisher_case()
+    flat = [{k: v / 10.0 ** (3 * i) for k, v in f.items()} for i, f in enumerate(fishers)]  # same shapes, one scale
+    a = merging.fisher_merge(models, fishers, normalize=True, floor=0.0)
+    b = merging.fisher_merge(models, flat, normalize=True, floor=0.0)
+    assert all(torch.allclose(a[k], b[k], rtol=1e-10, atol=0) for k in a)
+    plain = merging.fisher_merge(models, fishers, floor=0.0)
+    ruled = {k: (plain[k] - models[2][k]).abs().max() for k in plain}  # the 10⁶-scale expert
+    assert max(ruled.values()) < 0.05 and (a["w"] - models[2]["w"]).abs().max() > 0.1
 
 
 def test_two_model_fisher_merge_is_wise_ft_fisher():
