@@ -34,6 +34,7 @@ from fewshot.lora import merge as merge_lora
 from fewshot.methods.finetune import centre_pixels_of, features_of
 from fewshot.pixels import augment, pixel_cache, train_size
 from fewshot.preprocess import normalize_pixels
+from fewshot.regmean_inputs import attention_hooks
 from fewshot.splits import make_manifest, shot_ranks
 
 __all__ = ["Task", "load_tasks", "run_study", "check_tasks", "LAMBDAS"]
@@ -141,18 +142,22 @@ def _multitask(model, tasks, recipe, device, seed, progress) -> dict:
 
 def _grams(model, state, task, device) -> dict:
     """Input Gram matrices (mean of xxᵀ over rows) of every Linear and 1×1 convolution that the
-    encoder calls, on the task's training shots."""
+    encoder calls, and of the projections its attention reads directly (q/k/v and the output
+    projection, :mod:`fewshot.regmean_inputs`), on the task's training shots."""
     clf, _ = build_classifier(model, task.head, 1.0, "full", device, Recipe())
     clf.visual.load_state_dict(state, strict=False)
-    grams, count, hooks = {}, {}, []
+    grams, count = {}, {}
+
+    def add(key, x):
+        x = x.reshape(-1, x.shape[-1]).double()
+        grams[key] = grams.get(key, 0) + x.T @ x
+        count[key] = count.get(key, 0) + x.shape[0]
+    hooks = attention_hooks(clf.visual, add)
     for name, m in clf.visual.named_modules():
         if isinstance(m, torch.nn.Linear) or (isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)):
             def hook(mod, inputs, _out, key=f"{name}.weight"):
                 x = inputs[0].detach()
-                x = x.movedim(1, -1) if x.dim() == 4 else x
-                x = x.reshape(-1, x.shape[-1]).double()
-                grams[key] = grams.get(key, 0) + x.T @ x
-                count[key] = count.get(key, 0) + x.shape[0]
+                add(key, x.movedim(1, -1) if x.dim() == 4 else x)
             hooks.append(m.register_forward_hook(hook))
     rows = torch.nonzero(~task.held).squeeze(1).tolist()
     with torch.no_grad():
