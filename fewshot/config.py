@@ -79,6 +79,7 @@ class RunConfig:
     merge_shots: int = 16  # shots per class of each task's experts (one fold held out to choose λ)
     merge_epochs: int = 40  # epochs of each expert (and of the multi-task reference)
     merge_lr: float = 1e-4  # AdamW rate of the experts (batch 32, as FusionBench's experts)
+    adamerging_steps: int = 1000  # AdaMerging's Adam steps (fewshot.adamerging; FusionBench: 1000); 0 = no AdaMerging rows
     oracle: bool = False  # tune on the test set, as the official scripts do (labelled test-oracle)
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     decode: str = "auto"  # test-image decoding: "pil", "gpu" (nvjpeg) or "auto" (gpu on CUDA)
@@ -208,7 +209,7 @@ _CHECKS = {
     "ft_seeds": lambda n, v: () if v in ([], ()) else _CHECKS["seeds"](n, v),  # () = all
     "ft_epochs": _int(1), "ft_lr": _float(0.0, 1.0), "ft_batch_size": _int(1),
     "ft_alphas": _list(_float(0.0, 1.0, lo_open=False), "numbers in [0, 1]"), "grad_checkpointing": _bool, "coop_epochs": _int(1),
-    "ft_recipe": _str(choices=("suite", "wise-ft")), "clip_lora_iters": _int(1), "merge_tasks": _path(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1), "merge_lr": _float(0.0, 1.0),
+    "ft_recipe": _str(choices=("suite", "wise-ft")), "clip_lora_iters": _int(1), "merge_tasks": _path(empty=True), "merge_shots": _int(2), "merge_epochs": _int(1), "merge_lr": _float(0.0, 1.0), "adamerging_steps": _int(0),
     "oracle": _bool, "device": _str(pattern=r"auto|cpu|mps|cuda(:\d+)?", desc="auto, cpu, mps, cuda or cuda:N"),
     "decode": _str(choices=("auto", "pil", "gpu")), "skip_bad_images": _bool, "batch_size": _int(1), "num_workers": _int(0), "progress": _bool, "time_budget": _float(0.0, lo_open=False),
 }

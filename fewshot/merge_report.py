@@ -15,7 +15,9 @@ from fewshot.i18n import tr
 __all__ = ["merge_table", "soup_table", "plot_cosine", "plot_lambda_curves", "merging_section"]
 
 _ORDER = ["pre-trained", "individual", "multi-task", "average", "task-arithmetic", "ties", "ties-sum", "fisher",
-          "fisher-unnormalised", "regmean", "task-arithmetic (oracle)", "ties (oracle)", "ties-sum (oracle)"]
+          "fisher-unnormalised", "regmean", "adamerging-task-wise", "adamerging-layer-wise", "task-arithmetic (oracle)",
+          "ties (oracle)", "ties-sum (oracle)", "adamerging-task-wise (test-unlabeled)",
+          "adamerging-layer-wise (test-unlabeled)"]
 
 
 def merge_table(records, tasks: list[str]) -> str:

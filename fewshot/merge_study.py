@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fewshot import merging, selection
+from fewshot import adamerging, merging, selection
 from fewshot.datasets import load_dataset
 from fewshot.errors import DatasetError, NonFiniteError
 from fewshot.features import text_classifier
@@ -167,6 +167,34 @@ def _grams(model, state, task, device) -> dict:
     return {k: (g / count[k]).float() for k, g in grams.items()}
 
 
+def _adamerging(score, base, experts, tasks, steps, device, seed) -> list:
+    """[(rule, state, hp, tuned_on)] of task- and layer-wise AdaMerging (:mod:`fewshot.adamerging`),
+    adapted on each task's training images with labels unused, and transductively on its test images."""
+    clf = score.clf.eval()
+    floats = {k: v.to(device) for k, v in base.items()}
+    taus = merging.task_vectors(floats, [{k: e[k].to(device) for k in floats} for e in experts])
+    res = clf.visual.input_resolution
+    pools = {"unlabeled-train": [centre_pixels_of(t.train_px, list(range(len(t.labels))), res, device) for t in tasks],
+             "test-unlabeled": [t.val_px.batch(list(range(len(t.val_labels)))) for t in tasks]}
+
+    def logits_of(state, t, x):
+        f = F.normalize(torch.func.functional_call(clf.visual, state, (normalize_pixels(x.to(device)),)).float(), dim=-1)
+        return f @ tasks[t].head.to(device).T
+    out = []
+    for tuned_on, pool in pools.items():
+        gen = torch.Generator().manual_seed(seed)
+        draws = [torch.randint(len(x), (steps, min(adamerging.BATCH, len(x))), generator=gen) for x in pool]
+        batches = [lambda step, x=x, d=d: x[d[step]] for x, d in zip(pool, draws)]
+        for wise in ("task", "layer"):
+            lam, hist = adamerging.adamerge(logits_of, floats, taus, batches, steps, layer_wise=wise == "layer")
+            state = adamerging.merge(floats, taus, lam, adamerging.names_of(floats, taus))
+            rule = f"adamerging-{wise}-wise" + (" (test-unlabeled)" if tuned_on == "test-unlabeled" else "")
+            hp = {"steps": steps, "lr": adamerging.LR, "init": adamerging.INIT, "lambda_mean": round(float(lam.mean()), 4),
+                  "entropy_first_last": [round(hist[0], 4), round(hist[-1], 4)] if hist else []}
+            out.append((rule, {k: v.detach() for k, v in state.items()}, hp, tuned_on))
+    return out
+
+
 def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[list, dict]:
     """(records, diagnostics) of the merge study configured by ``cfg.merge_tasks``."""
     from pathlib import Path
@@ -216,6 +244,9 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
             add("fisher-unnormalised", score(merging.fisher_merge(experts, fishers)), {"strategy": strategy, "normalize": False})
             grams = [_grams(model, e, t, device) for t, e in zip(tasks, experts)]
             add("regmean", score(merging.regmean(experts, grams, REGMEAN_REDUCE)), {"strategy": strategy, "reduce": REGMEAN_REDUCE})
+        for rule, state, hp, tuned_on in (_adamerging(score, base, experts, tasks, cfg.adamerging_steps, device, seed)
+                                          if cfg.adamerging_steps else []):
+            add(rule, score(state), {"strategy": strategy, **hp}, tuned_on)
     add("multi-task", score(_multitask(model, tasks, recipe, device, seed, progress)), {"strategy": "full"})
     soup_task = tasks[[t.name for t in tasks].index("count")] if "count" in names else tasks[0]
     seeds = list(cfg.seeds)

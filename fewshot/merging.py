@@ -53,9 +53,9 @@ def simple_average(models: list) -> dict:
 
 
 def task_arithmetic(base: dict, models: list, lam: float) -> dict:
-    """``θ₀ + λ·Σᵢ τᵢ``."""
+    """``θ₀ + λ·Σᵢ τᵢ``, summed as ``θ₀ + Σᵢ λ·τᵢ`` (AdaMerging's merge at equal λ, bit for bit)."""
     taus = task_vectors(base, models)
-    return {k: base[k] + lam * sum(t[k] for t in taus) for k in base}
+    return {k: base[k] + sum(lam * t[k] for t in taus) for k in base}
 
 
 def ties(base: dict, models: list, lam: float = 1.0, keep: float = 0.2, merge_func: str = "mean") -> dict:

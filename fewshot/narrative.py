@@ -20,6 +20,8 @@ __all__ = ["summary_sentences", "method_sentence", "mixing_key", "sweet_spots", 
 
 _HOW = {"loo-train": "by leave-one-out on the shots", "cv-train": "by cross-validation on the shots",
         "default": "at published defaults", "none": "with nothing to tune",
+        "unlabeled-train": "on the training images, labels unused",
+        "test-unlabeled": "on the test images, labels unused (transductive)",
         "test-oracle": "on the test set (oracle)"}
 
 

@@ -26,7 +26,7 @@ __all__ = ["Method", "Source", "Head", "Fitted", "Shots", "EvalSet", "Context", 
            "get_method", "list_methods", "list_record_names", "list_learnable", "TUNED_ON"]
 
 # How a hyperparameter was chosen; every record carries one of these.
-TUNED_ON = ("none", "default", "loo-train", "cv-train", "test-oracle")
+TUNED_ON = ("none", "default", "loo-train", "cv-train", "unlabeled-train", "test-unlabeled", "test-oracle")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 A record's fields: ``method`` (zero-shot, tip-adapter, tip-adapter-f, wise-ft, wise-ft-fisher),
 ``role`` ("final": the method's reported number; "sweep": a diagnostic point such as one λ of the
 WiSE-FT curve), ``backbone``, ``backbone_sha256``, ``dataset``, ``eval_set``, ``shots``, ``seed``,
-``hyperparameters``, ``tuned_on`` ("none", "default", "loo-train", "cv-train", "test-oracle"),
+``hyperparameters``, ``tuned_on`` ("none", "default", "loo-train", "cv-train", "unlabeled-train", "test-unlabeled",
+"test-oracle"),
 ``metrics`` (``top1``/``top5`` in percent), ``extra`` (e.g. training history), ``skipped`` (test
 images left out because they could not be decoded), and the run-wide ``config_digest`` (records of
 one experiment share it), ``git_rev``, ``device``, ``date``.
