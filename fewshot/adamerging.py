@@ -69,7 +69,7 @@ def adamerge(logits_of: Callable[[dict, int, torch.Tensor], torch.Tensor], base:
                 raise NonFiniteError(f"AdaMerging: the entropy of task {t} is not finite at step {step}; "
                                      f"lower the learning rate")
             loss.backward(retain_graph=t < len(batches) - 1)
-            total += float(loss)
+            total += float(loss.detach())
         opt.step()
         opt.zero_grad(set_to_none=True)
         history.append(total)

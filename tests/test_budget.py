@@ -61,6 +61,9 @@ def test_the_estimate_is_the_hand_count_times_the_measured_rate(featured):
     lora = sum(w.count for w in ft.works if w.rate == "clip-lora step")
     assert lora == 2 * 2 * cfg.clip_lora_iters * 2  # 2 seeds × 2 fits × iterations per shot × 2 shots
     assert sorted(ft.cheaper(0.5)) == ["--set clip_lora_iters=1", "--set ft_shots=[2] ft_seeds=[1]"]  # ft_epochs is 1 already
+    peers = run.plan("peers")  # CLAP: 300 epochs of ⌊M/256⌋ batches, at least one; M < 256 here
+    assert all(m < 256 for s in (1, 2) for m in (n[s], len(json.loads((featured / "run" / "splits" / f"shots1_seed{s}.json").read_text())["items"])))
+    assert [w.count for w in peers.works if w.rate == "clap step"] == [300] * 4  # shots 1, 2 × seeds 1, 2
     ft.probes = {k: (lambda: 0.0) for k in ft.probes}
     assert budget.check(ft, cfg, "step finetune") == 0.0  # the probes measure; nothing refused without a budget
 

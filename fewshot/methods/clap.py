@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fewshot.budget import Plan, Work, seconds_per
 from fewshot.protocol import Head, Method, Source, register
 from fewshot.recipes import official_crops, recipe_for, text_head, training_views
 from fewshot.training import check_finite, warmup_cosine_per_epoch
@@ -71,6 +72,48 @@ def batches_per_epoch(num_images: int, batch_size: int = BATCH_SIZE) -> int:
     return num_images // batch_size if num_images >= batch_size else 1
 
 
+def _train(pool, labels, base, lam, scale: float, M: int, seed: int, what: str, epochs: int | None = None):
+    """CLAP's SGD over the pooled views [V·M, D]: ``epochs`` epochs of ``batches_per_epoch(M)``
+    batches drawn from a fresh shuffle of the pool. Returns (prototypes [C, D], mean loss per epoch)."""
+    epochs = EPOCHS if epochs is None else epochs
+    protos = torch.nn.Parameter(base.clone())
+    steps = batches_per_epoch(M)
+    opt = torch.optim.SGD([protos], lr=LR, momentum=MOMENTUM, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_per_epoch(EPOCHS, steps, LR))
+    gen = torch.Generator().manual_seed(seed)
+    losses = torch.zeros(epochs, device=pool.device)
+    for epoch in range(epochs):
+        order = torch.randperm(len(pool), generator=gen).to(pool.device)
+        step_loss = torch.zeros(steps, device=pool.device)
+        for b in range(steps):
+            idx = order[b * BATCH_SIZE:(b + 1) * BATCH_SIZE]
+            loss = F.cross_entropy(clap_logits(pool[idx], protos, scale), labels[idx]) + clap_penalty(protos, base, lam)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step_loss[b] = loss.detach()
+        check_finite(step_loss, what, epoch, "lower the learning rate")
+        losses[epoch] = step_loss.mean()
+    return protos.detach(), losses
+
+
+def plan(shots, ctx) -> Plan:
+    """CLAP's optimiser steps for one (shots, seed): 300 epochs of ⌊M/256⌋ (at least one) batches,
+    timed on one epoch of a small pool of the shots' cached views."""
+    M = shots.labels.numel()
+    steps = EPOCHS * batches_per_epoch(M)
+
+    def probe(m=min(M, 3 * BATCH_SIZE)):
+        pool = F.normalize(shots.views[0, :m].float(), dim=-1)
+        base = torch.randn(shots.num_classes, pool.shape[1], device=pool.device)
+        lam = torch.full((shots.num_classes,), 0.5, device=pool.device)
+        return seconds_per(lambda: _train(pool, shots.labels[:m].to(pool.device), base, lam, 100.0, m, 0, "probe", 1),
+                           batches_per_epoch(m))
+    return Plan([Work(f"clap ({shots.shots}-shot, seed {shots.seed}): {EPOCHS} epochs", steps,
+                      f"steps of batch {BATCH_SIZE}", "clap step")], {"clap step": probe})
+
+
 def fit(shots, ctx) -> Head:
     """CLAP on the pooled augmented views of the shots (module docstring)."""
     recipe = recipe_for(ctx, ("official",))
@@ -83,27 +126,7 @@ def fit(shots, ctx) -> Head:
     (base, head), scale = text_head(ctx, BASE, "raw"), ctx.logit_scale
     with torch.no_grad():
         lam = class_multipliers(clap_logits(pool, base, scale), labels, shots.num_classes)
-    protos = torch.nn.Parameter(base.clone())
-    steps = batches_per_epoch(M)
-    opt = torch.optim.SGD([protos], lr=LR, momentum=MOMENTUM, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_per_epoch(EPOCHS, steps, LR))
-    gen = torch.Generator().manual_seed(shots.seed)
-    what = f"CLAP ({shots.shots}-shot, seed {shots.seed})"
-    losses = torch.zeros(EPOCHS, device=pool.device)
-    for epoch in range(EPOCHS):
-        order = torch.randperm(V * M, generator=gen).to(pool.device)
-        step_loss = torch.zeros(steps, device=pool.device)
-        for b in range(steps):
-            idx = order[b * BATCH_SIZE:(b + 1) * BATCH_SIZE]
-            loss = F.cross_entropy(clap_logits(pool[idx], protos, scale), labels[idx]) + clap_penalty(protos, base, lam)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step_loss[b] = loss.detach()
-        check_finite(step_loss, what, epoch, "lower the learning rate")
-        losses[epoch] = step_loss.mean()
-    protos = protos.detach()
+    protos, losses = _train(pool, labels, base, lam, scale, M, shots.seed, f"CLAP ({shots.shots}-shot, seed {shots.seed})")
     history = [{"epoch": e + 1, "loss": v} for e, v in enumerate(losses.tolist()) if (e + 1) % 10 == 0]
     return Head(lambda f: clap_logits(f, protos, scale), "none",
                 {"epochs": EPOCHS, "lr": LR, "batch_size": BATCH_SIZE, "views": V, "head": head,
@@ -113,5 +136,5 @@ def fit(shots, ctx) -> Head:
                        "drift": float((protos - base).norm(dim=-1).mean() / base.norm(dim=-1).mean())})
 
 
-register(Method("clap", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
+register(Method("clap", fit, budget=plan, step="peers", learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
                 summary="class-adaptive linear probe held near zero-shot, no validation set (Silva-Rodríguez et al., 2024)"))
