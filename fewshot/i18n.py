@@ -83,6 +83,11 @@ EN = {
     "cap_cos": "Cosine similarity between the task vectors (fine-tuned minus pre-trained weights) "
                "of the experts: {parts}.",
     "cap_cos_part": "{s} fine-tuning: mean {mean} and largest {max} between two tasks",
+    "merge_cross": "Each expert on every task (FusionBench's cross-task matrix), top-1 (%), the expert's "
+                   "own task in bold; full fine-tuning:",
+    "cap_cross": "Each expert's top-1 on every task minus the pre-trained encoder's there (points): "
+                 "{parts}.",
+    "cap_cross_part": "{s} fine-tuning: {own} on its own task and {other} on the others on average",
     "cap_lambda": "Mean top-1 over the tasks against the merge coefficient λ, on the held-out "
                   "shots (which choose λ) and on test: {parts}; a λ chosen on test is shown for "
                   "illustration only.",
@@ -191,6 +196,9 @@ ZH = {
     "merge_soup": "同一任务不同种子专家的 soup，与其中一个专家的 WiSE-FT（α = 0.5）对比：",
     "cap_cos": "各专家任务向量（微调权重减去预训练权重）之间的余弦相似度：{parts}。",
     "cap_cos_part": "{s} 微调：两任务间平均 {mean}，最大 {max}",
+    "merge_cross": "每个专家在每个任务上的表现（FusionBench 的跨任务矩阵），top-1 (%)，专家自己的任务加粗；完全微调：",
+    "cap_cross": "每个专家在各任务上的 top-1 减去预训练编码器在该任务上的 top-1（百分点）：{parts}。",
+    "cap_cross_part": "{s} 微调：在自己的任务上 {own}，在其他任务上平均 {other}",
     "cap_lambda": "各任务平均 top-1 随合并系数 λ 的变化，分别在留出样本（用来选择 λ）和测试集上：{parts}；"
                   "在测试集上选择的 λ 仅作示意。",
     "cap_lambda_part": "{m}：留出样本选 λ = {held}（测试集 {vh} %），测试集会选 {test}（{vt} %）",

@@ -12,7 +12,8 @@ import numpy as np
 from fewshot.figstyle import readable, subplots
 from fewshot.i18n import tr
 
-__all__ = ["merge_table", "soup_table", "plot_cosine", "plot_lambda_curves", "merging_section"]
+__all__ = ["merge_table", "soup_table", "cross_table", "plot_cross", "plot_cosine", "plot_lambda_curves",
+           "merging_section"]
 
 _ORDER = ["pre-trained", "individual", "multi-task", "average", "task-arithmetic", "ties", "ties-sum", "fisher",
           "fisher-unnormalised", "regmean", "adamerging-task-wise", "adamerging-layer-wise", "task-arithmetic (oracle)",
@@ -48,6 +49,43 @@ def soup_table(records) -> str:
     lines = [f"| model | top-1 on {rows[0][1]} (%) |", "|---|---|"]
     lines += [f"| {name} | {v:.1f} |" for name, _, v in rows]
     return "\n".join(lines)
+
+
+def cross_table(diag: dict, strategy: str) -> str:
+    """Markdown: each expert (row) on every task (column), top-1 (%): FusionBench's cross-task matrix."""
+    tasks, m = diag["tasks"], diag["cross"][strategy]
+    lines = ["| expert | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    lines += [f"| {t} | " + " | ".join(f"**{v:.1f}**" if i == j else f"{v:.1f}" for j, v in enumerate(row)) + " |"
+              for i, (t, row) in enumerate(zip(tasks, m))]
+    return "\n".join(lines)
+
+
+def plot_cross(diag: dict, base: dict):
+    """Each expert's top-1 on every task minus the pre-trained encoder's there (points), per kind of
+    expert: the diagonal is what fine-tuning gains, the rest what it costs elsewhere."""
+    tasks, mats = diag["tasks"], diag["cross"]
+    fig, axes = subplots(1, len(mats), figsize=(3.75 * len(mats), 3.9), squeeze=False, layout="constrained")
+    for ax, (strategy, m) in zip(axes[0], sorted(mats.items())):
+        d = np.array(m) - np.array([base[t] for t in tasks])[None, :]
+        lim = max(1.0, float(np.abs(d).max()))
+        im = ax.imshow(d, vmin=-lim, vmax=lim, cmap="RdBu")
+        ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
+        ax.set_yticks(range(len(tasks)), tasks)
+        for i in range(len(tasks)):
+            for j in range(len(tasks)):
+                ax.text(j, i, f"{d[i][j]:+.0f}", ha="center", va="center", fontsize=9)
+        ax.set(title=f"expert (row) on task (column)\n({strategy} fine-tuning)", xlabel="evaluated on", ylabel="expert of")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="top-1 − pre-trained (points)")
+    return readable(fig)
+
+
+def _cross_caption(diag, base, lang) -> str:
+    parts = []
+    for strategy, m in sorted(diag["cross"].items()):
+        d = np.array(m) - np.array([base[t] for t in diag["tasks"]])[None, :]
+        off = d[~np.eye(len(d), dtype=bool)]
+        parts.append(tr("cap_cross_part", lang, s=strategy, own=f"{np.diag(d).mean():+.1f}", other=f"{off.mean():+.1f}"))
+    return tr("cap_cross", lang, parts="; ".join(parts))
 
 
 def plot_cosine(diag: dict):
@@ -114,6 +152,10 @@ def merging_section(c) -> str | None:
     if not diag or not c.merge_recs:
         return None
     text = tr("merge_intro", c.lang) + "\n\n" + merge_table(c.merge_recs, diag["tasks"])
+    base = {r["eval_set"]: r["metrics"]["top1"] for r in c.merge_recs if r["method"] == "merge:pre-trained"}
+    if diag.get("cross") and all(t in base for t in diag["tasks"]):
+        text += "\n\n" + tr("merge_cross", c.lang) + "\n\n" + cross_table(diag, sorted(diag["cross"])[0])
+        text += "\n\n" + c.figure(plot_cross(diag, base), "merge_cross", _cross_caption(diag, base, c.lang))
     text += "\n\n" + c.figure(plot_cosine(diag), "merge_task_vectors", _cosine_caption(diag, c.lang))
     text += "\n\n" + c.figure(plot_lambda_curves(diag), "merge_lambda", _lambda_caption(diag, c.lang))
     soup = soup_table(c.merge_recs)

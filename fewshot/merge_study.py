@@ -216,8 +216,10 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
     add("pre-trained", score(base), {})
     for strategy in ("full", "lora"):
         experts = [_expert(model, t, strategy, recipe, device, seed, progress) for t in tasks]
-        for t, e in zip(tasks, experts):
-            add("individual", score(e, only=[t.name]), {"strategy": strategy})
+        cross = [score(e) for e in experts]  # each expert on every task (FusionBench's cross-task matrix)
+        diag.setdefault("cross", {})[strategy] = [[row[n] for n in names] for row in cross]
+        for t, row in zip(tasks, cross):
+            add("individual", {t.name: row[t.name]}, {"strategy": strategy})
         taus = merging.task_vectors(base, experts)
         diag["cosine"][strategy] = merging.cosine_matrix(taus).tolist()
         add("average", score(merging.simple_average(experts)), {"strategy": strategy})

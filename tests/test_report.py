@@ -138,3 +138,21 @@ def test_report_never_writes_into_a_users_folder(run_dir, tmp_path, capsys):
     assert (mine / "report.md").read_text().startswith("# Few-shot CLIP report")
     (mine / ".fewshot-report").unlink()
     assert cli.main(["report", "--run", str(run_dir), "--out", str(mine)]) == 0
+
+
+def test_the_cross_task_matrix_is_a_table_and_a_figure_of_gains_over_the_pre_trained_encoder(run_dir, tmp_path):
+    from test_report_figures import _rec
+
+    pre = [_rec("merge:pre-trained", t, v, 16, 1, "merge", {}) for t, v in (("colour", 40.0), ("count", 30.0))]
+    (run_dir / "results" / "merge_pre-trained.jsonl").write_text(dumps_records(pre))
+    diag = json.loads((run_dir / "diagnostics" / "merging.json").read_text())
+    diag["cross"] = {"full": [[70.0, 25.0], [38.0, 60.0]], "lora": [[50.0, 30.0], [40.0, 33.0]]}
+    (run_dir / "diagnostics" / "merging.json").write_text(json.dumps(diag))
+    text = build_report(run_dir, tmp_path / "rep", sections=["all"]).read_text()
+    merging = text.split("## Merging several fine-tuned encoders")[1]
+    assert "| expert | colour | count |\n|---|---|---|\n| colour | **70.0** | 25.0 |\n| count | 38.0 | **60.0** |" in merging
+    caption = next(c for n, _, c in _figures(text) if n == "merge_cross")
+    # full: own (70−40 + 60−30)/2 = +30.0, others (25−30 + 38−40)/2 = −3.5; lora: (10 + 3)/2, (0 + 0)/2
+    assert "full fine-tuning: +30.0 on its own task and -3.5 on the others" in caption
+    assert "lora fine-tuning: +6.5 on its own task and +0.0 on the others" in caption
+    assert (tmp_path / "rep" / "merge_cross.png").stat().st_size > 1000
