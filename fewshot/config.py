@@ -3,8 +3,7 @@
 Named configs ship in ``fewshot/configs/*.json`` (``list_configs()``); any field can be overridden
 from the command line (``--set key=value``) or a notebook's parameters cell. Every value is checked
 where it enters (:class:`RunConfig` validates itself), so a wrong value fails before any work with
-one :class:`~fewshot.errors.ConfigError` line that names the field. Each default is written once,
-here.
+one :class:`~fewshot.errors.ConfigError` line that names the field. Each default is written once, here.
 """
 from __future__ import annotations
 

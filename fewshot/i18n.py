@@ -83,6 +83,9 @@ EN = {
     "cap_cos": "Cosine similarity between the task vectors (fine-tuned minus pre-trained weights) "
                "of the experts: {parts}.",
     "cap_cos_part": "{s} fine-tuning: mean {mean} and largest {max} between two tasks",
+    "merge_generalisation": "Generalisation (FusionBench's experiment): the experts of three tasks merged, "
+                            "evaluated on those (seen) and on the tasks none of them was trained on "
+                            "(unseen); λ chosen on the seen tasks' held-out shots. Full fine-tuning, top-1 (%):",
     "merge_cross": "Each expert on every task (FusionBench's cross-task matrix), top-1 (%), the expert's "
                    "own task in bold; full fine-tuning:",
     "cap_cross": "Each expert's top-1 on every task minus the pre-trained encoder's there (points): "
@@ -196,6 +199,8 @@ ZH = {
     "merge_soup": "同一任务不同种子专家的 soup，与其中一个专家的 WiSE-FT（α = 0.5）对比：",
     "cap_cos": "各专家任务向量（微调权重减去预训练权重）之间的余弦相似度：{parts}。",
     "cap_cos_part": "{s} 微调：两任务间平均 {mean}，最大 {max}",
+    "merge_generalisation": "泛化（FusionBench 的实验）：合并三个任务的专家，在这些（见过的）任务和没有任何专家训练过的"
+                            "（未见过的）任务上评估；λ 在见过任务的留出样本上选择。完全微调，top-1 (%)：",
     "merge_cross": "每个专家在每个任务上的表现（FusionBench 的跨任务矩阵），top-1 (%)，专家自己的任务加粗；完全微调：",
     "cap_cross": "每个专家在各任务上的 top-1 减去预训练编码器在该任务上的 top-1（百分点）：{parts}。",
     "cap_cross_part": "{s} 微调：在自己的任务上 {own}，在其他任务上平均 {other}",

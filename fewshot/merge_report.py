@@ -12,7 +12,7 @@ import numpy as np
 from fewshot.figstyle import readable, subplots
 from fewshot.i18n import tr
 
-__all__ = ["merge_table", "soup_table", "cross_table", "plot_cross", "plot_cosine", "plot_lambda_curves",
+__all__ = ["merge_table", "generalisation_table", "soup_table", "cross_table", "plot_cross", "plot_cosine", "plot_lambda_curves",
            "merging_section"]
 
 _ORDER = ["pre-trained", "individual", "multi-task", "average", "task-arithmetic", "ties", "ties-sum", "fisher",
@@ -37,6 +37,31 @@ def merge_table(records, tasks: list[str]) -> str:
         lines.append(f"| {rule} | {strategy or '—'} | {'' if lam is None else lam} | "
                      + " | ".join("" if v is None else f"{v:.1f}" for v in vals)
                      + f" | {'' if avg is None else f'{avg:.1f}'} |")
+    return "\n".join(lines)
+
+
+def generalisation_table(records, tasks: list[str]) -> str:
+    """Markdown in FusionBench's generalisation shape: per experiment (exp1, exp2) and rule, top-1
+    on the seen tasks and their mean, then on the unseen ones and theirs; "" without such records."""
+    cells, seen = defaultdict(dict), {}
+    for r in records:
+        if r["role"] == "merge" and r["method"].startswith("generalisation:"):
+            _, exp, rule = r["method"].split(":", 2)
+            cells[(exp, rule)][r["eval_set"]] = r["metrics"]["top1"]
+            seen[exp] = r["hyperparameters"]["seen"]
+    if not cells:
+        return ""
+    lines = ["| experiment | method | λ | seen tasks | seen mean | unseen tasks | unseen mean |", "|---|---|---|---|---|---|---|"]
+    lams = {(r["method"].split(":", 2)[1], r["method"].split(":", 2)[2]): r["hyperparameters"].get("lambda")
+            for r in records if r["role"] == "merge" and r["method"].startswith("generalisation:")}
+    for (exp, rule), v in sorted(cells.items()):
+        s, u = [t for t in tasks if t in seen[exp]], [t for t in tasks if t not in seen[exp]]
+
+        def part(ts):
+            return ", ".join(f"{t} {v[t]:.1f}" for t in ts), f"{np.mean([v[t] for t in ts]):.1f}"
+        (st, sm), (ut, um) = part(s), part(u)
+        lam = lams[(exp, rule)]
+        lines.append(f"| {exp} | {rule} | {'' if lam is None else lam} | {st} | {sm} | {ut} | {um} |")
     return "\n".join(lines)
 
 
@@ -158,5 +183,7 @@ def merging_section(c) -> str | None:
         text += "\n\n" + c.figure(plot_cross(diag, base), "merge_cross", _cross_caption(diag, base, c.lang))
     text += "\n\n" + c.figure(plot_cosine(diag), "merge_task_vectors", _cosine_caption(diag, c.lang))
     text += "\n\n" + c.figure(plot_lambda_curves(diag), "merge_lambda", _lambda_caption(diag, c.lang))
+    gen = generalisation_table(c.merge_recs, diag["tasks"])
+    text += ("\n\n" + tr("merge_generalisation", c.lang) + "\n\n" + gen) if gen else ""
     soup = soup_table(c.merge_recs)
     return text + ("\n\n" + tr("merge_soup", c.lang) + "\n\n" + soup if soup else "")

@@ -29,12 +29,12 @@ from fewshot import adamerging, merging, selection
 from fewshot.datasets import load_dataset
 from fewshot.errors import DatasetError, NonFiniteError
 from fewshot.features import text_classifier
-from fewshot.finetune import Recipe, build_classifier, diagonal_fisher, encode, train
+from fewshot.finetune import Recipe, build_classifier, encode, train
 from fewshot.lora import merge as merge_lora
+from fewshot.merge_stats import expert_fishers, input_grams
 from fewshot.methods.finetune import centre_pixels_of, features_of
 from fewshot.pixels import augment, pixel_cache, train_size
 from fewshot.preprocess import normalize_pixels
-from fewshot.regmean_inputs import attention_hooks
 from fewshot.splits import make_manifest, shot_ranks
 
 __all__ = ["Task", "load_tasks", "run_study", "check_tasks", "LAMBDAS"]
@@ -140,33 +140,6 @@ def _multitask(model, tasks, recipe, device, seed, progress) -> dict:
     return _visual_state(clf)
 
 
-def _grams(model, state, task, device) -> dict:
-    """Input Gram matrices (mean of xxᵀ over rows) of every Linear and 1×1 convolution that the
-    encoder calls, and of the projections its attention reads directly (q/k/v and the output
-    projection, :mod:`fewshot.regmean_inputs`), on the task's training shots."""
-    clf, _ = build_classifier(model, task.head, 1.0, "full", device, Recipe())
-    clf.visual.load_state_dict(state, strict=False)
-    grams, count = {}, {}
-
-    def add(key, x):
-        x = x.reshape(-1, x.shape[-1]).double()
-        grams[key] = grams.get(key, 0) + x.T @ x
-        count[key] = count.get(key, 0) + x.shape[0]
-    hooks = attention_hooks(clf.visual, add)
-    for name, m in clf.visual.named_modules():
-        if isinstance(m, torch.nn.Linear) or (isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)):
-            def hook(mod, inputs, _out, key=f"{name}.weight"):
-                x = inputs[0].detach()
-                add(key, x.movedim(1, -1) if x.dim() == 4 else x)
-            hooks.append(m.register_forward_hook(hook))
-    rows = torch.nonzero(~task.held).squeeze(1).tolist()
-    with torch.no_grad():
-        clf.features(normalize_pixels(centre_pixels_of(task.train_px, rows, clf.visual.input_resolution, device)))
-    for h in hooks:
-        h.remove()
-    return {k: (g / count[k]).float() for k, g in grams.items()}
-
-
 def _adamerging(score, base, experts, tasks, steps, device, seed) -> list:
     """[(rule, state, hp, tuned_on)] of task- and layer-wise AdaMerging (:mod:`fewshot.adamerging`),
     adapted on each task's training images with labels unused, and transductively on its test images."""
@@ -193,6 +166,42 @@ def _adamerging(score, base, experts, tasks, steps, device, seed) -> list:
                   "entropy_first_last": [round(hist[0], 4), round(hist[-1], 4)] if hist else []}
             out.append((rule, {k: v.detach() for k, v in state.items()}, hp, tuned_on))
     return out
+
+
+def _generalisation(score, base, experts, names) -> list:
+    """[(experiment, rule, scores, hp, tuned_on)]: FusionBench's generalisation study. Merge the
+    experts of some tasks and evaluate on every task, the unseen ones included: exp1 merges the
+    first three tasks, exp2 the last three; λ is chosen on the seen tasks' held-out shots."""
+    out = []
+    for exp, seen in (("exp1", names[:3]), ("exp2", names[-3:])):
+        if len(seen) == len(names):
+            continue
+        chosen = [e for n, e in zip(names, experts) if n in seen]
+        hp = {"strategy": "full", "seen": list(seen)}
+        out.append((exp, "average", score(merging.simple_average(chosen)), hp, "none"))
+        for rule, merge in (("task-arithmetic", lambda lam: merging.task_arithmetic(base, chosen, lam)),
+                            ("ties", lambda lam: merging.ties(base, chosen, lam, TIES_KEEP))):
+            held = {lam: score(merge(lam), "held", only=seen) for lam in LAMBDAS}
+            lam = max(LAMBDAS, key=lambda x: (sum(held[x].values()) / len(held[x]), -x))
+            out.append((exp, rule, score(merge(lam)), {**hp, "lambda": lam}, "cv-train"))
+    return out
+
+
+def _soup(model, tasks, names, base, score, recipe, device, cfg, record, progress) -> list:
+    """The soup records: one task's experts of every seed, their average, WiSE-FT (α = 0.5) of one."""
+    seed, k = cfg.seeds[0], cfg.merge_shots
+    soup_task = tasks[names.index("count")] if "count" in names else tasks[0]
+    seeds, only = list(cfg.seeds), [soup_task.name]
+    experts = [_expert(model, soup_task, "full", recipe, device, s, progress) for s in seeds]
+    records = []
+    for s, e in zip(seeds, experts):
+        records.extend(record(f"soup:seed {s}", soup_task.name, {"top1": v}, k, seed, {"seed": s}, "none")
+                       for v in score(e, only=only).values())
+    records.extend(record("soup:average", soup_task.name, {"top1": v}, k, seed, {"seeds": seeds}, "none")
+                   for v in score(merging.simple_average(experts), only=only).values())
+    records.extend(record("soup:wise-ft", soup_task.name, {"top1": v}, k, seed, {"alpha": 0.5, "seed": seeds[0]}, "default")
+                   for v in score(merging.task_arithmetic(base, experts[:1], 0.5), only=only).values())
+    return records
 
 
 def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[list, dict]:
@@ -234,33 +243,19 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
             add(rule, curve[chosen][1], {"strategy": strategy, "lambda": chosen}, "cv-train")
             add(f"{rule} (oracle)", curve[oracle][1], {"strategy": strategy, "lambda": oracle}, "test-oracle")
         if strategy == "full":
-            fishers = []
-            for t, e in zip(tasks, experts):
-                clf, _ = build_classifier(model, t.head, 1.0, "full", device, recipe, train_head=False)
-                clf.visual.load_state_dict(e, strict=False)
-                rows = torch.nonzero(~t.held).squeeze(1).tolist()
-                f = diagonal_fisher(clf, centre_pixels_of(t.train_px, rows, clf.visual.input_resolution, device),
-                                    t.labels[~t.held], device, "model", seed=seed)
-                fishers.append({n.removeprefix("visual."): v for n, v in f.items()})
+            fishers = expert_fishers(model, tasks, experts, recipe, device, seed)
             add("fisher", score(merging.fisher_merge(experts, fishers, normalize=True)), {"strategy": strategy, "normalize": True})
             add("fisher-unnormalised", score(merging.fisher_merge(experts, fishers)), {"strategy": strategy, "normalize": False})
-            grams = [_grams(model, e, t, device) for t, e in zip(tasks, experts)]
+            grams = [input_grams(model, e, t, device) for t, e in zip(tasks, experts)]
             add("regmean", score(merging.regmean(experts, grams, REGMEAN_REDUCE)), {"strategy": strategy, "reduce": REGMEAN_REDUCE})
+            for exp, rule, scores, hp, tuned_on in _generalisation(score, base, experts, names):
+                records.extend(record(f"generalisation:{exp}:{rule}", t, {"top1": v}, k, seed, hp, tuned_on)
+                               for t, v in scores.items())
         for rule, state, hp, tuned_on in (_adamerging(score, base, experts, tasks, cfg.adamerging_steps, device, seed)
                                           if cfg.adamerging_steps else []):
             add(rule, score(state), {"strategy": strategy, **hp}, tuned_on)
     add("multi-task", score(_multitask(model, tasks, recipe, device, seed, progress)), {"strategy": "full"})
-    soup_task = tasks[[t.name for t in tasks].index("count")] if "count" in names else tasks[0]
-    seeds = list(cfg.seeds)
-    experts = [_expert(model, soup_task, "full", recipe, device, s, progress) for s in seeds]
-    only = [soup_task.name]
-    for s, e in zip(seeds, experts):
-        records.extend(record(f"soup:seed {s}", soup_task.name, {"top1": v}, k, seed, {"seed": s}, "none")
-                       for v in score(e, only=only).values())
-    records.extend(record("soup:average", soup_task.name, {"top1": v}, k, seed, {"seeds": seeds}, "none")
-                   for v in score(merging.simple_average(experts), only=only).values())
-    records.extend(record("soup:wise-ft", soup_task.name, {"top1": v}, k, seed, {"alpha": 0.5, "seed": seeds[0]}, "default")
-                   for v in score(merging.task_arithmetic(base, experts[:1], 0.5), only=only).values())
+    records += _soup(model, tasks, names, base, score, recipe, device, cfg, record, progress)
     return records, diag
 
 

@@ -156,3 +156,18 @@ def test_the_cross_task_matrix_is_a_table_and_a_figure_of_gains_over_the_pre_tra
     assert "full fine-tuning: +30.0 on its own task and -3.5 on the others" in caption
     assert "lora fine-tuning: +6.5 on its own task and +0.0 on the others" in caption
     assert (tmp_path / "rep" / "merge_cross.png").stat().st_size > 1000
+
+
+def test_the_generalisation_table_splits_seen_and_unseen_tasks_by_hand():
+    from fewshot.merge_report import generalisation_table
+    from test_report_figures import _rec
+
+    tasks = ["a", "b", "c", "d", "e"]
+    vals = {"a": 90.0, "b": 60.0, "c": 30.0, "d": 25.0, "e": 55.0}
+    recs = [_rec("generalisation:exp1:task-arithmetic", t, v, 16, 1, "merge",
+                 {"strategy": "full", "seen": ["a", "b", "c"], "lambda": 0.3}) for t, v in vals.items()]
+    recs += [_rec("merge:average", "a", 1.0, 16, 1, "merge", {"strategy": "full"})]  # not this table's
+    table = generalisation_table(recs, tasks)
+    # seen mean (90 + 60 + 30)/3 = 60.0, unseen (25 + 55)/2 = 40.0
+    assert table.splitlines()[2] == "| exp1 | task-arithmetic | 0.3 | a 90.0, b 60.0, c 30.0 | 60.0 | d 25.0, e 55.0 | 40.0 |"
+    assert len(table.splitlines()) == 3 and generalisation_table(recs[-1:], tasks) == ""
