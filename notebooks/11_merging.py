@@ -10,10 +10,15 @@
 # | simple average | $\tfrac1n \sum_i \theta_i$ |
 # | task arithmetic | $\theta_0 + \lambda \sum_i \tau_i$ |
 # | TIES | trim each $\tau_i$ to its top 20 % entries, elect each entry's sign by $\operatorname{sign}\sum_i \hat\tau_i$, average the agreeing entries, $\theta_0 + \lambda\,\tau$ |
-# | Fisher | $\sum_i F_i \theta_i / \sum_i F_i$, diagonal Fishers on each task's shots |
-# | RegMean | per linear map: $W = (\sum_i G_i)^{-1} \sum_i G_i W_i^\top$, $G_i = X_i^\top X_i$ its inputs' Gram matrix |
+# | TIES-sum | the same with the agreeing entries summed (FusionBench's default), so its λ is on another scale |
+# | Fisher | $\sum_i c_i F_i \theta_i / \sum_i c_i F_i$, diagonal Fishers on each task's shots, $c_i \propto 1/\lVert F_i \rVert$ (FusionBench's normalisation; `fisher-unnormalised`: $c_i = 1/n$) |
+# | RegMean | per linear map: $W = (\sum_i G_i)^{-1} \sum_i G_i W_i^\top$, $G_i = X_i^\top X_i$ its inputs' Gram matrix (the attention's q/k/v and output projections included) |
+# | AdaMerging | $\theta_0 + \sum_i \lambda_i \tau_i$ (task-wise; layer-wise: one $\lambda_{i,l}$ per tensor), $\lambda$ from 0.3 by Adam on $\sum_t H(\mathrm{softmax}(\text{logits}_t))$ over unlabeled images |
 #
 # λ is chosen on held-out shots of every task, never on their test sets (oracle rows beside).
+# AdaMerging adapts on unlabeled images: the tasks' training images with labels unused
+# (`tuned_on: unlabeled-train`), or, as FusionBench does, the test images themselves (rows marked
+# `(test-unlabeled)`, shown beside the honest ones).
 
 # %%
 # fewshot: shared header
@@ -42,6 +47,23 @@ for label, merged in (("average", merging.simple_average(experts)),
     print(f"{label:22}: |τ| = {float(tau.norm()):.4f}, entries changed: {float((tau != 0).float().mean()):.2f}")
 
 # %% [markdown]
+# AdaMerging on the same tensor: a toy "task head" per expert reads the merged weights, and Adam
+# moves λ to make each head's predictions on unlabeled inputs more confident (lower entropy).
+# At zero steps it is task arithmetic at λ = 0.3, bit for bit.
+
+# %%
+from fewshot import adamerging
+
+taus = merging.task_vectors(base, experts)
+x = torch.randn(64, w0.shape[1], generator=g)
+heads = [torch.randn(5, w0.shape[0], generator=g) for _ in experts]
+logits_of = lambda state, t, batch: 10 * torch.tanh(batch @ state[name].T) @ heads[t].T  # noqa: E731
+lam, hist = adamerging.adamerge(logits_of, base, taus, [lambda step: x] * 2, steps=200, layer_wise=False, lr=1e-2)
+zero = adamerging.merge(base, taus, torch.full((2,), adamerging.INIT), [name])
+print(f"λ after 200 steps: {[round(v, 3) for v in lam.tolist()]}; summed entropy {hist[0]:.3f} → {hist[-1]:.3f}")
+print("zero steps == task arithmetic at 0.3:", torch.equal(zero[name], merging.task_arithmetic(base, experts, 0.3)[name]))
+
+# %% [markdown]
 # ## The study: experts, merges, every merged model on every task
 
 # %%
@@ -64,3 +86,18 @@ if records:
     display(plot_cosine(diag))
     display(plot_lambda_curves(diag))
     display(Markdown(soup_table(records)))
+
+# %% [markdown]
+# **Each expert on every task** (FusionBench's cross-task matrix): the diagonal is what
+# fine-tuning on a task gains there; the rest is what that expert costs on the other tasks, which
+# is what a merge has to reconcile. Then **generalisation**: the experts of three tasks merged, and
+# evaluated on the two tasks none of them saw.
+
+# %%
+from fewshot.merge_report import cross_table, generalisation_table, plot_cross
+
+if records and diag.get("cross"):
+    pre = {r["eval_set"]: r["metrics"]["top1"] for r in records if r["method"] == "merge:pre-trained"}
+    display(Markdown(cross_table(diag, "full")))
+    display(plot_cross(diag, pre))
+    display(Markdown(generalisation_table(records, diag["tasks"])))
