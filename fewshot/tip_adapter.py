@@ -131,7 +131,10 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
            exclude: torch.Tensor | None = None, budget_bytes: int = 1 << 30,
            precision: str = "auto", progress: bool = False,
            cache_feats: torch.Tensor | None = None) -> torch.Tensor:
-    """Top-1 accuracy of :func:`tip_logits` on a whole (β, α) grid: returns [len(betas), len(alphas)].
+    """Top-1 accuracy of :func:`tip_logits` on a whole (β, α) grid: returns [len(betas), len(alphas)];
+    with ``values`` a list of G value matrices (APE's γ grid), [G, len(betas), len(alphas)], the
+    affinities computed once for all of them (each grid equals its own call's, bit for bit, when
+    none is one-hot).
 
     feats [N, D], labels [N], text_weights [C, D], keys [M, D], values [M, C]. ``exclude`` [N]
     optionally names, per query, one cache entry to leave out (leave-one-out on the training
@@ -155,20 +158,22 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     mm = torch.float16 if precision == "auto" and dev.type == "cuda" else f32
     feats, keys = feats.to(f32), keys.to(dev, f32)
     cache_feats = feats if cache_feats is None else cache_feats.to(dev, f32)
-    text_weights, values = text_weights.to(dev, f32), values.to(dev, f32)
+    many = isinstance(values, (list, tuple))
+    vals = [v.to(dev, f32) for v in (values if many else [values])]
+    text_weights, values = text_weights.to(dev, f32), vals[0]
     alphas = torch.as_tensor(alphas, dtype=f32, device=dev)
     betas = torch.as_tensor(betas, dtype=f32, device=dev)
     beta_list = betas.tolist()
     labels = labels.to(dev)
-    groups = _class_groups(values)
+    groups = None if many else _class_groups(values)
     if groups is not None:  # keys in (rank, class) order: class c's cache logit sums column c
         keys, exclude = _in_class_order(keys, exclude, groups)
-    values = values.to(mm)
+    vals = [v.to(mm) for v in vals]
     (N, C), A, M = (feats.shape[0], text_weights.shape[0]), alphas.numel(), keys.shape[0]
     per_query = torch.finfo(mm).bits // 8 * M + 16 * C  # bytes per (β, query): affinities, [C] temporaries
     n_chunk = _chunks(N, 4 * M + 8 * C, budget_bytes)
     b_chunk = _chunks(betas.numel(), n_chunk * per_query, budget_bytes)
-    correct = torch.zeros(betas.numel(), A, dtype=torch.long, device=dev)
+    correct = torch.zeros(len(vals), betas.numel(), A, dtype=torch.long, device=dev)
     for s in tqdm(range(0, N, n_chunk), desc="grid search", disable=not progress, leave=False):
         f, y = feats[s:s + n_chunk], labels[s:s + n_chunk, None]
         zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
@@ -181,12 +186,14 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
         for b in range(0, betas.numel(), b_chunk):
             aff = _affinities(sim, beta_list[b:b + b_chunk], groups is not None,
                               None if exclude is None else (rows, ex[rows]))
-            if groups is not None:  # Σ_k (A − 1) = class sum − K: the same shift for every class
-                cache = aff.view(*aff.shape[:2], -1, C).sum(2, dtype=f32)  # [b, n, C]
-            else:
-                cache = (aff @ values).to(f32)
-            correct[b:b + b_chunk] += _wins(a, cache, y, lower, alphas)
-    return correct.to(f32) / N
+            for g, v in enumerate(vals):
+                if groups is not None:  # Σ_k (A − 1) = class sum − K: the same shift for every class
+                    cache = aff.view(*aff.shape[:2], -1, C).sum(2, dtype=f32)  # [b, n, C]
+                else:
+                    cache = (aff @ v).to(f32)
+                correct[g, b:b + b_chunk] += _wins(a, cache, y, lower, alphas)
+    grid = correct.to(f32) / N
+    return grid if many else grid[0]
 
 
 def best_point(grid: torch.Tensor, alphas, betas) -> tuple[float, float, float]:

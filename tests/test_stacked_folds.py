@@ -65,3 +65,21 @@ def test_cross_validate_scores_all_folds_at_once_like_one_by_one():
     assert one == every and len(calls) == 8
     mean_a = sum(float(m.float() @ torch.arange(30.0)) % 7 for m in selection.fold_masks(ranks, 4)) / 4
     assert one[1][0] == pytest.approx(mean_a) and one[0] == ("a" if mean_a > 3 else "b")
+
+
+def test_a_list_of_value_matrices_gives_each_grid_of_its_own_search_bit_for_bit():
+    """APE's γ grid shares one pass of affinities (tip_adapter.search with a list of values)."""
+    from fewshot import tip_adapter as tip
+
+    g = torch.Generator().manual_seed(3)
+    f = torch.nn.functional.normalize(torch.randn(40, 16, generator=g), dim=-1)
+    keys = torch.nn.functional.normalize(torch.randn(30, 16, generator=g), dim=-1)
+    W = torch.nn.functional.normalize(torch.randn(5, 16, generator=g), dim=-1)
+    onehot = torch.nn.functional.one_hot(torch.arange(30) % 5, 5).float()
+    vals = [onehot * torch.exp(gm * torch.rand(30, 1, generator=g)) for gm in (0.1, 0.2, 0.4)]
+    labels, ex = torch.randint(0, 5, (40,), generator=g), torch.randint(-1, 30, (40,), generator=g)
+    alphas, betas = torch.linspace(0.1, 5, 7), torch.linspace(0.5, 6, 9)
+    together = tip.search(f, labels, W, keys, vals, alphas, betas, exclude=ex)
+    assert together.shape == (3, 9, 7)
+    for grid, v in zip(together, vals):
+        assert torch.equal(grid, tip.search(f, labels, W, keys, v, alphas, betas, exclude=ex))

@@ -120,11 +120,15 @@ def fit_ape(shots, ctx) -> Head:
     scale = ctx.logit_scale
 
     def grid_search(feats, labels, exclude=None):
-        best = None
-        for gamma in GAMMAS:
-            grid = tip.search(feats, labels, W, keys_sel, ape_values(keys_sel, text_sel, values, gamma),
-                              alphas, betas, scale, exclude=exclude,
-                              cache_feats=F.normalize(feats[:, idx], dim=-1))
+        best, cache_feats = None, F.normalize(feats[:, idx], dim=-1)
+        # γ = 0 leaves the values one-hot (the summed-ELU path); the others share one pass of affinities
+        plain = [g for g in GAMMAS if g == 0]
+        grids = [tip.search(feats, labels, W, keys_sel, ape_values(keys_sel, text_sel, values, g), alphas, betas,
+                            scale, exclude=exclude, cache_feats=cache_feats) for g in plain]
+        rest = [g for g in GAMMAS if g != 0]
+        grids += list(tip.search(feats, labels, W, keys_sel, [ape_values(keys_sel, text_sel, values, g) for g in rest],
+                                 alphas, betas, scale, exclude=exclude, cache_feats=cache_feats)) if rest else []
+        for gamma, grid in zip(plain + rest, grids):
             a, b, acc = tip.best_point(grid, alphas, betas)
             if best is None or acc > best[0]:
                 best = (acc, {"beta": b, "alpha": a, "gamma": gamma})
