@@ -98,8 +98,9 @@ def plot_cross(diag: dict, base: dict):
         ax.set_yticks(range(len(tasks)), tasks)
         for i in range(len(tasks)):
             for j in range(len(tasks)):
-                ax.text(j, i, f"{d[i][j]:+.0f}", ha="center", va="center", fontsize=9)
-        ax.set(title=f"expert (row) on task (column)\n({strategy} fine-tuning)", xlabel="evaluated on", ylabel="expert of")
+                ax.text(j, i, f"{d[i][j]:+.0f}", ha="center", va="center", fontsize=9,
+                        color="white" if abs(d[i][j]) > 0.6 * lim else "black")
+        ax.set(title=f"{strategy} fine-tuning", xlabel="evaluated on task", ylabel="expert of task")
         fig.colorbar(im, ax=ax, shrink=0.8, label="top-1 − pre-trained (points)")
     return readable(fig)
 
