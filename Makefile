@@ -36,17 +36,17 @@ world: install
 	$(BIN)/python -m fewshot world make-tasks --out data/tasks
 
 demo: world  ## the whole suite on the mini-world: notebooks/executed/, runs/miniworld/ (report in runs/miniworld/report/)
-	$(BIN)/python -m fewshot.notebooks --out notebooks/executed --config miniworld $(NB)
+	$(BIN)/python -m fewshot.notebooks.runner --out notebooks/executed --config miniworld $(NB)
 
 report: install  ## refresh the committed report/ from the demo's run (an explicit step: make demo leaves tracked files alone)
 	$(BIN)/python -m fewshot report --run runs/miniworld --out report
 
 release:  ## dist/fewshot-suite.zip: the committed suite (git archive of HEAD) for Colab/ModelArts without GitHub
-	$(PY) -m fewshot.release archive
+	$(PY) -m fewshot.notebooks.release archive
 
 TORCH_INDEX ?=
 wheelhouse:  ## dist/wheelhouse-py310.zip: every wheel for ModelArts offline (TORCH_INDEX=https://download.pytorch.org/whl/cu118 for drivers < 525)
-	$(PY) -m fewshot.release wheelhouse --python 3.10 $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
+	$(PY) -m fewshot.notebooks.release wheelhouse --python 3.10 $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
 
 clean-runs:
 	rm -rf runs cache notebooks/executed

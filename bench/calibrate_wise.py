@@ -1,6 +1,6 @@
 """Calibrating the mini-world's encoder fine-tuning for WiSE-FT's effect (issue 26): one fit of a
 strategy per seed at 16 shots (no held-out refit, no Fisher), top-1 on val and sketch at α = 0.5
-and 1, and zero-shot beside them. The suite's own trainer and encoder (fewshot.finetune).
+and 1, and zero-shot beside them. The suite's own trainer and encoder (fewshot.training.encoder).
 
     python -m fewshot run --config miniworld --set out=runs/calibrate merge_tasks= \\
         methods=[zero-shot,ft-full] ft_seeds=[1,2,3] --steps zeroshot splits features
@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from fewshot.config import load_config
-from fewshot.finetune import Recipe, build_classifier, encode, train, trainable_state
+from fewshot.run.config import load_config
+from fewshot.training.encoder import Recipe, build_classifier, encode, train, trainable_state
 from fewshot.methods.finetune import HEADS, linear_head, set_alpha
-from fewshot.pipeline import Run
-from fewshot.protocol import get_method
-from fewshot.wise import interpolate
+from fewshot.run.pipeline import Run
+from fewshot.methods import get_method
+from fewshot.merging.interpolate import interpolate
 
 
 class _First:

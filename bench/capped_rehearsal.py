@@ -20,8 +20,8 @@ import fewshot
 cap, cfg, step = float(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 if cap:
     torch.cuda.set_per_process_memory_fraction(cap * 2**30 / torch.cuda.get_device_properties(0).total_memory, 0)
-from fewshot.config import RunConfig
-from fewshot.pipeline import run_all
+from fewshot.run.config import RunConfig
+from fewshot.run.launch import run_all
 t = time.time()
 run_all(RunConfig(**cfg), [step], stream=open(os.devnull, "w"))
 print("STEP", json.dumps({"wall_s": round(time.time() - t, 1),
@@ -40,7 +40,7 @@ def main():
     p.add_argument("--out", default=None)
     p.add_argument("--dump-config", help="write the run's config to this JSON file and stop")
     args = p.parse_args()
-    from fewshot.pipeline import list_steps
+    from fewshot.run.pipeline import list_steps
 
     work = Path(args.work)
     cfg = json.loads((Path(__file__).parent.parent / "fewshot" / "configs" / "imagenet-rn50.json").read_text())

@@ -2,7 +2,7 @@
 
     python bench/decode_probe.py [--images 4096]
 
-Rows: the image tower by memory layout (NCHW, channels-last) and fused (fewshot.fusion); loader
+Rows: the image tower by memory layout (NCHW, channels-last) and fused (fewshot.models.bn_fold); loader
 workers alone, with the old per-file pickled bytes and with the current zero-copy batches; loader +
 nvjpeg decode (no encoder); the whole path; and how long a decode call takes behind queued,
 unrelated GPU work (run it with CUDA_DEVICE_MAX_CONNECTIONS=8 to see CUDA's default).
@@ -17,9 +17,9 @@ import torch
 
 from common import forward_rate, report, timed
 from extract import synthetic_jpegs
-from fewshot.backbones import build_clip, load_backbone, save_checkpoint
-from fewshot.loaders import ByteBatches, ahead, decode_stage, encode_images_gpu
-from fewshot.images import nvjpeg_decodable, read_bytes
+from fewshot.models.backbones import build_clip, load_backbone, save_checkpoint
+from fewshot.features.loaders import ByteBatches, ahead, decode_stage, encode_images_gpu
+from fewshot.data.images import nvjpeg_decodable, read_bytes
 
 
 class _OldFileBytes(torch.utils.data.Dataset):
@@ -53,7 +53,7 @@ def loader(root, names, old: bool, workers: int = 2, batch: int = 256):
 
 def stage_rows(ckpt, tmp, names, dev) -> dict:
     """Each stage alone: the image tower three ways, loader workers, loader + decode."""
-    from fewshot.fusion import fuse_image_tower
+    from fewshot.models.bn_fold import fuse_image_tower
 
     n, rows = len(names), {}
     vis = load_backbone(str(ckpt), dev, fast_inference=False).model.visual

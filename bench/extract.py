@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from common import forward_rate, report, timed
-from fewshot.backbones import build_clip, load_backbone, save_checkpoint
-from fewshot.loaders import encode_images, encode_images_gpu
-from fewshot.preprocess import center_pixels, centered, normalize_pixels
-from fewshot.images import decode_batch_gpu, read_bytes
+from fewshot.models.backbones import build_clip, load_backbone, save_checkpoint
+from fewshot.features.loaders import encode_images, encode_images_gpu
+from fewshot.features.preprocess import center_pixels, centered, normalize_pixels
+from fewshot.data.images import decode_batch_gpu, read_bytes
 
 
 def _write_jpeg(job):

@@ -6,8 +6,8 @@ torchrun (one process per GPU, DistributedDataParallel):
     torchrun --nproc_per_node 2 bench/finetune.py --model rn50 --batch 256
 
 Random-weight CLIP towers of RN50's and ViT-B/16's shapes (compute does not depend on the
-values), random stored crops (256 px), the suite's own trainer (fewshot.finetune.train: AdamW,
-augmentation on the GPU, mixed precision, frozen BatchNorm) and encoder (fewshot.finetune.encode).
+values), random stored crops (256 px), the suite's own trainer (fewshot.training.encoder.train: AdamW,
+augmentation on the GPU, mixed precision, frozen BatchNorm) and encoder (fewshot.training.encoder.encode).
 Prints one JSON row per measurement (rank 0) and appends it to bench/results.jsonl.
 """
 import argparse
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from common import report, sync
-from fewshot import distributed as dist
-from fewshot.finetune import Recipe, build_classifier, encode, train
+from fewshot.training import distributed as dist
+from fewshot.training.encoder import Recipe, build_classifier, encode, train
 
 
 class _Pixels:
@@ -36,7 +36,7 @@ class _Pixels:
 
 def _model(name):
     import clip
-    from fewshot.backbones import build_clip
+    from fewshot.models.backbones import build_clip
 
     torch.manual_seed(0)
     if name == "rn50":

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from fewshot.methods.clip_adapter import adapter_logits
 from fewshot.methods.taskres import taskres_logits
-from fewshot.training import train_head, warmup_cosine_per_epoch
+from fewshot.training.heads import train_head, warmup_cosine_per_epoch
 
 
 def run(kind, graph, views, labels, text, epochs):

@@ -13,10 +13,11 @@ import time
 import torch
 
 from common import random_problem, report, sync
-from fewshot.config import RunConfig
-from fewshot.datasets import Dataset, ImageSet
-from fewshot.pipeline import Run, TrainPool
-from fewshot.protocol import EvalSet, get_method, list_methods
+from fewshot.run.config import RunConfig
+from fewshot.data.datasets import Dataset, ImageSet
+from fewshot.run.pipeline import Run, TrainPool
+from fewshot.protocol.method import EvalSet
+from fewshot.methods import get_method, list_methods
 
 
 def main():

@@ -1,6 +1,6 @@
 """The whole post-feature pipeline (zero-shot, Tip-Adapter with leave-one-out and test grids,
 Tip-Adapter-F, WiSE-FT sweep with cross-validated λ and the Fisher merge) for 3 seeds × shots
-{1, 5, 16}, on ImageNet-shaped cached features: the real `fewshot.pipeline.Run`, with synthetic
+{1, 5, 16}, on ImageNet-shaped cached features: the real `fewshot.run.pipeline.Run`, with synthetic
 tensors in place of the feature cache (`Run.from_tensors`).
 
     python bench/pipeline.py            # 1000 classes, 50,000 val, 16 train/class, 1024-d (CUDA)
@@ -13,10 +13,10 @@ import time
 import torch
 
 from common import random_problem, report, sync
-from fewshot.config import RunConfig
-from fewshot.datasets import Dataset, ImageSet
-from fewshot.pipeline import Run, TrainPool
-from fewshot.protocol import EvalSet
+from fewshot.run.config import RunConfig
+from fewshot.data.datasets import Dataset, ImageSet
+from fewshot.run.pipeline import Run, TrainPool
+from fewshot.protocol.method import EvalSet
 
 
 def main():

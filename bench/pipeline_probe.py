@@ -15,9 +15,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from extract import synthetic_jpegs  # noqa: E402
-from fewshot.backbones import build_clip, load_backbone, save_checkpoint  # noqa: E402
-from fewshot.images import resize_crop_batch  # noqa: E402
-from fewshot.preprocess import normalize_pixels  # noqa: E402
+from fewshot.models.backbones import build_clip, load_backbone, save_checkpoint  # noqa: E402
+from fewshot.data.images import resize_crop_batch  # noqa: E402
+from fewshot.features.preprocess import normalize_pixels  # noqa: E402
 from torchvision.io import ImageReadMode, decode_jpeg  # noqa: E402
 
 

@@ -16,5 +16,5 @@ for step in zeroshot splits features; do
   python3 -c "import pstats,sys; s=pstats.Stats('$OUT/prof-$step.out',stream=sys.stdout); s.sort_stats('cumulative').print_stats(45)" > "$OUT/prof-$step.txt"
 done
 SECONDS=0; python3 -m fewshot run --config imagenet-rn50 --set "${SET[@]}" --steps class_means > "$OUT/log-cm.txt" 2>&1; echo "class_means (fresh process): $SECONDS s"
-python3 -X importtime -c "import fewshot.pipeline" 2> "$OUT/importtime.txt" || true
+python3 -X importtime -c "import fewshot.run.pipeline" 2> "$OUT/importtime.txt" || true
 nvidia-smi --query-gpu=memory.used --format=csv

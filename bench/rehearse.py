@@ -7,7 +7,7 @@ sampled every 100 ms: the whole device, CUDA context and allocator cache include
 
 ``--deadline`` (seconds for the whole call) and ``--step-timeout`` stop a step that would outrun a
 device call; its row says ``timed_out`` and the next step still runs. Each row keeps the estimate
-lines the step printed before its work (``fewshot.budget``) and each step's log is DIR/logs/NAME.log.
+lines the step printed before its work (``fewshot.protocol.budget``) and each step's log is DIR/logs/NAME.log.
 
 With ``--notebooks``, only those run and their rows are added to DIR/rehearsal.json (a rehearsal
 split over two device calls, each under its time limit).
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from fewshot.notebooks import list_notebooks  # noqa: E402
+from fewshot.notebooks.runner import list_notebooks  # noqa: E402
 
 _MEASURE = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
             "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
@@ -85,7 +85,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     names = args.steps or args.notebooks or list_notebooks()
     if args.steps:  # one config file for every step: the named config with the overrides
-        from fewshot.config import load_config, save_config
+        from fewshot.run.config import load_config, save_config
 
         out.mkdir(parents=True, exist_ok=True)
         save_config(load_config(args.config, **json.loads(args.overrides)), out / "rehearsal-config.json")
@@ -93,7 +93,7 @@ def main():
     rows = [r for r in json.loads(done.read_text()) if r["notebook"] not in names] \
         if (args.notebooks or args.steps) and done.exists() else []
     for name in names:
-        cmd = [sys.executable, "-m", "fewshot.notebooks", "--out", str(out / "executed"), "--config",
+        cmd = [sys.executable, "-m", "fewshot.notebooks.runner", "--out", str(out / "executed"), "--config",
                args.config, "--overrides", args.overrides, name] if not args.steps else \
             [sys.executable, "-m", "fewshot", "run", "--config", str(out / "rehearsal-config.json"), "--steps", name]
         limits = [t for t in (args.step_timeout, args.deadline and args.deadline - (time.time() - start)) if t]

@@ -12,9 +12,9 @@ import sys
 import time
 
 from common import report, sync
-from fewshot.cli import _overrides
-from fewshot.config import load_config
-from fewshot.pipeline import Run
+from fewshot.run.overrides import parse_overrides
+from fewshot.run.config import load_config
+from fewshot.run.pipeline import Run
 
 STEPS = ["class_means", "tip_adapter", "tip_adapter_f", "wise", "linear_probe", "peers"]
 
@@ -33,7 +33,7 @@ def main():
                         "--set", *sets], check=True, stdout=subprocess.DEVNULL)
         fresh[step] = round(time.perf_counter() - t0, 2)
         print(f"{step}: fresh process {fresh[step]} s", flush=True)
-    run = Run(load_config(args.config, **_overrides(sets)))
+    run = Run(load_config(args.config, **parse_overrides(sets)))
     _ = run.text_weights, run.eval_sets, run.pool, run.context  # loaded once, as a notebook holds them
     own = {}
     for step in args.steps:

@@ -8,7 +8,7 @@ import argparse
 import torch
 
 from common import random_problem, report, timed
-from fewshot import tip_adapter as tip
+from fewshot.methods.tip_adapter import cache_model as tip
 
 
 def main():

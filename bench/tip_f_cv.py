@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from common import report, timed
-from fewshot import selection, tip_adapter as tip
+from fewshot.protocol import selection
+from fewshot.methods.tip_adapter import cache_model as tip
 
 
 def _fold_data(views, labels, masks):

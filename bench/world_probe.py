@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fewshot.config import load_config  # noqa: E402
-from fewshot.pipeline import run_all  # noqa: E402
-from fewshot.report import load_run  # noqa: E402
+from fewshot.run.config import load_config  # noqa: E402
+from fewshot.run.launch import run_all  # noqa: E402
+from fewshot.report.build import load_run  # noqa: E402
 from fewshot.world.generate import make_world  # noqa: E402
 from fewshot.world.phenomena import check_phenomena, format_checks  # noqa: E402
 from fewshot.world.pretrain import PretrainConfig, pretrain  # noqa: E402

@@ -2,42 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import sys
 import warnings
+
+from fewshot.run.overrides import parse_overrides
 
 __all__ = ["main"]
 
 
-def _parse_value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        pass
-    try:
-        return json.loads(text)  # JSON spellings too: --set progress=false
-    except ValueError:
-        pass
-    if text.startswith("[") and text.endswith("]"):  # a list of bare words: methods=[gda,lp++]
-        return [_parse_value(part.strip()) for part in text[1:-1].split(",") if part.strip()]
-    return text  # plain strings need no quotes: --set device=cpu
-
-
-def _overrides(pairs: list[str]) -> dict:
-    from fewshot.errors import ConfigError
-
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = _parse_value(value)
-    return out
-
-
 def _check_range(option: str, values: list[int], lo: int, hi: int | None = None) -> None:
-    from fewshot.errors import ConfigError
+    from fewshot.base.errors import ConfigError
 
     bad = [v for v in values if v < lo or hi is not None and v > hi]
     if bad:
@@ -46,10 +20,10 @@ def _check_range(option: str, values: list[int], lo: int, hi: int | None = None)
 
 
 def _cmd_splits(args) -> int:
-    from fewshot.config import SEED_MAX
-    from fewshot.datasets import check_shots, load_dataset
-    from fewshot.preflight import check_folder
-    from fewshot.splits import write_manifests
+    from fewshot.run.config import SEED_MAX
+    from fewshot.data.datasets import check_shots, load_dataset
+    from fewshot.run.preflight import check_folder
+    from fewshot.data.splits import write_manifests
 
     _check_range("--shots", args.shots, 1)
     _check_range("--seeds", args.seeds, 0, SEED_MAX)
@@ -63,19 +37,19 @@ def _cmd_splits(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from fewshot.config import load_config
-    from fewshot.pipeline import run_all
+    from fewshot.run.config import load_config
+    from fewshot.run.launch import run_all
 
-    cfg = load_config(args.config, **_overrides(args.set))
+    cfg = load_config(args.config, **parse_overrides(args.set))
     run_all(cfg, args.steps or None, fresh=args.fresh)
     return 0
 
 
 def _run_epilog() -> str:
-    from fewshot.config import describe_fields, list_configs
-    from fewshot.pipeline import list_steps
-    from fewshot.protocol import get_method, list_methods
-    from fewshot.templates import list_templates
+    from fewshot.run.config import describe_fields, list_configs
+    from fewshot.run.pipeline import list_steps
+    from fewshot.methods import get_method, list_methods
+    from fewshot.models.templates import list_templates
 
     methods = "\n".join(f"  {m}: {get_method(m).summary}" for m in list_methods())
     return (f"shipped configs: {', '.join(list_configs())}\n"
@@ -87,7 +61,7 @@ def _run_epilog() -> str:
 
 
 def _cmd_report(args) -> int:
-    from fewshot.report import build_report
+    from fewshot.report.build import build_report
 
     path = build_report(args.run, args.out, args.oracle_run, args.sections, args.lang, args.force)
     print(f"report written to {path}")
@@ -95,8 +69,8 @@ def _cmd_report(args) -> int:
 
 
 def _report_epilog() -> str:
-    from fewshot.i18n import list_languages
-    from fewshot.report import default_sections, list_sections
+    from fewshot.report.i18n import list_languages
+    from fewshot.report.build import default_sections, list_sections
 
     return (f"sections, in report order: {', '.join(list_sections())}\n"
             f"  default: {', '.join(default_sections())}\n"
@@ -106,7 +80,7 @@ def _report_epilog() -> str:
 
 
 def _cmd_check_data(args) -> int:
-    from fewshot.checks import check_dataset
+    from fewshot.data.checks import check_dataset
 
     report = check_dataset(args.data, decode=not args.no_decode)
     print(report.text())
@@ -130,7 +104,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fewshot.config import DEFAULT_SEEDS, DEFAULT_SHOTS
+    from fewshot.run.config import DEFAULT_SEEDS, DEFAULT_SHOTS
 
     p = argparse.ArgumentParser(prog="python -m fewshot", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -178,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
-    from fewshot.errors import FewshotWarning
+    from fewshot.base.errors import FewshotWarning
 
     if issubclass(category, FewshotWarning):
         print(f"warning: {message}", file=sys.stderr)
@@ -191,7 +165,7 @@ _PATH_ARGUMENTS = ("data", "out", "run", "oracle_run", "config")  # every comman
 
 def _expand_paths(args) -> None:
     """``~`` and ``$VAR`` in path arguments, as in config fields (``--out=~/x``: no shell does it)."""
-    from fewshot.paths import expand_path
+    from fewshot.base.paths import expand_path
 
     for name in _PATH_ARGUMENTS:
         value = getattr(args, name, None)
@@ -202,7 +176,7 @@ def _expand_paths(args) -> None:
 def main(argv=None) -> int:
     """The CLI. Problems with input, data or settings end in one ``error:`` line (exit code 2;
     a full disk: 1); the suite's own warnings are printed as one ``warning:`` line each."""
-    from fewshot.errors import FewshotError, explain_os_error
+    from fewshot.base.errors import FewshotError, explain_os_error
 
     warnings.showwarning = _show_warning
     try:

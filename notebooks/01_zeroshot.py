@@ -39,8 +39,8 @@
 # %%
 import torch
 
-from fewshot.templates import get_templates
-from fewshot.zeroshot import build_text_classifier, zeroshot_logits
+from fewshot.models.templates import get_templates
+from fewshot.models.text_head import build_text_classifier, zeroshot_logits
 
 names = run.dataset.classnames[:3]
 templates = get_templates(run.cfg.templates)[:3]
@@ -60,7 +60,7 @@ for i in range(5):
 # ## The full run: every test set
 
 # %%
-from fewshot.results import records_table
+from fewshot.protocol.results import records_table
 
 records = run.zeroshot()
 display(Markdown(records_table(records)))
@@ -70,7 +70,7 @@ display(Markdown(records_table(records)))
 # little help from the text head. These are the classes the few shots should rescue.
 
 # %%
-from fewshot.figures import plot_class_accuracy
+from fewshot.report.figures import plot_class_accuracy
 
 acc = run.class_accuracy()
 weakest = sorted(range(len(acc)), key=acc.__getitem__)[:5]

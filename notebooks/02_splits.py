@@ -7,7 +7,7 @@
 # fewshot: shared header
 
 # %%
-from fewshot.splits import load_manifest, manifest_hash
+from fewshot.data.splits import load_manifest, manifest_hash
 
 paths = run.splits()
 rows = [load_manifest(p) for p in paths]
@@ -19,7 +19,7 @@ display(Markdown("| manifest | shots | seed | images | SHA-256 |\n|---|---|---|-
 # The sets are nested: every smaller split of a seed is contained in the larger ones.
 
 # %%
-from fewshot.figures import plot_shots
+from fewshot.report.figures import plot_shots
 
 first = run.manifest(max(run.cfg.shots), run.cfg.seeds[0])
 plot_shots(first, run.dataset.root, run.dataset.classnames)

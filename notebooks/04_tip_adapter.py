@@ -24,9 +24,9 @@
 # %%
 import torch
 
-from fewshot import tip_adapter as tip
-from fewshot.figures import subplots
-from fewshot.zeroshot import zeroshot_logits
+from fewshot.methods.tip_adapter import cache_model as tip
+from fewshot.report.figures import subplots
+from fewshot.models.text_head import zeroshot_logits
 
 k, seed = max(run.cfg.shots), run.cfg.seeds[0]
 shots = run.shots_data(k, seed)
@@ -53,8 +53,8 @@ fig
 # Every (shots, seed): the cache, (α, β) from the shots, the scores on every test set.
 
 # %%
-from fewshot.narrative import method_sentence
-from fewshot.results import records_table
+from fewshot.report.narrative import method_sentence
+from fewshot.protocol.results import records_table
 
 records = run.step("tip_adapter")
 display(Markdown(run.summary("val")))
@@ -64,7 +64,7 @@ display(Markdown("Chosen hyperparameters (val rows):\n\n" + records_table([r for
 # Where the choice made on the shots lies in the test grid (computed only for this figure):
 
 # %%
-from fewshot.figures import plot_grid
+from fewshot.report.figures import plot_grid
 
 grids = run.dir.diagnostics("tip-adapter")
 display(Markdown("**What you should see.** " + method_sentence(run.records(), "tip-adapter")))

@@ -11,7 +11,7 @@
 # $v \leftarrow \beta_2 v + (1-\beta_2) g^2$ flushes to zero wherever $0.001\,g^2 < 2^{-24}$, and
 # there the step is $\text{lr}\cdot\hat m/\text{eps}$ instead of $\text{lr}\cdot\hat m/\sqrt{\hat v}$:
 # tens of times larger. The published numbers come from these dynamics.
-# `official` reproduces them deterministically on any device (`fewshot.optim.AdamWFp16State`,
+# `official` reproduces them deterministically on any device (`fewshot.training.optim.AdamWFp16State`,
 # bit-exact against torch's fp16 AdamW); `fp32` is plain AdamW. With `tip_f_recipe = "auto"`
 # (the default) each (shots, seed) picks one by cross-validation over the shots; `official` at
 # 1 shot.
@@ -24,9 +24,9 @@
 # Five epochs of each on the largest shot count of seed 1, with the published (α, β):
 
 # %%
-from fewshot import tip_adapter as tip
-from fewshot.evaluation import evaluate
-from fewshot.figures import subplots
+from fewshot.methods.tip_adapter import cache_model as tip
+from fewshot.protocol.evaluation import evaluate
+from fewshot.report.figures import subplots
 
 k, seed = max(run.cfg.shots), run.cfg.seeds[0]
 shots = run.shots_data(k, seed)
@@ -49,8 +49,8 @@ fig
 # ## The full run
 
 # %%
-from fewshot.narrative import method_sentence
-from fewshot.results import records_table
+from fewshot.report.narrative import method_sentence
+from fewshot.protocol.results import records_table
 
 records = run.step("tip_adapter_f")
 display(Markdown(run.summary("val")))
@@ -58,7 +58,7 @@ recipes = sorted({(r["shots"], r["seed"], r["hyperparameters"]["recipe"]) for r 
 display(Markdown("Recipe per (shots, seed): " + ", ".join(f"{k}/{s}: {r}" for k, s, r in recipes)))
 
 # %%
-from fewshot.figures import plot_training_curves
+from fewshot.report.figures import plot_training_curves
 
 display(Markdown("**What you should see.** " + method_sentence(run.records(), "tip-adapter-f")))
 plot_training_curves(records)

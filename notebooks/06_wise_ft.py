@@ -23,8 +23,8 @@
 # %%
 import torch
 
-from fewshot import tip_adapter as tip
-from fewshot.wise import interpolate
+from fewshot.methods.tip_adapter import cache_model as tip
+from fewshot.merging.interpolate import interpolate
 
 k, seed = max(run.cfg.shots), run.cfg.seeds[0]
 shots = run.shots_data(k, seed)
@@ -42,14 +42,14 @@ print("diagonal Fisher of K0:", tuple(F0.shape), f"mean {float(F0.mean()):.2e}, 
 # ## The full run: the λ path on every test set, and λ chosen on the shots
 
 # %%
-from fewshot.narrative import method_sentence, sweet_spots
+from fewshot.report.narrative import method_sentence, sweet_spots
 
 records = run.step("wise")
 for name in run.eval_sets:
     display(Markdown(f"**{name}**\n\n" + run.summary(name)))
 
 # %%
-from fewshot.robustness import plot_id_vs_ood, plot_wise_curve
+from fewshot.report.shift_figures import plot_id_vs_ood, plot_wise_curve
 
 shifted = [s for s in run.eval_sets if s != "val"]
 spots = [s for s in sweet_spots(run.records(), shifted) if s[0] == "wise-ft"]

@@ -35,7 +35,7 @@ for name, w0 in (("from scratch", None), ("zero-shot init", run.logit_scale * ru
 # ## The full run
 
 # %%
-from fewshot.narrative import method_sentence
+from fewshot.report.narrative import method_sentence
 
 records = run.step("linear_probe")
 display(Markdown(run.summary("val")))
@@ -43,6 +43,6 @@ display(Markdown("**What you should see.** " + " ".join(method_sentence(run.reco
                                                        for m in ("linear-probe", "linear-probe-zs", "wise-linear"))))
 
 # %%
-from fewshot.robustness import plot_wise_curve
+from fewshot.report.shift_figures import plot_wise_curve
 
 plot_wise_curve(run.records(), "wise-linear")

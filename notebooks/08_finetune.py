@@ -6,7 +6,7 @@
 # before any step it *is* zero-shot CLIP. Three strategies differ in what trains:
 # **partial** (the last stage and $H$), **full** (all of $\theta$ and $H$), **LoRA** (low-rank
 # updates $W + \tfrac{a}{r} BA$ of the attention weights, and $H$). One recipe (WiSE-FT's: AdamW,
-# warm-up and cosine, mixed precision on a GPU), on stored crops (`fewshot.pixels`).
+# warm-up and cosine, mixed precision on a GPU), on stored crops (`fewshot.features.pixels`).
 #
 # WiSE-FT interpolates the weights: $\theta(\alpha) = (1-\alpha)\,\theta_{\text{zero-shot}} + \alpha\,\theta_{\text{fine-tuned}}$
 # (for LoRA, α scales the low-rank update), plain and Fisher-weighted. α is chosen on held-out
@@ -26,8 +26,8 @@
 # ## What each strategy trains, on the real model
 
 # %%
-from fewshot.finetune import Recipe, build_classifier
-from fewshot.lora import lora_targets
+from fewshot.training.encoder import Recipe, build_classifier
+from fewshot.models.lora import lora_targets
 
 total = sum(p.numel() for p in run.backbone.model.visual.parameters())
 for strategy in ("partial", "full", "lora"):
@@ -41,7 +41,7 @@ print("fine-tuned at shots:", run.shots_of(__import__("fewshot.methods", fromlis
 # ## The full run
 
 # %%
-from fewshot.narrative import method_sentence, sweet_spots
+from fewshot.report.narrative import method_sentence, sweet_spots
 
 records = run.step("finetune")
 for name in run.eval_sets:
@@ -55,7 +55,7 @@ for m, k, best, acc, lo, hi in sweet_spots(run.records(), shifted):
 display(Markdown("**What you should see.** " + " ".join(lines)))
 
 # %%
-from fewshot.robustness import plot_id_vs_ood, plot_strategies, plot_wise_curve
+from fewshot.report.shift_figures import plot_id_vs_ood, plot_strategies, plot_wise_curve
 
 plot_wise_curve(run.records(), "wise-ft-full")
 

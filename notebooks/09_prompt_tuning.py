@@ -26,7 +26,7 @@
 import torch
 
 from fewshot.methods.coop import encode_prompts, prompt_parts
-from fewshot.zeroshot import build_text_classifier
+from fewshot.models.text_head import build_text_classifier
 
 names = run.dataset.classnames[:4]
 parts = prompt_parts(run.backbone.model, names, device=run.device)
@@ -41,13 +41,13 @@ print("cosine with the template's embedding:", [round(float(c), 4) for c in (t *
 # ## The full run
 
 # %%
-from fewshot.narrative import method_sentence
+from fewshot.report.narrative import method_sentence
 
 records = run.step("prompt")
 display(Markdown(run.summary("val")))
 display(Markdown("**What you should see.** " + " ".join(method_sentence(run.records(), m) for m in ("coop", "wise-coop", "coop-16"))))
 
 # %%
-from fewshot.robustness import plot_wise_curve
+from fewshot.report.shift_figures import plot_wise_curve
 
 plot_wise_curve(run.records(), "wise-coop")

@@ -25,7 +25,7 @@
 # fewshot: shared header
 
 # %%
-from fewshot.report import sources_table
+from fewshot.report.build import sources_table
 
 display(Markdown(sources_table()))
 
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from fewshot.methods.ape import channel_scores, select_channels
 from fewshot.methods.gda import gda_head
-from fewshot import tip_adapter as tip
+from fewshot.methods.tip_adapter import cache_model as tip
 
 k, seed = max(run.cfg.shots), run.cfg.seeds[0]
 shots = run.shots_data(k, seed)
@@ -52,8 +52,8 @@ print(f"APE keeps {len(idx)} of {keys.shape[1]} channels; score of the kept: {fl
 # ## The full run, and the leaderboard of every method in this run
 
 # %%
-from fewshot.narrative import method_sentence
-from fewshot.report import leaderboard
+from fewshot.report.narrative import method_sentence
+from fewshot.report.build import leaderboard
 
 run.step("class_means")
 records = run.step("peers")

@@ -31,7 +31,7 @@
 # %%
 import torch
 
-from fewshot import merging
+from fewshot.merging import rules as merging
 
 name = next(n for n, p in run.backbone.model.visual.named_parameters() if p.dim() == 2)
 w0 = dict(run.backbone.model.visual.named_parameters())[name].detach().float()
@@ -52,7 +52,7 @@ for label, merged in (("average", merging.simple_average(experts)),
 # At zero steps it is task arithmetic at λ = 0.3, bit for bit.
 
 # %%
-from fewshot import adamerging
+from fewshot.merging import adamerging
 
 taus = merging.task_vectors(base, experts)
 x = torch.randn(64, w0.shape[1], generator=g)
@@ -67,14 +67,14 @@ print("zero steps == task arithmetic at 0.3:", torch.equal(zero[name], merging.t
 # ## The study: experts, merges, every merged model on every task
 
 # %%
-from fewshot.merge_report import merge_table, soup_table
+from fewshot.report.merge_tables import merge_table, soup_table
 
 records = run.step("merging")
 diag = run.dir.read_json(run.dir.diagnostics_path("merging"))
 display(Markdown(merge_table(records, diag["tasks"]) if records else "no `merge_tasks` in this run's config"))
 
 # %%
-from fewshot.merge_report import plot_cosine, plot_lambda_curves
+from fewshot.report.merge_tables import plot_cosine, plot_lambda_curves
 
 if records:
     rows = {(r["method"], r["hyperparameters"].get("strategy")): r for r in records if r["eval_set"] == diag["tasks"][0]}
@@ -94,7 +94,7 @@ if records:
 # evaluated on the two tasks none of them saw.
 
 # %%
-from fewshot.merge_report import cross_table, generalisation_table, plot_cross
+from fewshot.report.merge_tables import cross_table, generalisation_table, plot_cross
 
 if records and diag.get("cross"):
     pre = {r["eval_set"]: r["metrics"]["top1"] for r in records if r["method"] == "merge:pre-trained"}

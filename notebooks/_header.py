@@ -16,7 +16,7 @@ archive = ""  # the suite as a zip (`make release`); empty: fewshot-suite.zip in
 # **Setup.** Paths in the configs are relative to the repository root, so a notebook opened from
 # `notebooks/` moves there first. On Colab or ModelArts the suite is found in this order: already
 # here (`fewshot-suite/`), unpacked from its release archive (`archive`), cloned from `repo`. Then
-# `fewshot/bootstrap.py` checks Python and torch (an unsupported environment gets the exact steps
+# `fewshot/notebooks/bootstrap.py` checks Python and torch (an unsupported environment gets the exact steps
 # that work), installs CLIP as the course does (from GitHub, else PyPI, or offline from a
 # `wheelhouse-py3XX.zip` beside the suite) and never replaces the platform's torch.
 
@@ -45,12 +45,12 @@ if not Path("fewshot/__init__.py").is_file():  # a hosted notebook: find the sui
         elif subprocess.run(["git", "clone", "-q", "--depth=1", repo, str(suite)]).returncode != 0:
             raise SystemExit(f"error: could not clone {repo}: put fewshot-suite.zip (`make release`) in {Path.cwd()} or Drive's MyDrive, or set `repo`/`archive`")
     os.chdir(suite)
-    if subprocess.run([sys.executable, "fewshot/bootstrap.py"]).returncode != 0:
+    if subprocess.run([sys.executable, "fewshot/notebooks/bootstrap.py"]).returncode != 0:
         raise SystemExit("error: the set-up above stopped: follow its steps, then rerun this cell")
 
 # %%
 from IPython.display import Markdown, display
 
-from fewshot.hosted import start
+from fewshot.notebooks.hosted import start
 
 run = start(config, overrides, first=FIRST_NOTEBOOK)

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from fewshot.backbones import build_clip, save_checkpoint
+from fewshot.models.backbones import build_clip, save_checkpoint
 from fewshot.world.generate import make_world
 
 TINY = dict(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
@@ -27,7 +27,7 @@ def small_world(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def _run_pointer_outside_the_checkout(tmp_path_factory):
-    """Notebook 01 records the run it starts (fewshot.lastrun); the tests' runs must not replace
+    """Notebook 01 records the run it starts (fewshot.notebooks.lastrun); the tests' runs must not replace
     the user's notebooks/.fewshot-run.json. Notebook kernels inherit the variable."""
     old = os.environ.get("FEWSHOT_RUN_POINTER")
     os.environ["FEWSHOT_RUN_POINTER"] = str(tmp_path_factory.mktemp("pointer") / "current_run.json")

@@ -2,7 +2,8 @@
 gradient of the entropy loss matches finite differences, and the learned λ lowers the entropy."""
 import torch
 
-from fewshot import adamerging, merging
+from fewshot.merging import adamerging
+from fewshot.merging import rules as merging
 
 
 def _toy(seed=0, n=3, d=6, c=4):

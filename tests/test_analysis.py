@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot.analysis import (cache_explanation, cache_snapshot, class_gain, confused_pairs,
-                              failures, key_movement, pick_explained, project_2d, top_predictions,
-                              variance_share)
-from fewshot.protocol import Context, EvalSet, Shots
+from fewshot.methods.tip_adapter.explain import cache_explanation, cache_snapshot, key_movement
+from fewshot.protocol.analysis import (class_gain, confused_pairs, failures, pick_explained, project_2d,
+                                       top_predictions, variance_share)
+from fewshot.protocol.method import Context, EvalSet, Shots
 
 
 def _rng(seed=0):

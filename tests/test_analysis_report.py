@@ -9,17 +9,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fewshot.analysis import confused_pairs
-from fewshot.analysis_data import choose_method, load_analysis
-from fewshot.analysis_figures import FONT
-from fewshot.analysis_report import analysis_figures, analysis_section
-from fewshot.config import RunConfig
-from fewshot.datasets import Dataset, ImageSet
-from fewshot.errors import ConfigError
-from fewshot.figstyle import readable, texts_outside
-from fewshot.pipeline import Run, TrainPool
-from fewshot.protocol import EvalSet
-from fewshot.report import load_run
+from fewshot.protocol.analysis import confused_pairs
+from fewshot.report.analysis_data import choose_method, load_analysis
+from fewshot.report.analysis_figures import FONT
+from fewshot.report.analysis_report import analysis_figures, analysis_section
+from fewshot.run.config import RunConfig
+from fewshot.data.datasets import Dataset, ImageSet
+from fewshot.base.errors import ConfigError
+from fewshot.report.figstyle import readable, texts_outside
+from fewshot.run.pipeline import Run, TrainPool
+from fewshot.protocol.method import EvalSet
+from fewshot.report.build import load_run
 
 C, D, TRAIN, VAL = 6, 16, 16, 12
 METHODS = ("zero-shot", "tip-adapter", "tip-adapter-f", "lp++")
@@ -194,7 +194,7 @@ def test_the_chinese_section_states_the_english_numbers_in_chinese_prose(done, t
 
 
 def test_a_report_section_without_analysis_data_says_so_in_its_language(tmp_path):
-    from fewshot.i18n import tr
+    from fewshot.report.i18n import tr
 
     run = {"dir": tmp_path, "records": [], "config": {}}
     for lang, expected in (("en", "This run kept no data"), ("zh", "本次运行没有保存定性分析所需的数据")):

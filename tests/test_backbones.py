@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import clip
-from fewshot import backbones
-from fewshot.backbones import BackboneError, build_clip, load_backbone, save_checkpoint
+from fewshot.models import backbones
+from fewshot.models.backbones import BackboneError, build_clip, load_backbone, save_checkpoint
 from tests.conftest import TINY
 
 
@@ -79,8 +79,8 @@ def test_weights_given_by_path_are_checked_against_every_known_checksum(tiny_cli
     import shutil
     import warnings
 
-    from fewshot.backbones import shipped_path
-    from fewshot.errors import FewshotWarning
+    from fewshot.models.backbones import shipped_path
+    from fewshot.base.errors import FewshotWarning
 
     fake = tmp_path / "RN50.pt"  # named like OpenAI's RN50, but other bytes
     shutil.copyfile(tiny_clip_path, fake)
@@ -97,7 +97,7 @@ def test_lazy_backbone_reads_the_record_of_an_earlier_load_and_loads_only_when_a
     import os
     import shutil
 
-    from fewshot.backbones import LazyBackbone
+    from fewshot.models.backbones import LazyBackbone
 
     ckpt, record = tmp_path / "tiny.pt", tmp_path / "run" / "backbone.json"
     shutil.copy(tiny_clip_path, ckpt)
@@ -123,6 +123,6 @@ def test_steps_on_cached_features_import_neither_clip_nor_torchvision():
     import subprocess
     import sys
 
-    code = ("import sys, fewshot.pipeline, fewshot.methods, fewshot.cli; fewshot.cli.build_parser(); "
+    code = ("import sys, fewshot.run.pipeline, fewshot.methods, fewshot.cli; fewshot.cli.build_parser(); "
             "bad = [m for m in ('clip', 'torchvision') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

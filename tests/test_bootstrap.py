@@ -1,4 +1,4 @@
-"""The hosted notebooks' set-up (fewshot/bootstrap.py): unsupported platforms stop with the steps
+"""The hosted notebooks' set-up (fewshot/notebooks/bootstrap.py): unsupported platforms stop with the steps
 that work, and CLIP installs from git as the course does, or from PyPI where git fails."""
 import ast
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fewshot import bootstrap
+from fewshot.notebooks import bootstrap
 
 SCRIPT = Path(bootstrap.__file__)
 

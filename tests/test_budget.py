@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from fewshot import budget, cli
-from fewshot.config import load_config
-from fewshot.training import train_head
+from fewshot import cli
+from fewshot.protocol import budget
+from fewshot.run.config import load_config
+from fewshot.training.heads import train_head
 
 
 @pytest.mark.parametrize("n,batch,drop", [(70, 32, True), (64, 32, True), (20, 32, True), (70, 32, False), (5, 4, False)])
@@ -36,7 +37,7 @@ def featured(small_world, tiny_clip_path, tmp_path_factory):
 
 
 def test_the_estimate_is_the_hand_count_times_the_measured_rate(featured):
-    from fewshot.pipeline import Run
+    from fewshot.run.pipeline import Run
 
     run = Run(load_config("miniworld-quick", out=str(featured / "run"), cache_dir=str(featured / "cache")), resume={})
     cfg = run.cfg
@@ -94,7 +95,7 @@ def test_imagenet_defaults_narrow_only_the_encoder_and_prompt_scope_and_full_res
 
 
 def test_a_long_step_says_what_will_run_and_the_estimate_before_it_starts(capsys):
-    from fewshot.config import RunConfig
+    from fewshot.run.config import RunConfig
 
     plan = budget.Plan([budget.Work("coop (16-shot, seed 1): 2 fit(s) × 10 epochs", 8750, "steps of batch 32", "coop step"),
                         budget.Work("encode val: 50,000 images", 50000, "image encodes", "encode")],

@@ -6,11 +6,11 @@ import sys
 import pytest
 from PIL import Image
 
-from fewshot.backbones import load_backbone
-from fewshot.checks import check_dataset
-from fewshot.datasets import load_dataset
-from fewshot.features import image_features
-from fewshot.images import ImageError
+from fewshot.models.backbones import load_backbone
+from fewshot.data.checks import check_dataset
+from fewshot.data.datasets import load_dataset
+from fewshot.features.encode import image_features
+from fewshot.data.images import ImageError
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""CLIP-LoRA (fewshot.lora_attention, fewshot.clip_lora) against CLIP's own forward and hand
+"""CLIP-LoRA (fewshot.models.lora_attention, fewshot.methods.clip_lora.loop) against CLIP's own forward and hand
 computations: at zero the adapted model is the frozen one; random updates equal CLIP run with
 W + (alpha/√rank)·B·A written into its weights by hand; one training step is AdamW's first step
 computed by hand from the gradient."""
@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import _clip_compat
-from fewshot.backbones import build_clip
-from fewshot.clip_lora import LoraClip, LoraRecipe, total_iterations, train_lora
-from fewshot.lora_attention import (LoRAAttentionPool, LoRAMultiheadAttention, LoRAProjection, add_clip_lora,
+from fewshot.models.backbones import build_clip
+from fewshot.methods.clip_lora.loop import LoraClip, LoraRecipe, total_iterations, train_lora
+from fewshot.models.lora_attention import (LoRAAttentionPool, LoRAMultiheadAttention, LoRAProjection, add_clip_lora,
                                     lora_modules, merge)
-from fewshot.pixels import augment
-from fewshot.preprocess import normalize_pixels
+from fewshot.features.pixels import augment
+from fewshot.features.preprocess import normalize_pixels
 
 from tests.conftest import TINY
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot._clip_compat import import_clip
-from fewshot.backbones import load_backbone
+from fewshot.models.backbones import load_backbone
 from fewshot.methods.coop import encode_prompts, prompt_parts
 
 NAMES = ["cat", "great white shark", "a", "toilet paper roll holder"]

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fewshot.datasets import DatasetError, load_dataset
-from fewshot.shifts import load_shift_set
-from fewshot.images import ImageError, load_rgb
-from fewshot.metrics import restrict_to_classes
+from fewshot.data.datasets import DatasetError, load_dataset
+from fewshot.data.shifts import load_shift_set
+from fewshot.data.images import ImageError, load_rgb
+from fewshot.protocol.metrics import restrict_to_classes
 
 
 def _copy(world, tmp_path):
@@ -102,7 +102,7 @@ def test_every_layout_problem_is_listed_in_one_error(small_world, tmp_path):
 
 
 def test_shots_beyond_what_classes_hold(small_world, tmp_path):
-    from fewshot.datasets import check_shots
+    from fewshot.data.datasets import check_shots
 
     ds = load_dataset(small_world)  # 5 training images per class
     assert check_shots(ds, [1, 5]) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fewshot.datasets import load_dataset
+from fewshot.data.datasets import load_dataset
 
 SCRIPT = Path(__file__).resolve().parent.parent / "download_data.sh"
 

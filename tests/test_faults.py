@@ -17,14 +17,14 @@ import pytest
 import torch
 
 from fewshot import cli
-from fewshot.backbones import load_backbone
-from fewshot.cache import tensors_digest
-from fewshot.datasets import load_dataset
-from fewshot.errors import MissingStepError, NonFiniteError, RunLockedError
-from fewshot.evaluation import evaluate
-from fewshot.features import image_features
-from fewshot.protocol import EvalSet
-from fewshot.rundir import RunDir
+from fewshot.models.backbones import load_backbone
+from fewshot.features.cache import tensors_digest
+from fewshot.data.datasets import load_dataset
+from fewshot.base.errors import MissingStepError, NonFiniteError, RunLockedError
+from fewshot.protocol.evaluation import evaluate
+from fewshot.features.encode import image_features
+from fewshot.protocol.method import EvalSet
+from fewshot.run.rundir import RunDir
 
 
 # ----------------------------------------------------------------------------- caches
@@ -175,7 +175,7 @@ def test_records_of_two_configs_are_never_mixed_in_a_report(clean_run, tmp_path)
     path.write_text("".join(json.dumps({**r, "config_digest": "0123456789ab"}) + "\n"
                             for r in RunDir(run).read_records("tip-adapter-f")))
     with pytest.raises(MissingStepError, match="records of different configs.*0123456789ab: tip-adapter-f"):
-        from fewshot.report import load_run
+        from fewshot.report.build import load_run
 
         load_run(run)
 
@@ -194,7 +194,7 @@ def test_a_second_writer_is_refused_while_the_folder_is_locked(tmp_path):
     rd = RunDir(tmp_path / "run")
     with rd.lock("first"):
         with pytest.raises(RunLockedError, match="being written by another process"):
-            code = ("from fewshot.rundir import RunDir\n"
+            code = ("from fewshot.run.rundir import RunDir\n"
                     f"with RunDir({str(tmp_path / 'run')!r}).lock('second'): pass\n")
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             assert res.returncode != 0
@@ -272,7 +272,9 @@ def test_a_broken_config_file_is_one_clean_error_line(text, tmp_path, capsys):
 
 def test_repeated_set_groups_accumulate():
     args = cli.build_parser().parse_args(["run", "--set", "shots=[1]", "--set", "seeds=[2]", "lr=0.01"])
-    assert cli._overrides(args.set) == {"shots": [1], "seeds": [2], "lr": 0.01}
+    from fewshot.run.overrides import parse_overrides
+
+    assert parse_overrides(args.set) == {"shots": [1], "seeds": [2], "lr": 0.01}
 
 
 def test_unknown_steps_and_configs_are_one_clean_line(capsys):

@@ -20,14 +20,14 @@ import torch
 from PIL import Image
 
 from fewshot import cli
-from fewshot.backbones import build_clip, load_backbone, save_checkpoint, shipped_path
-from fewshot.cache import cached, tensors_digest
-from fewshot.config import RunConfig
-from fewshot.datasets import ImageSet, load_dataset
-from fewshot.errors import BackboneError, ConfigError, DatasetError, ImageError
-from fewshot.features import degeneracy, image_features
-from fewshot.images import MAX_ASPECT, load_rgb, nvjpeg_decodable, size_problem
-from fewshot.rundir import RunDir
+from fewshot.models.backbones import build_clip, load_backbone, save_checkpoint, shipped_path
+from fewshot.features.cache import cached, tensors_digest
+from fewshot.run.config import RunConfig
+from fewshot.data.datasets import ImageSet, load_dataset
+from fewshot.base.errors import BackboneError, ConfigError, DatasetError, ImageError
+from fewshot.features.encode import degeneracy, image_features
+from fewshot.data.images import MAX_ASPECT, load_rgb, nvjpeg_decodable, size_problem
+from fewshot.run.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
@@ -205,7 +205,7 @@ def test_the_run_folder_sweep_removes_only_a_dead_suite_writers_temporary_files(
 
 
 def test_the_cache_sweep_removes_only_a_dead_suite_writers_temporary_files(tmp_path):
-    from fewshot.cache import CacheKey, cache_path
+    from fewshot.features.cache import CacheKey, cache_path
 
     key = CacheKey("text", "tiny.pt", "0" * 64, "templates-single", "1" * 64)
     folder = cache_path(key, tmp_path, "text-single").parent

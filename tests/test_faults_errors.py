@@ -17,16 +17,16 @@ import pytest
 import torch
 
 from fewshot import cli
-from fewshot.backbones import load_backbone
-from fewshot.cache import tensors_digest
-from fewshot.checks import check_dataset
-from fewshot.config import RunConfig, config_digest, save_config
-from fewshot.datasets import load_dataset
-from fewshot.errors import DiskFullError, ImageError
-from fewshot.features import image_features, text_classifier
-from fewshot.loaders import encode_images_gpu
-from fewshot.preprocess import augment_views
-from fewshot.results import dumps_records, make_record
+from fewshot.models.backbones import load_backbone
+from fewshot.features.cache import tensors_digest
+from fewshot.data.checks import check_dataset
+from fewshot.run.config import RunConfig, config_digest, save_config
+from fewshot.data.datasets import load_dataset
+from fewshot.base.errors import DiskFullError, ImageError
+from fewshot.features.encode import image_features, text_classifier
+from fewshot.features.loaders import encode_images_gpu
+from fewshot.features.preprocess import augment_views
+from fewshot.protocol.results import dumps_records, make_record
 
 
 def _files(*roots) -> dict:
@@ -172,12 +172,12 @@ def test_a_path_setting_of_the_wrong_kind_is_one_line_before_work(where, world, 
 @pytest.mark.parametrize("code, words", [(errno.EROFS, "read-only file system"), (errno.EACCES, "not writable")])
 def test_a_read_only_or_forbidden_folder_is_one_line_before_work(code, words, world, tiny_clip_path, tmp_path,
                                                                   capsys, monkeypatch):
-    import fewshot.preflight
+    import fewshot.run.preflight
 
     def refuse(prefix, dir):
         raise OSError(code, os.strerror(code), dir)
 
-    monkeypatch.setattr(fewshot.preflight.tempfile, "mkdtemp", refuse)  # root ignores mode bits
+    monkeypatch.setattr(fewshot.run.preflight.tempfile, "mkdtemp", refuse)  # root ignores mode bits
     exit_code, err = _run(capsys, world, tiny_clip_path, tmp_path / "run", tmp_path / "cache")
     assert exit_code == 2 and words in _one_error(err) and not (tmp_path / "run").exists()
 
@@ -185,12 +185,12 @@ def test_a_read_only_or_forbidden_folder_is_one_line_before_work(code, words, wo
 @pytest.mark.parametrize("code, exit_code", [(errno.EROFS, 2), (errno.EACCES, 2), (errno.ENOSPC, 1)])
 def test_a_write_refused_mid_run_is_one_line_and_earlier_files_stay(code, exit_code, small_world, tmp_path,
                                                                      capsys, monkeypatch):
-    import fewshot.atomic
+    import fewshot.base.atomic
 
     out = tmp_path / "splits"
     assert cli.main(["splits", "--data", str(small_world), "--out", str(out), "--shots", "1"]) == 0
     before = _files(out)
-    monkeypatch.setattr(fewshot.atomic.tempfile, "mkstemp", lambda **kw: (_ for _ in ()).throw(
+    monkeypatch.setattr(fewshot.base.atomic.tempfile, "mkstemp", lambda **kw: (_ for _ in ()).throw(
         OSError(code, os.strerror(code), kw["dir"])))  # the folder turned read-only, or full
     capsys.readouterr()
     assert cli.main(["splits", "--data", str(small_world), "--out", str(out), "--shots", "1", "2"]) == exit_code
@@ -198,10 +198,10 @@ def test_a_write_refused_mid_run_is_one_line_and_earlier_files_stay(code, exit_c
 
 
 def test_a_full_disk_during_torch_save_is_disk_full_not_an_iostream_error(tmp_path, monkeypatch):
-    import fewshot.atomic
+    import fewshot.base.atomic
 
     target = tmp_path / "state.pt"
-    fewshot.atomic.atomic_torch_save({"w": torch.ones(3)}, target)
+    fewshot.base.atomic.atomic_torch_save({"w": torch.ones(3)}, target)
     before, real_open = target.read_bytes(), open
 
     class Full:  # the disk fills after the first bytes: ENOSPC from write(), as a real disk gives
@@ -220,16 +220,16 @@ def test_a_full_disk_during_torch_save_is_disk_full_not_an_iostream_error(tmp_pa
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(fewshot.atomic, "open", lambda p, mode="r": Full(real_open(p, mode)), raising=False)
+    monkeypatch.setattr(fewshot.base.atomic, "open", lambda p, mode="r": Full(real_open(p, mode)), raising=False)
     with pytest.raises(DiskFullError, match=f"no space left to write {target}"):
-        fewshot.atomic.atomic_torch_save({"w": torch.zeros(1000)}, target)
+        fewshot.base.atomic.atomic_torch_save({"w": torch.zeros(1000)}, target)
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
 
 def test_a_file_size_limit_is_one_line_in_a_real_process(tmp_path):
-    code = ("import resource, torch\nfrom fewshot.cli import main\nfrom fewshot.atomic import atomic_torch_save\n"
+    code = ("import resource, torch\nfrom fewshot.cli import main\nfrom fewshot.base.atomic import atomic_torch_save\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))\n"
-            "from fewshot.errors import FewshotError\n"
+            "from fewshot.base.errors import FewshotError\n"
             f"try:\n    atomic_torch_save({{'w': torch.zeros(1 << 16)}}, {str(tmp_path / 'big.pt')!r})\n"
             "except FewshotError as e:\n    print('error:', e); raise SystemExit(e.exit_code)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

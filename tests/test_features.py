@@ -1,9 +1,11 @@
 import torch
 
-from fewshot import cache as cx, features as fx, preprocess as px
-from fewshot.backbones import load_backbone
-from fewshot.datasets import ImageSet, load_dataset
-from fewshot.images import load_rgb
+from fewshot.features import cache as cx
+from fewshot.features import encode as fx
+from fewshot.features import preprocess as px
+from fewshot.models.backbones import load_backbone
+from fewshot.data.datasets import ImageSet, load_dataset
+from fewshot.data.images import load_rgb
 
 
 def _files(folder):
@@ -41,7 +43,7 @@ def test_views_are_seeded_and_worker_independent(tiny_clip_path, small_world, tm
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
-    def broken_save(obj, f):  # f: the open temporary file (fewshot.atomic.atomic_torch_save)
+    def broken_save(obj, f):  # f: the open temporary file (fewshot.base.atomic.atomic_torch_save)
         f.write(b"half a file")
         raise KeyboardInterrupt
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import _clip_compat
-from fewshot.errors import ConfigError
+from fewshot.base.errors import ConfigError
 from fewshot.methods import clap, clip_adapter, taskres
-from fewshot.templates import get_templates
+from fewshot.models.templates import get_templates
 
 
 def _data(c=4, per_class=(3, 3, 2, 4), d=10, v=4, seed=0):
@@ -32,8 +32,8 @@ def _ctx(heads: dict, scale=20.0):
 
 def test_raw_ensemble_is_the_official_unnormalised_mean_and_tip7_single_is_taskres_base():
     """TaskRes's ``_get_base_text_features``: encode each of the 8 prompts, average, no norm."""
-    from fewshot.backbones import build_clip
-    from fewshot.zeroshot import build_text_classifier
+    from fewshot.models.backbones import build_clip
+    from fewshot.models.text_head import build_text_classifier
 
     torch.manual_seed(0)
     model = build_clip(embed_dim=16, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
@@ -144,8 +144,8 @@ def test_clap_fit_equals_the_official_loop_written_out(monkeypatch):
 
 
 def test_recipe_is_a_validated_config_field():
-    from fewshot.config import RunConfig
-    from fewshot.errors import ConfigError
+    from fewshot.run.config import RunConfig
+    from fewshot.base.errors import ConfigError
 
     assert RunConfig().recipe == "default" and RunConfig(recipe="official").recipe == "official"
     with pytest.raises(ConfigError, match="recipe"):
@@ -198,9 +198,9 @@ def test_lp_plus_plus_official_recipe_trains_in_fp16_as_the_official_loop(monkey
 
 
 def test_ape_t_official_recipe_keeps_its_parameters_at_fp16_precision():
-    from fewshot.config import RunConfig
+    from fewshot.run.config import RunConfig
     from fewshot.methods import ape
-    from fewshot.optim import to_fp16_precision
+    from fewshot.training.optim import to_fp16_precision
 
     g = torch.Generator().manual_seed(3)
     labels = torch.arange(4).repeat_interleave(3)
@@ -219,7 +219,7 @@ def test_ape_t_official_recipe_keeps_its_parameters_at_fp16_precision():
 
 
 def test_coop_16_has_sixteen_random_context_tokens_where_the_context_allows():
-    from fewshot.backbones import build_clip
+    from fewshot.models.backbones import build_clip
     from fewshot.methods import coop
 
     torch.manual_seed(0)
@@ -236,16 +236,16 @@ def test_coop_16_has_sixteen_random_context_tokens_where_the_context_allows():
                        context_length=16, transformer_width=64, transformer_layers=1)
     n = len(coop.random_init(short, names).split())
     assert n == 16 - 2 - (len(tok[1].nonzero()) - 2)  # SOS, "great white shark." and EOS fit beside it
-    from fewshot.protocol import get_method
+    from fewshot.methods import get_method
     assert get_method("coop-16").companions == () and get_method("coop").companions == ("wise-coop", "wise-coop-default")
 
 
 def test_an_official_lp_plus_plus_run_this_torch_cannot_do_stops_before_work(tmp_path, monkeypatch):
     """A torch without fp16 matmul on the run's device: the preflight names LP++'s official recipe
     and the fix; without lp++ among the methods, or under the default recipe, nothing is refused."""
-    from fewshot.config import RunConfig
+    from fewshot.run.config import RunConfig
     from fewshot.methods import lp_plus_plus as lp
-    from fewshot.preflight import check_run
+    from fewshot.run.preflight import check_run
 
     monkeypatch.setattr(lp, "_half_matmul", lambda device: False)
     cfg = dict(out=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"), recipe="official")

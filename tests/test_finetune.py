@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot.backbones import build_clip, load_backbone
-from fewshot.finetune import Recipe, build_classifier, diagonal_fisher, train, trainable_state
-from fewshot.lora import add_lora, lora_targets, merge, set_mix
+from fewshot.models.backbones import build_clip, load_backbone
+from fewshot.training.encoder import Recipe, build_classifier, diagonal_fisher, train, trainable_state
+from fewshot.models.lora import add_lora, lora_targets, merge, set_mix
 from fewshot.methods.finetune import set_alpha
 from tests.conftest import TINY
 
@@ -100,7 +100,7 @@ def test_encoder_fisher_equals_per_sample_autograd(tiny_bb):
     x = pool.pixels.float()
     got = diagonal_fisher(clf, x, labels, "cpu", "empirical", chunk=4)
     ref = {n: torch.zeros_like(p) for n, p in clf.named_parameters() if p.requires_grad}
-    from fewshot.preprocess import normalize_pixels
+    from fewshot.features.preprocess import normalize_pixels
 
     for i in range(6):
         clf.zero_grad()
@@ -114,10 +114,10 @@ def test_encoder_fisher_equals_per_sample_autograd(tiny_bb):
 
 
 def test_pixel_cache_equals_direct_decoding_and_heals(small_world, tmp_path):
-    from fewshot.datasets import load_dataset
-    from fewshot.images import load_rgb
-    from fewshot.pixels import pixel_cache
-    from fewshot.preprocess import center_pixels
+    from fewshot.data.datasets import load_dataset
+    from fewshot.data.images import load_rgb
+    from fewshot.features.pixels import pixel_cache
+    from fewshot.features.preprocess import center_pixels
 
     ds = load_dataset(small_world)
     px = pixel_cache(ds.val, 32, tmp_path, progress=False)
@@ -135,7 +135,7 @@ def test_pixel_cache_equals_direct_decoding_and_heals(small_world, tmp_path):
 
 
 def test_augment_is_a_crop_of_the_image_and_deterministic():
-    from fewshot.pixels import augment
+    from fewshot.features.pixels import augment
 
     x = torch.arange(64, dtype=torch.float32).view(1, 1, 8, 8).expand(2, 3, 8, 8).to(torch.uint8)
     full = augment(x, 8, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0))
@@ -148,8 +148,8 @@ def test_augment_is_a_crop_of_the_image_and_deterministic():
 _DDP_SCRIPT = r"""
 import sys, torch, torch.nn.functional as F
 from fewshot import distributed as dist
-from fewshot.backbones import load_backbone
-from fewshot.finetune import Recipe, build_classifier, train, trainable_state
+from fewshot.models.backbones import load_backbone
+from fewshot.training.encoder import Recipe, build_classifier, train, trainable_state
 dist.init()
 bb = load_backbone(sys.argv[1])
 torch.manual_seed(0)
@@ -218,7 +218,7 @@ def test_checkpointing_is_on_for_small_gpus(monkeypatch):
     the CPU follow the config."""
     from types import SimpleNamespace
 
-    from fewshot.finetune import checkpointing_for
+    from fewshot.training.encoder import checkpointing_for
 
     assert checkpointing_for(False, "cpu") is False and checkpointing_for(True, "cpu") is True
     for gib, expected in ((15.0, True), (16.0, True), (79.2, False)):

@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from fewshot import fusion
-from fewshot.backbones import build_clip
+from fewshot.models import bn_fold as fusion
+from fewshot.models.backbones import build_clip
 
 
 def _tower(layers=(1, 2, 1, 1), width=16, res=64):

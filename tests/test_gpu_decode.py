@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fewshot.preprocess import CLIP_MEAN, CLIP_STD
-from fewshot.images import ImageError, decode_batch_gpu, jpeg_channels, read_bytes
+from fewshot.features.preprocess import CLIP_MEAN, CLIP_STD
+from fewshot.data.images import ImageError, decode_batch_gpu, jpeg_channels, read_bytes
 
 import clip
 
@@ -52,7 +52,7 @@ def test_undecodable_file_is_named(tmp_path):
 
 
 def _tiny_model():
-    from fewshot.backbones import build_clip
+    from fewshot.models.backbones import build_clip
 
     torch.manual_seed(0)
     return build_clip(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
@@ -63,9 +63,9 @@ def _tiny_model():
 def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers, decode_batch):
     """The pipelined path (packed bytes from workers, decode thread, batched resize by size) gives
     each image the features of decoding, resizing and encoding it alone, in the input order."""
-    from fewshot.loaders import encode_images_gpu
-    from fewshot.preprocess import normalize_pixels
-    from fewshot.images import resize_crop_batch
+    from fewshot.features.loaders import encode_images_gpu
+    from fewshot.features.preprocess import normalize_pixels
+    from fewshot.data.images import resize_crop_batch
 
     sizes = [(500, 375), (375, 500), (500, 375), (64, 80), (500, 375)]
     paths = [_photo(tmp_path / f"{i}.jpg", size=s) for i, s in enumerate(sizes)]
@@ -90,7 +90,7 @@ def test_encode_images_gpu_equals_one_image_at_a_time(tmp_path, workers, decode_
 
 
 def test_encode_images_gpu_names_a_bad_file(tmp_path):
-    from fewshot.loaders import encode_images_gpu
+    from fewshot.features.loaders import encode_images_gpu
 
     _photo(tmp_path / "good.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 100)
@@ -103,7 +103,7 @@ def test_encode_images_gpu_names_a_bad_file(tmp_path):
 def test_byte_batches_hold_each_files_bytes(tmp_path):
     """One loader batch: the files' bytes back to back in one tensor, their lengths, whether
     nvjpeg can decode each (not CMYK, PNG or an empty file), and their paths."""
-    from fewshot.loaders import ByteBatches
+    from fewshot.features.loaders import ByteBatches
 
     rgb = _photo(tmp_path / "a.jpg")
     _photo(tmp_path / "c.jpg", "CMYK")
@@ -117,7 +117,7 @@ def test_byte_batches_hold_each_files_bytes(tmp_path):
 
 
 def test_ahead_yields_in_order_and_raises_the_producers_error():
-    from fewshot.loaders import ahead
+    from fewshot.features.loaders import ahead
 
     def items():
         yield from range(5)
@@ -135,7 +135,7 @@ def test_closing_a_chain_of_stages_stops_every_thread():
     closes the source, even when the source would never end."""
     import threading
 
-    from fewshot.loaders import ahead
+    from fewshot.features.loaders import ahead
 
     closed = threading.Event()
 

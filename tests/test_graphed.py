@@ -1,13 +1,13 @@
-"""fewshot.graphed: the graph-safe optimiser updates equal torch's SGD / Adam / AdamW step by step,
+"""fewshot.training.graphed: the graph-safe optimiser updates equal torch's SGD / Adam / AdamW step by step,
 and train_head's graphed path (run eagerly on the CPU) trains to the same weights as the eager loop.
 The capture itself needs CUDA (bench/graphed_step.py compares graph replay with the eager loop)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot import graphed
-from fewshot.optim import AdamWFp16State
-from fewshot.training import cosine_per_step, train_head, warmup_cosine_per_epoch
+from fewshot.training import graphed
+from fewshot.training.optim import AdamWFp16State
+from fewshot.training.heads import cosine_per_step, train_head, warmup_cosine_per_epoch
 
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=5e-4),
@@ -80,7 +80,7 @@ def test_graphed_path_trains_like_the_eager_loop(monkeypatch, name, batch, drop_
 def test_tip_adapter_f_graphed_path_trains_like_the_eager_loop(monkeypatch, recipe):
     """Tip-Adapter-F's keys (both recipes) through the graph-safe update, run eagerly on the CPU,
     equal the eager loop's: the path a GPU replays changes no number beyond float rounding."""
-    from fewshot import tip_adapter as tip
+    from fewshot.methods.tip_adapter import cache_model as tip
 
     gen = torch.Generator().manual_seed(5)
     views = torch.randn(2, 40, 16, generator=gen)

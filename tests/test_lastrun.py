@@ -5,9 +5,10 @@ import json
 import papermill
 import pytest
 
-from fewshot import lastrun, notebooks
-from fewshot.errors import ConfigError, MissingStepError
-from fewshot.hosted import start
+from fewshot.notebooks import lastrun
+from fewshot.notebooks import runner as notebooks
+from fewshot.base.errors import ConfigError, MissingStepError
+from fewshot.notebooks.hosted import start
 
 
 @pytest.fixture

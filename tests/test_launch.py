@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from fewshot.config import RunConfig, save_config
-from fewshot.errors import ConfigError
-from fewshot.pipeline import run_all
+from fewshot.run.config import RunConfig, save_config
+from fewshot.base.errors import ConfigError
+from fewshot.run.launch import run_all
 
 
 def _cfg(small_world, tiny_clip_path, tmp_path, out):

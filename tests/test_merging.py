@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot import merging
-from fewshot.wise import interpolate
+from fewshot.merging import rules as merging
+from fewshot.merging.interpolate import interpolate
 
 
 def _m(**tensors):
@@ -126,3 +126,15 @@ def test_cosine_matrix_and_key_checks():
     assert torch.allclose(cos, torch.tensor([[1, 2 ** -0.5, -1], [2 ** -0.5, 1, -(2 ** -0.5)], [-1, -(2 ** -0.5), 1]]), atol=1e-6)
     with pytest.raises(KeyError):
         merging.simple_average([_m(w=[1.0]), _m(v=[1.0])])
+
+
+def test_the_study_takes_the_task_order_its_folder_lists_else_sorted(tmp_path):
+    import json
+
+    from fewshot.merging.study import task_order
+
+    for name in ("b", "a", "c"):
+        (tmp_path / name).mkdir()
+    assert task_order(tmp_path) == ["a", "b", "c"]
+    (tmp_path / ".fewshot-tasks").write_text(json.dumps({"tasks": ["c", "a", "gone", "b"]}))
+    assert task_order(tmp_path) == ["c", "a", "b"]

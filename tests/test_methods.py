@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot import tip_adapter as tip
-from fewshot.metrics import topk_accuracy
-from fewshot.wise import interpolate
-from fewshot.zeroshot import zeroshot_logits
+from fewshot.methods.tip_adapter import cache_model as tip
+from fewshot.protocol.metrics import topk_accuracy
+from fewshot.merging.interpolate import interpolate
+from fewshot.models.text_head import zeroshot_logits
 
 
 def _problem(n=40, m=24, c=6, d=16, seed=0):

@@ -1,6 +1,6 @@
 """The report's sentences against hand-built records whose answers are known by construction."""
-from fewshot.narrative import honesty_gap, summary_sentences, sweet_spots
-from fewshot.results import make_record
+from fewshot.report.narrative import honesty_gap, summary_sentences, sweet_spots
+from fewshot.protocol.results import make_record
 
 CTX = {"backbone": "b", "backbone_sha256": "0" * 64, "dataset": "d", "git_rev": "r", "device": "cpu"}
 
@@ -81,7 +81,7 @@ def test_a_shift_loss_is_named_only_beyond_the_sampling_error():
 def test_the_accuracy_caption_weighs_each_set_by_its_own_size():
     """0.14 points between two methods on a 5,000-image shift set is a tie (±0.5 points), though
     the seeds agree exactly; with the set's size unknown the same lead names a best method."""
-    from fewshot.captions import caption_accuracy
+    from fewshot.report.captions import caption_accuracy
 
     recs = [_rec("zero-shot", 0, None, 40.0), _rec("zero-shot", 0, None, 50.0, "sketch")]
     for seed in (1, 2):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from fewshot import notebooks
+from fewshot.notebooks import runner as notebooks
 from fewshot.world.generate import make_world
 from fewshot.world.tasks import make_tasks
 
@@ -26,7 +26,7 @@ def test_a_bare_figure_displays_as_a_png_in_an_ipython_shell():
     from IPython.core.interactiveshell import InteractiveShell
     from matplotlib.figure import Figure
 
-    from fewshot.hosted import show_figures_inline
+    from fewshot.notebooks.hosted import show_figures_inline
 
     shell = InteractiveShell.instance()
     fig = Figure(figsize=(2, 1))

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot import tip_adapter as tip
+from fewshot.methods.tip_adapter import cache_model as tip
 from fewshot.methods import ape, clip_adapter, gda, lp_plus_plus
 from fewshot.methods.linear_probe import fit_logistic
 

@@ -3,10 +3,11 @@ import json
 
 import pytest
 
-from fewshot.config import RunConfig, load_config
-from fewshot.errors import ConfigError, MissingStepError
-from fewshot.pipeline import Run, run_all
-from fewshot.report import build_report
+from fewshot.run.config import RunConfig, load_config
+from fewshot.base.errors import ConfigError, MissingStepError
+from fewshot.run.launch import run_all
+from fewshot.run.pipeline import Run
+from fewshot.report.build import build_report
 
 
 def _cfg(small_world, tiny_clip_path, tmp_path, **kw):
@@ -84,9 +85,9 @@ def test_shipped_configs_load():
 
 
 def test_set_values_parse_as_python_or_json():
-    from fewshot.cli import _overrides
+    from fewshot.run.overrides import parse_overrides
 
-    got = _overrides(["progress=false", "oracle=True", "shots=[1, 16]", "device=cuda:1", "lr=1e-3"])
+    got = parse_overrides(["progress=false", "oracle=True", "shots=[1, 16]", "device=cuda:1", "lr=1e-3"])
     assert got == {"progress": False, "oracle": True, "shots": [1, 16], "device": "cuda:1", "lr": 1e-3}
-    words = _overrides(["methods=[zero-shot, lp++,taskres]", "ft_alphas=[0,0.5]", "merge_tasks="])
+    words = parse_overrides(["methods=[zero-shot, lp++,taskres]", "ft_alphas=[0,0.5]", "merge_tasks="])
     assert words == {"methods": ["zero-shot", "lp++", "taskres"], "ft_alphas": [0, 0.5], "merge_tasks": ""}

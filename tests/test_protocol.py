@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot.config import RunConfig
+from fewshot.run.config import RunConfig
 from fewshot.methods import get_method, list_methods
-from fewshot.pipeline import Run, list_steps
-from fewshot.protocol import Context, Shots
+from fewshot.run.pipeline import Run, list_steps
+from fewshot.protocol.method import Context, Shots
 
 
 def _shots(n_per_class=3, c=4, d=8, seed=0):
@@ -47,7 +47,7 @@ def test_a_method_added_in_one_module_runs_end_to_end(small_world, tiny_clip_pat
     """The README's recipe: one module that registers a method; nothing else changes."""
     module = tmp_path / "my_method.py"
     module.write_text(textwrap.dedent('''
-        from fewshot.protocol import Head, Method, register
+        from fewshot.protocol.method import Head, Method, register
 
         def fit(shots, ctx):
             return Head(lambda f: -ctx.logit_scale * f @ ctx.text_weights.T, "none", {"sign": -1})
@@ -56,7 +56,7 @@ def test_a_method_added_in_one_module_runs_end_to_end(small_world, tiny_clip_pat
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     import my_method  # noqa: F401  (registers)
-    from fewshot import protocol
+    from fewshot.protocol import method as protocol
 
     try:
         cfg = RunConfig(data=str(small_world), backbone=str(tiny_clip_path), out=str(tmp_path / "run"),
@@ -70,7 +70,7 @@ def test_a_method_added_in_one_module_runs_end_to_end(small_world, tiny_clip_pat
         recs = {(r["method"], r["eval_set"]): r for r in run.records()}
         assert recs[("anti-zero-shot", "val")]["hyperparameters"] == {"sign": -1}
         assert recs[("anti-zero-shot", "val")]["shots"] == 2
-        from fewshot.report import build_report
+        from fewshot.report.build import build_report
 
         text = build_report(run.out, tmp_path / "report").read_text()
         assert "anti-zero-shot" in text

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from fewshot import _clip_compat
 from fewshot.methods import clip_adapter, taskres
-from fewshot.templates import get_templates
+from fewshot.models.templates import get_templates
 
 
 def _data(c=4, per_class=(3, 3, 2, 4), d=10, v=4, seed=0):
@@ -32,10 +32,10 @@ def _ctx(heads: dict, scale=20.0):
 
 
 def test_leaderboard_and_sources_table_read_each_methods_registration():
-    from fewshot.protocol import list_methods
-    from fewshot.report import leaderboard, sources_table
-    from fewshot.report_tables import source_of
-    from fewshot.results import make_record
+    from fewshot.methods import list_methods
+    from fewshot.report.build import leaderboard, sources_table
+    from fewshot.report.tables import source_of
+    from fewshot.protocol.results import make_record
 
     assert "geekyutao/TaskRes" in source_of("taskres") and source_of("taskres").endswith("@5195359")
     assert source_of("wise-coop") == source_of("coop") != "" and source_of("class-means") == ""
@@ -55,8 +55,8 @@ def test_leaderboard_and_sources_table_read_each_methods_registration():
 def _tiny_encoder(n=6, seed=0):
     import numpy as np
 
-    from fewshot.backbones import build_clip
-    from fewshot.pixels import PixelSet, train_size
+    from fewshot.models.backbones import build_clip
+    from fewshot.features.pixels import PixelSet, train_size
 
     torch.manual_seed(seed)
     model = build_clip(embed_dim=16, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
@@ -68,9 +68,9 @@ def _tiny_encoder(n=6, seed=0):
 
 
 def test_fresh_views_are_new_0_08_to_1_crops_each_epoch_through_the_frozen_encoder():
-    from fewshot.crops import FreshViews
-    from fewshot.pixels import augment
-    from fewshot.preprocess import normalize_pixels
+    from fewshot.features.crops import FreshViews
+    from fewshot.features.pixels import augment
+    from fewshot.features.preprocess import normalize_pixels
 
     encoder, paths = _tiny_encoder()
     order = paths[::-1]  # the shots' order, not the pool's
@@ -91,7 +91,7 @@ def test_fresh_views_are_new_0_08_to_1_crops_each_epoch_through_the_frozen_encod
 
 def test_taskres_official_recipe_trains_on_fresh_crops(monkeypatch):
     """The official recipe's fit equals the default fit on the same fresh views stacked as a cache."""
-    from fewshot.crops import FreshViews
+    from fewshot.features.crops import FreshViews
 
     encoder, paths = _tiny_encoder()
     monkeypatch.setattr(taskres, "epochs_for", lambda k: 3)
@@ -112,8 +112,8 @@ def test_taskres_official_recipe_trains_on_fresh_crops(monkeypatch):
 
 
 def test_fresh_crop_methods_get_the_encoder_only_under_the_official_recipe():
-    from fewshot.config import RunConfig
-    from fewshot.protocol import get_method
+    from fewshot.run.config import RunConfig
+    from fewshot.methods import get_method
 
     for name in ("taskres", "clip-adapter"):
         m = get_method(name)
@@ -128,8 +128,8 @@ CUPL_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cupl_imagenet_sma
 def test_cupl_reader_gives_tip7_then_each_classes_prompts_and_one_line_errors(monkeypatch, tmp_path):
     import json
 
-    from fewshot.errors import DatasetError
-    from fewshot.templates import class_prompts, list_templates
+    from fewshot.base.errors import DatasetError
+    from fewshot.models.templates import class_prompts, list_templates
 
     assert "cupl+tip7" in list_templates()
     monkeypatch.setenv("FEWSHOT_CUPL", str(CUPL_FIXTURE))
@@ -152,8 +152,8 @@ def test_cupl_reader_gives_tip7_then_each_classes_prompts_and_one_line_errors(mo
 
 
 def test_cupl_head_equals_apes_extract_text_feature_loop(monkeypatch):
-    from fewshot.backbones import build_clip
-    from fewshot.zeroshot import build_text_classifier
+    from fewshot.models.backbones import build_clip
+    from fewshot.models.text_head import build_text_classifier
 
     monkeypatch.setenv("FEWSHOT_CUPL", str(CUPL_FIXTURE))
     torch.manual_seed(0)
@@ -199,10 +199,10 @@ def test_download_cupl_checks_the_layout_and_writes_its_sha256(tmp_path):
 
 
 def test_readme_lists_every_method_with_its_source_as_the_registry_declares():
-    from fewshot.report import sources_table
+    from fewshot.report.build import sources_table
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert sources_table() in readme, "README's sources table is stale: paste fewshot.report.sources_table()"
+    assert sources_table() in readme, "README's sources table is stale: paste fewshot.report.build.sources_table()"
 
 
 @pytest.mark.slow
@@ -234,9 +234,9 @@ def test_an_official_run_whose_prompts_are_missing_stops_before_work(small_world
     import json
 
     from fewshot import cli
-    from fewshot.config import RunConfig
-    from fewshot.datasets import load_dataset
-    from fewshot.preflight import check_run
+    from fewshot.run.config import RunConfig
+    from fewshot.data.datasets import load_dataset
+    from fewshot.run.preflight import check_run
 
     monkeypatch.setenv("FEWSHOT_CUPL", str(tmp_path / "none.json"))
     args = ["run", "--config", "miniworld-quick", "--set", f"data={small_world}", f"backbone={tiny_clip_path}",

@@ -6,8 +6,8 @@ import pytest
 import torch
 from clip.model import AttentionPool2d, ResidualAttentionBlock
 
-from fewshot import merging
-from fewshot.regmean_inputs import attention_hooks
+from fewshot.merging import rules as merging
+from fewshot.merging.regmean_inputs import attention_hooks
 
 
 def _attend(q, k, v, heads, mask=None):

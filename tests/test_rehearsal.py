@@ -18,7 +18,7 @@ def test_smoke_rehearsal_runs_every_notebook(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = json.loads((tmp_path / "rehearsal.json").read_text())
-    from fewshot.notebooks import list_notebooks
+    from fewshot.notebooks.runner import list_notebooks
 
     assert [r["notebook"] for r in rows] == list_notebooks()
     assert all(r["ok"] and r["wall_s"] > 0 and r["peak_host_gib"] > 0 for r in rows)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fewshot import notebooks, release
+from fewshot.notebooks import runner as notebooks
+from fewshot.notebooks import release
 
 ROOT = notebooks.ROOT
 
@@ -24,13 +25,13 @@ def test_the_release_archive_is_the_committed_tree_in_one_folder_with_its_commit
         revision = z.read("fewshot-suite/fewshot/REVISION").decode().strip()
     assert files == sorted("fewshot-suite/" + p for p in _git("ls-tree", "-r", "--name-only", "HEAD").split())
     assert revision == _git("rev-parse", "HEAD").strip()  # export-subst: records name the commit
-    assert "fewshot-suite/notebooks/01_zeroshot.ipynb" in files and "fewshot-suite/fewshot/bootstrap.py" in files
+    assert "fewshot-suite/notebooks/01_zeroshot.ipynb" in files and "fewshot-suite/fewshot/notebooks/bootstrap.py" in files
 
 
 def test_git_revision_reads_the_stamp_outside_git(tmp_path):
     with zipfile.ZipFile(release.archive(tmp_path / "s.zip")) as z:
         z.extractall(tmp_path)
-    code = "from fewshot.results import git_revision; print(git_revision())"
+    code = "from fewshot.protocol.results import git_revision; print(git_revision())"
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "fewshot-suite", capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "GIT_CEILING_DIRECTORIES": str(tmp_path),
                               "PYTHONPATH": str(tmp_path / "fewshot-suite")})
@@ -49,7 +50,7 @@ def test_the_wheelhouse_targets_python_310_manylinux_with_a_numpy_torch_2_1_can_
     assert "--index-url" not in download_rest and "numpy>=1.22,<2" in download_rest
     assert build_clip[3:] == ["wheel", "-q", "--no-deps", "-w", str(tmp_path), "openai-clip==1.0.1"]
     # everything the suite imports (bootstrap's list) and the editable install's backend are in it
-    from fewshot import bootstrap
+    from fewshot.notebooks import bootstrap
 
     names = {r.split("=")[0].split(">")[0].split("<")[0].split("~")[0] for r in download_rest}
     assert {r.split(">")[0] for r in bootstrap.PURE_DEPENDENCIES.values()} | {"ipykernel", "hatchling", "editables", "ftfy", "regex"} <= names

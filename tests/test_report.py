@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fewshot import cli
-from fewshot.errors import ConfigError
-from fewshot.report import build_report, default_sections, list_sections
-from fewshot.results import dumps_records
+from fewshot.base.errors import ConfigError
+from fewshot.report.build import build_report, default_sections, list_sections
+from fewshot.protocol.results import dumps_records
 
 from test_report_figures import make_grid, world
 
@@ -104,7 +104,7 @@ def test_the_chinese_report_states_the_same_numbers_in_chinese_prose(run_dir, tm
 
 
 def test_a_partial_run_says_at_its_top_which_steps_are_missing(run_dir, tmp_path):
-    from fewshot.report import load_run, missing_steps
+    from fewshot.report.build import load_run, missing_steps
 
     present = sorted({r["method"] for r in world() if r.get("role") != "merge" and ":" not in r["method"]})
     config = {"methods": present + ["coop", "taskres"], "merge_tasks": "data/tasks"}
@@ -159,7 +159,7 @@ def test_the_cross_task_matrix_is_a_table_and_a_figure_of_gains_over_the_pre_tra
 
 
 def test_the_generalisation_table_splits_seen_and_unseen_tasks_by_hand():
-    from fewshot.merge_report import generalisation_table
+    from fewshot.report.merge_tables import generalisation_table
     from test_report_figures import _rec
 
     tasks = ["a", "b", "c", "d", "e"]

@@ -7,11 +7,11 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from fewshot.figstyle import method_style, smallest_text_pt
-from fewshot.figures import plot_accuracy_vs_shots, plot_grid
-from fewshot.protocol import list_record_names
-from fewshot.results import make_record
-from fewshot.robustness import plot_id_vs_ood, plot_wise_curve
+from fewshot.report.figstyle import method_style, smallest_text_pt
+from fewshot.report.figures import plot_accuracy_vs_shots, plot_grid
+from fewshot.methods import list_record_names
+from fewshot.protocol.results import make_record
+from fewshot.report.shift_figures import plot_id_vs_ood, plot_wise_curve
 
 CTX = {"backbone": "b", "backbone_sha256": "0" * 64, "dataset": "d", "git_rev": "r", "device": "cpu"}
 METHODS = ("class-means", "tip-adapter", "ape", "lp++")
@@ -146,7 +146,7 @@ def test_example_images_that_are_not_there_leave_a_marked_square(tmp_path):
     grid still draws, each missing image a grey square naming the file; present images are drawn."""
     from PIL import Image
 
-    from fewshot.figures import plot_examples
+    from fewshot.report.figures import plot_examples
 
     (tmp_path / "a").mkdir()
     Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "a" / "x.png")

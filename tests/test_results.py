@@ -1,6 +1,6 @@
 import json
 
-from fewshot.results import append_records, format_table, load_records, make_record, summarize
+from fewshot.protocol.results import append_records, format_table, load_records, make_record, summarize
 
 CTX = {"backbone": "b", "backbone_sha256": "0" * 64, "dataset": "d", "git_rev": "r", "device": "cpu"}
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import cli
-from fewshot.backbones import load_backbone
-from fewshot.checkpoint import Checkpoint
-from fewshot.finetune import Recipe, build_classifier, train, trainable_state
+from fewshot.models.backbones import load_backbone
+from fewshot.training.checkpoint import Checkpoint
+from fewshot.training.encoder import Recipe, build_classifier, train, trainable_state
 from fewshot.methods import coop
 from fewshot.methods.finetune import _Noise
 
@@ -88,7 +88,7 @@ def _quick(world, ckpt, tmp, *extra):
 
 def test_a_prompt_step_killed_after_an_epoch_reruns_to_the_same_records(small_world, tiny_clip_path, tmp_path,
                                                                          monkeypatch):
-    from fewshot.rundir import RunDir
+    from fewshot.run.rundir import RunDir
 
     assert cli.main(_quick(small_world, tiny_clip_path, tmp_path, "--steps", "zeroshot", "splits", "features", "prompt")) == 0
     clean = RunDir(tmp_path / "run").read_records("coop")

@@ -1,8 +1,8 @@
 import json
 import shutil
 
-from fewshot.datasets import load_dataset
-from fewshot.splits import make_manifest, manifest_bytes, shot_ranks, write_manifests
+from fewshot.data.datasets import load_dataset
+from fewshot.data.splits import make_manifest, manifest_bytes, shot_ranks, write_manifests
 
 
 def test_nested_exact_and_deterministic(small_world, tmp_path):

@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot import graphed, selection, tip_adapter as tip
+from fewshot.training import graphed
+from fewshot.protocol import selection
+from fewshot.methods.tip_adapter import cache_model as tip
 
 
 def _folds(seed=0, n=24, d=16, c=4, views=2, folds=3):
@@ -69,7 +71,7 @@ def test_cross_validate_scores_all_folds_at_once_like_one_by_one():
 
 def test_a_list_of_value_matrices_gives_each_grid_of_its_own_search_bit_for_bit():
     """APE's γ grid shares one pass of affinities (tip_adapter.search with a list of values)."""
-    from fewshot import tip_adapter as tip
+    from fewshot.methods.tip_adapter import cache_model as tip
 
     g = torch.Generator().manual_seed(3)
     f = torch.nn.functional.normalize(torch.randn(40, 16, generator=g), dim=-1)

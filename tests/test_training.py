@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot import tip_adapter as tip
-from fewshot.errors import NonFiniteError
-from fewshot.optim import AdamWFp16State
+from fewshot.methods.tip_adapter import cache_model as tip
+from fewshot.base.errors import NonFiniteError
+from fewshot.training.optim import AdamWFp16State
 
 
 def _problem(n=48, c=6, d=16, seed=0):

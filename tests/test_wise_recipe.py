@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from fewshot.backbones import build_clip
-from fewshot.config import load_config
-from fewshot.finetune import build_classifier, recipe_for, schedule
+from fewshot.models.backbones import build_clip
+from fewshot.run.config import load_config
+from fewshot.training.encoder import build_classifier, recipe_for, schedule
 from fewshot.methods.finetune import linear_head, set_alpha
-from fewshot.pixels import augment
-from fewshot.protocol import get_method
-from fewshot.wise import interpolate
+from fewshot.features.pixels import augment
+from fewshot.methods import get_method
+from fewshot.merging.interpolate import interpolate
 
 from tests.conftest import TINY
 

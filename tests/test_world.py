@@ -4,8 +4,8 @@ import re
 import pytest
 from PIL import Image
 
-from fewshot.backbones import load_backbone, shipped_path
-from fewshot.datasets import load_dataset
+from fewshot.models.backbones import load_backbone, shipped_path
+from fewshot.data.datasets import load_dataset
 from fewshot.world.generate import CLASSES, OBSCURE_NAMES, make_world, tree_digest
 from fewshot.world.pretrain import CAPTIONS, PretrainConfig, pretrain, reference_accuracy
 
@@ -48,7 +48,7 @@ def test_layout_matches_the_course_dataset(tmp_path):
 
 
 def test_world_make_keeps_a_current_tree_and_refuses_foreign_folders(tmp_path):
-    from fewshot.errors import DatasetError
+    from fewshot.base.errors import DatasetError
 
     root = make_world(tmp_path / "w", per_class=SMALL, workers=1)
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}

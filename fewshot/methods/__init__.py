@@ -1,11 +1,25 @@
-"""The built-in methods, registered in dependency order (see :mod:`fewshot.protocol`).
+"""The built-in methods, one module (or folder) each, registered in dependency order by
+:func:`load_methods`, which importing this package runs once (see :mod:`fewshot.protocol.method`).
 
-Each module registers its methods on import; :func:`list_methods` and :func:`get_method` are the
-registry's public face.
+:func:`list_methods` and :func:`get_method` are the registry's public face; code above this layer
+reads the registry from here, so that it is always filled.
 """
-from fewshot.protocol import get_method, list_methods, register  # noqa: F401
+import importlib
 
-from fewshot.methods import (zeroshot, class_means, tip_adapter, wise_ft, linear_probe,  # noqa: F401,E402
-                             clip_adapter, gda, ape, lp_plus_plus, taskres, clap, finetune, clip_lora, coop)  # (registration, dependencies first)
+from fewshot.protocol.method import (get_method, list_learnable, list_methods, list_record_names,  # noqa: F401
+                                     register)
 
-__all__ = ["get_method", "list_methods", "register"]
+__all__ = ["get_method", "list_methods", "list_record_names", "list_learnable", "register", "load_methods"]
+
+BUILTIN = ("zeroshot", "class_means", "tip_adapter", "wise_ft", "linear_probe", "clip_adapter", "gda", "ape",
+           "lp_plus_plus", "taskres", "clap", "finetune", "clip_lora", "coop")  # dependencies first
+
+
+def load_methods() -> list[str]:
+    """Register the built-in methods (idempotent); returns every registered name, in order."""
+    for name in BUILTIN:
+        importlib.import_module(f"fewshot.methods.{name}")
+    return list_methods()
+
+
+load_methods()

@@ -26,12 +26,12 @@ AdamW (lr 1e-4, eps 1e-3, weight decay 0.1), batch 256, 20 epochs, cosine per st
 (β, α) = (1, 2), the official training values; they are kept afterwards (``tuned_on: default``);
 an oracle run keeps the best epoch and searches (β, α) on test, as the official code does.
 
-Recipes (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` uses the run's text head; ``official``
+Recipes (``cfg.recipe``, :mod:`fewshot.protocol.recipes`): ``default`` uses the run's text head; ``official``
 the official ImageNet head, CuPL's GPT-3 prompts of each class with the 7 templates (the
 ``cupl+tip7`` set, ``extract_text_feature`` of ``extract_features.py``), for APE and APE-T alike.
 APE-T's ``default`` keeps ``res``, the entry weights and AdamW's state in fp32; ``official`` keeps
 them at fp16 precision
-(:class:`fewshot.optim.AdamWFp16State`), as the official ``APE_Training`` holds them
+(:class:`fewshot.training.optim.AdamWFp16State`), as the official ``APE_Training`` holds them
 (``nn.Parameter(....half())`` in ``utils.py`` of yangyangyang127/APE at 70460de, trained by
 ``torch.optim.AdamW(eps=1e-3, weight_decay=0.1)`` in ``main.py``); the forward and backward pass
 stay fp32, as for Tip-Adapter-F's official recipe.
@@ -41,11 +41,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshot import selection, tip_adapter as tip
-from fewshot.optim import AdamWFp16State
-from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import OFFICIAL_HEADS, recipe_for, text_head
-from fewshot.training import cosine_per_step, train_head
+from fewshot.protocol import selection
+from fewshot.methods.tip_adapter import cache_model as tip
+from fewshot.training.optim import AdamWFp16State
+from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.recipes import OFFICIAL_HEADS, recipe_for, text_head
+from fewshot.training.heads import cosine_per_step, train_head
 
 __all__ = ["channel_scores", "select_channels", "ape_values", "ape_logits", "ape_t_logits"]
 
@@ -113,7 +114,7 @@ def _selected(shots, W, lam):
 
 
 def fit_ape(shots, ctx) -> Head:
-    """Training-free APE; (β, α, γ) by :func:`fewshot.selection.choose`."""
+    """Training-free APE; (β, α, γ) by :func:`fewshot.protocol.selection.choose`."""
     recipe, W, head = _head(ctx)
     keys, values, idx, keys_sel, text_sel = _selected(shots, W, LAMBDA_APE)
     alphas, betas = tip.official_grid(7.0, 200, 7.0, 20)  # the official APE grid

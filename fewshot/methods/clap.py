@@ -26,19 +26,19 @@ As published (``jusiro/CLAP`` at dbdf409: ``trainers/adapters.py`` (``AdapterMet
   so an epoch sees about M of the 20·M pooled features;
 - fp32 training on features of the fp16 encoder.
 
-Recipes (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` pools the cache's V augmented views
+Recipes (``cfg.recipe``, :mod:`fewshot.protocol.recipes`): ``default`` pools the cache's V augmented views
 (``cfg.views``, 10 by default, scale 0.5–1); ``official`` pools 20 passes of fresh 0.08–1 crops and
-flips through the frozen image encoder (:class:`fewshot.crops.FreshViews`), as the official code.
+flips through the frozen image encoder (:class:`fewshot.features.crops.FreshViews`), as the official code.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from fewshot.budget import Plan, Work, seconds_per
-from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import official_crops, recipe_for, text_head, training_views
-from fewshot.training import check_finite, warmup_cosine_per_epoch
+from fewshot.protocol.budget import Plan, Work, seconds_per
+from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.recipes import official_crops, recipe_for, text_head, training_views
+from fewshot.training.heads import check_finite, warmup_cosine_per_epoch
 
 __all__ = ["clap_logits", "class_multipliers", "clap_penalty", "batches_per_epoch", "EPOCHS", "LR"]
 

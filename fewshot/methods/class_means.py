@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshot.protocol import Head, Method, register
+from fewshot.protocol.method import Head, Method, register
 
 
 def fit(shots, ctx) -> Head:

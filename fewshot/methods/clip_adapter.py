@@ -15,7 +15,7 @@ weight decay 5e-4, batch 32 (last partial batch dropped), 50 epochs, one warm-up
 then cosine per epoch; official images are fresh random resized crops (0.08–1) and flips every
 epoch. The ``default`` recipe trains on the cache's augmented views (0.5–1), one per epoch; the
 ``official`` one on a fresh 0.08–1 crop and flip of every shot each epoch, from the pixel cache
-through the frozen image encoder (:class:`fewshot.crops.FreshViews`). No hyperparameter is tuned
+through the frozen image encoder (:class:`fewshot.features.crops.FreshViews`). No hyperparameter is tuned
 (``tuned_on: default``).
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import official_crops, recipe_for, text_head, training_views
-from fewshot.training import train_head, warmup_cosine_per_epoch
+from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.recipes import official_crops, recipe_for, text_head, training_views
+from fewshot.training.heads import train_head, warmup_cosine_per_epoch
 
 __all__ = ["adapter_logits", "RATIO", "REDUCTION", "EPOCHS", "LR", "BATCH_SIZE"]
 

@@ -22,7 +22,7 @@ imagenet rn50_ep50 end 16 … False``: 16 context vectors drawn from N(0, 0.02²
 one context shared by all classes, the class name at the end), with the same recipe and no
 companion (an interpolation towards a random context means nothing). Recipes (``cfg.recipe``):
 ``default`` trains on the cache's views (0.5–1); ``official`` on a fresh 0.08–1 crop and flip of
-every shot each epoch (:class:`fewshot.crops.FreshViews`), as CoOp's Dassl loader draws them. Both
+every shot each epoch (:class:`fewshot.features.crops.FreshViews`), as CoOp's Dassl loader draws them. Both
 run the text blocks in bf16 on a GPU, where CoOp's ``PREC`` is fp16.
 """
 from __future__ import annotations
@@ -33,13 +33,14 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from fewshot import _clip_compat, selection
-from fewshot.budget import Plan, Work, fit_steps, seconds_per
-from fewshot.metrics import topk_correct
-from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import recipe_for, training_views
-from fewshot.training import train_head, warmup_cosine_per_epoch
-from fewshot.wise import DEFAULT_LAMBDA
+from fewshot import _clip_compat
+from fewshot.protocol import selection
+from fewshot.protocol.budget import Plan, Work, fit_steps, seconds_per
+from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.recipes import recipe_for, training_views
+from fewshot.training.heads import train_head, warmup_cosine_per_epoch
+from fewshot.merging.interpolate import DEFAULT_LAMBDA
 
 __all__ = ["PromptParts", "prompt_parts", "encode_prompts", "INIT"]
 

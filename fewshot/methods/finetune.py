@@ -1,7 +1,7 @@
 """Encoder fine-tuning (``ft-partial``, ``ft-full``, ``ft-lora``) and WiSE-FT of each.
 
 Each method fine-tunes CLIP's image encoder with a zero-shot-initialised head
-(:mod:`fewshot.finetune`) and reports the fine-tuned model; its companions report WiSE-FT,
+(:mod:`fewshot.training.encoder`) and reports the fine-tuned model; its companions report WiSE-FT,
 ``θ(α) = (1−α)·θ_zero-shot + α·θ_fine-tuned`` at the α chosen without test data
 (``wise-<method>``; for LoRA α scales the low-rank update), and Fisher-weighted at that α
 (``wise-<method>-fisher``, partial and full: the diagonal Fisher of both models on the k shots,
@@ -11,7 +11,7 @@ chosen α, at α = 0.5 and at α = 1, and the sweep records hold those and α = 
 on the cached features): each further α would re-encode every test set (97,500 images at ImageNet
 scale) for a diagnostic point. ``wise-<method>-default`` records α = 0.5, the WiSE-FT authors'
 advice when no shifted data is at hand (``tuned_on: default``), beside the held-out choice. The
-recipe is the run's ``ft_recipe`` (:func:`fewshot.finetune.recipe_for`), recorded as ``recipe``.
+recipe is the run's ``ft_recipe`` (:func:`fewshot.training.encoder.recipe_for`), recorded as ``recipe``.
 
 α is chosen on held-out shots: the encoder is fine-tuned once more without fold 0 of the shots
 (fold = shot rank mod ``cv_folds``) and every α scored on that fold; 0.5 at 1 shot (the WiSE-FT
@@ -22,36 +22,17 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 
-from fewshot import selection
-from fewshot.budget import Plan, Work, fit_steps, seconds_per
-from fewshot.finetune import (FISHER_IMAGES, build_classifier, diagonal_fisher, encode, load_state, mix_lora,
+from fewshot.protocol import selection
+from fewshot.protocol.budget import Plan, Work, fit_steps, seconds_per
+from fewshot.training.encoder import (FISHER_IMAGES, build_classifier, diagonal_fisher, encode, load_state, mix_lora,
                               recipe_for, train, trainable_state)
-from fewshot.metrics import topk_correct
-from fewshot.pixels import train_size
-from fewshot.preprocess import normalize_pixels
-from fewshot.protocol import Head, Method, register
-from fewshot.wise import DEFAULT_LAMBDA, interpolate
+from fewshot.protocol.metrics import topk_correct
+from fewshot.features.pixels import centre_pixels_of, features_of, train_size
+from fewshot.protocol.method import Head, Method, register
+from fewshot.merging.interpolate import DEFAULT_LAMBDA, interpolate
 
-__all__ = ["centre_pixels_of", "features_of", "set_alpha"]
-
-
-def centre_pixels_of(pool, rows, size: int, device) -> torch.Tensor:
-    """The pool's stored crops of ``rows`` resized to the input resolution (CLIP's test-time
-    view of them): float 0–255 [B, 3, size, size] on ``device``."""
-    x = pool.batch(rows).to(device).float()
-    return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True,
-                         align_corners=False).round().clamp(0, 255)
-
-
-@torch.no_grad()
-def features_of(clf, pool, rows, device, chunk: int = 256) -> torch.Tensor:
-    """Normalised features [B, D] of the pool's ``rows`` (their centre views), ``chunk`` images
-    at a time, so that thousands of held-out shots never sit on the GPU at once."""
-    res = clf.visual.input_resolution
-    return torch.cat([clf.features(normalize_pixels(centre_pixels_of(pool, rows[i:i + chunk], res, device)))
-                      for i in range(0, len(rows), chunk)])
+__all__ = ["set_alpha"]
 
 
 HEADS = ("head", "head_bias")  # the classifier's head tensors (the bias only in the wise-ft recipe)
@@ -82,7 +63,7 @@ def _best(alphas, scores) -> float:
 
 
 def _held_out_choice(strategy, fresh, shots, ctx, pool, rows, label, part):
-    """``inside`` of :func:`fewshot.selection.choose`: fine-tune again without fold 0 of the shots
+    """``inside`` of :func:`fewshot.protocol.selection.choose`: fine-tune again without fold 0 of the shots
     and score every ``cfg.ft_alphas`` point on that fold: (the best α, the scores)."""
     alphas, dev = list(ctx.cfg.ft_alphas), ctx.device
     held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0].cpu()

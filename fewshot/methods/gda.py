@@ -19,9 +19,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fewshot import selection
-from fewshot.metrics import topk_correct
-from fewshot.protocol import Head, Method, Source, register
+from fewshot.protocol import selection
+from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.method import Head, Method, Source, register
 
 __all__ = ["gda_head", "gda_logits", "ALPHAS", "DEFAULT_ALPHA"]
 
@@ -56,7 +56,7 @@ def _accuracy(logits, labels) -> float:
 
 
 def fit(shots, ctx) -> Head:
-    """GDA from every cached view; α by :func:`fewshot.selection.choose`."""
+    """GDA from every cached view; α by :func:`fewshot.protocol.selection.choose`."""
     views = F.normalize(shots.views.float(), dim=-1)
     W, scale = ctx.text_weights, ctx.logit_scale
     w, b = gda_head(views, shots.labels, shots.num_classes)

@@ -24,11 +24,11 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from fewshot import selection
-from fewshot.evaluation import check_finite
-from fewshot.metrics import topk_correct
-from fewshot.protocol import Head, Method, Source, register
-from fewshot.wise import DEFAULT_LAMBDA, interpolate
+from fewshot.protocol import selection
+from fewshot.protocol.evaluation import check_finite
+from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.merging.interpolate import DEFAULT_LAMBDA, interpolate
 
 __all__ = ["fit_logistic", "probe_data", "LAMBDAS", "DEFAULT_REG"]
 

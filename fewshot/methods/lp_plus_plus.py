@@ -19,7 +19,7 @@ augmented view per training image (the official code's single view). The officia
 epoch on a held-out K-shot split of the training set; with only the k shots here, the last epoch is
 kept, so nothing is tuned (``tuned_on: none``).
 
-Recipes (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` trains in fp32; ``official`` in fp16
+Recipes (``cfg.recipe``, :mod:`fewshot.protocol.recipes`): ``default`` trains in fp32; ``official`` in fp16
 as the official code does (``methods/linear_probe_p2.py`` of FereshteShakeri/FewShot-CLIP-Strong-
 Baseline at f81054f: the features, ``nn.Linear(...).to(model.dtype)``, α and SGD's momentum
 buffer are fp16, the forward and backward pass too); the step sizes are computed in fp32 from
@@ -33,10 +33,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fewshot.errors import ConfigError
-from fewshot.evaluation import check_finite
-from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import OFFICIAL_CHECKS, recipe_for
+from fewshot.base.errors import ConfigError
+from fewshot.protocol.evaluation import check_finite
+from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.recipes import OFFICIAL_CHECKS, recipe_for
 
 __all__ = ["lp_logits", "step_sizes", "init_alpha", "EPOCHS"]
 
@@ -87,7 +87,7 @@ def official_problem(device) -> str | None:
             f"run it on a GPU or with torch >= 2.1, or use recipe=default (or leave lp++ out of `methods`).")
 
 
-OFFICIAL_CHECKS["lp++"] = official_problem  # checked before a run starts (fewshot.preflight)
+OFFICIAL_CHECKS["lp++"] = official_problem  # checked before a run starts (fewshot.run.preflight)
 
 
 def fit(shots, ctx) -> Head:

@@ -18,10 +18,10 @@ via ``train_regular.sh``, optimiser defaults from Dassl's ``dassl/config/default
 - images: fresh random resized crops (scale 0.08–1) and flips every epoch through the frozen
   image encoder; training in fp32 (``self.model.float()``), the base computed by the fp16 model.
 
-Recipes (``cfg.recipe``, :mod:`fewshot.recipes`): ``default`` trains on the cache's augmented views
+Recipes (``cfg.recipe``, :mod:`fewshot.protocol.recipes`): ``default`` trains on the cache's augmented views
 (scale 0.5–1, one view per epoch); ``official`` is the same with a fresh 0.08–1 crop and flip of
 every shot drawn each epoch from the pixel cache and encoded by the frozen image encoder
-(:class:`fewshot.crops.FreshViews`). Nothing is tuned (``tuned_on: default``), as in the official
+(:class:`fewshot.features.crops.FreshViews`). Nothing is tuned (``tuned_on: default``), as in the official
 scripts.
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshot.protocol import Head, Method, Source, register
-from fewshot.recipes import official_crops, recipe_for, text_head, training_views
-from fewshot.training import train_head, warmup_cosine_per_epoch
+from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.recipes import official_crops, recipe_for, text_head, training_views
+from fewshot.training.heads import train_head, warmup_cosine_per_epoch
 
 __all__ = ["taskres_logits", "base_head", "ALPHA", "LR", "BATCH_SIZE", "WEIGHT_DECAY", "BASE", "epochs_for"]
 

@@ -10,10 +10,11 @@ authors' advice when nothing can be tuned; ``tuned_on: default``).
 """
 from __future__ import annotations
 
-from fewshot import selection, tip_adapter as tip
+from fewshot.protocol import selection
+from fewshot.methods.tip_adapter import cache_model as tip
 from fewshot.methods.tip_adapter import cache_head, train_fold_keys
-from fewshot.protocol import Head, Method, register
-from fewshot.wise import DEFAULT_LAMBDA, interpolate
+from fewshot.protocol.method import Head, Method, register
+from fewshot.merging.interpolate import DEFAULT_LAMBDA, interpolate
 
 __all__ = ["FISHER_KINDS"]
 

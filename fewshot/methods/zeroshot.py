@@ -1,8 +1,8 @@
 """Zero-shot CLIP: the text head alone, ``logit_scale · f·Wᵀ`` (Radford et al., 2021)."""
 from __future__ import annotations
 
-from fewshot.protocol import Head, Method, Source, register
-from fewshot.zeroshot import zeroshot_logits
+from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.models.text_head import zeroshot_logits
 
 
 def fit(shots, ctx) -> Head:

@@ -40,11 +40,11 @@ def run(args) -> int:
         print(f"mini-world written to {path} in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "train-clip":
-        from fewshot.cli import _overrides
+        from fewshot.run.overrides import parse_overrides
         from fewshot.world.guard import claim_checkpoint
         from fewshot.world.pretrain import PretrainConfig, pretrain
 
-        cfg = PretrainConfig(**_overrides(args.set))
+        cfg = PretrainConfig(**parse_overrides(args.set))
         log = pretrain(cfg, claim_checkpoint(args.out, "world train-clip", args.force))
         print(f"saved {args.out} ({log['size_bytes'] / 1e6:.1f} MB, sha256 {log['sha256'][:12]}...) "
               f"after {log['steps']} steps, final loss {log['history'][-1]['loss']:.4f}")
@@ -66,7 +66,7 @@ def run(args) -> int:
         print(f"tasks written to {make_tasks(args.out, force=args.force)} in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "check":
-        from fewshot.report import load_run
+        from fewshot.report.build import load_run
         from fewshot.world.phenomena import check_phenomena, format_checks
 
         rows = check_phenomena(load_run(args.run)["records"])

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from fewshot.atomic import atomic_write_text
+from fewshot.base.atomic import atomic_write_text
 from fewshot.world.guard import BUILDING_MARK, replace
 
 __all__ = ["FIXED_MTIME", "train_name", "val_names", "encode_image", "write_metadata", "stamp", "publish"]

@@ -3,7 +3,7 @@
 Every generator (``world make``, ``world make-tasks``, ``world make-imagenet-shaped``) marks the
 folder it writes with its own marker file. Before any work, :func:`claim` accepts an ``--out``
 that is missing, empty or carries that marker; any other folder is refused with one
-:class:`~fewshot.errors.DatasetError`, or, with ``force``, moved aside whole (``<out>.old-<time>``,
+:class:`~fewshot.base.errors.DatasetError`, or, with ``force``, moved aside whole (``<out>.old-<time>``,
 never deleted). A tree is built in ``.<out>.building`` (marked too: :func:`start_building` only
 ever removes a marked one), and :func:`replace` swaps it in only when the old tree holds nothing
 but files the new one writes again or that carry the generators' fixed time stamp: a file a user
@@ -16,8 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
-from fewshot.atomic import _force_hint, claim, move_aside  # noqa: F401 (claim: this module's API)
-from fewshot.errors import DatasetError
+from fewshot.base.atomic import _force_hint, claim, move_aside  # noqa: F401 (claim: this module's API)
+from fewshot.base.errors import DatasetError
 
 __all__ = ["BUILDING_MARK", "claim", "claim_checkpoint", "move_aside", "start_building", "replace"]
 

@@ -80,7 +80,7 @@ def make_imagenet_shaped(out: str | os.PathLike, spec: ShapedSpec = FULL, worker
                          force: bool = False) -> Path:
     """Write ``out/ImageNet-1K-16shot`` plus ``out/imagenet-v2``, ``out/imagenet-a``, ``out/imagenet-r``.
 
-    The robustness sets sit beside the dataset, where :func:`fewshot.datasets.find_shift_sets`
+    The robustness sets sit beside the dataset, where :func:`fewshot.data.datasets.find_shift_sets`
     and ``download_data.sh`` put them. ``out`` gets the ``.fewshot-imagenet-shaped`` marker
     first; a non-empty folder without it is refused (``force``: moved aside, never deleted).
     Returns the dataset root.
@@ -120,7 +120,7 @@ def make_rn50_random(path: str | os.PathLike, seed: int = 0) -> str:
     format; returns its SHA-256."""
     import torch
 
-    from fewshot.backbones import build_clip, save_checkpoint
+    from fewshot.models.backbones import build_clip, save_checkpoint
 
     torch.manual_seed(seed)
     return save_checkpoint(build_clip(), path)

@@ -7,7 +7,7 @@ web. Only 100 concepts exist, so a batch holds many captions of the same concept
 all of them as positives (CLIP's symmetric cross-entropy with soft targets).
 
 The model is ``clip.model.CLIP`` (ModifiedResNet image tower, as RN50) built by
-:func:`fewshot.backbones.build_clip`, saved by :func:`fewshot.backbones.save_checkpoint` and
+:func:`fewshot.models.backbones.build_clip`, saved by :func:`fewshot.models.backbones.save_checkpoint` and
 loaded by ``clip.load(path)`` like any OpenAI checkpoint.
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ from PIL import Image
 from tqdm import tqdm
 
 import clip
-from fewshot.atomic import atomic_write_text
-from fewshot.backbones import build_clip, save_checkpoint
-from fewshot.preprocess import center_pixels, normalize_pixels
+from fewshot.base.atomic import atomic_write_text
+from fewshot.models.backbones import build_clip, save_checkpoint
+from fewshot.features.preprocess import center_pixels, normalize_pixels
 from fewshot.world.generate import SIZES
 from fewshot.world.render import COLORS, SHAPES, render
 
@@ -110,11 +110,11 @@ def reference_accuracy(backbone, workdir: str | os.PathLike) -> float:
     """Zero-shot top-1 (fraction) of ``backbone`` on a fixed subset: the first 5 val images per
     class of the world with seed 0, template ``single``. Stored in the training log so a test can
     check that the committed checkpoint still loads to the same model."""
-    from fewshot.datasets import ImageSet, list_images
-    from fewshot.features import image_features
-    from fewshot.metrics import topk_accuracy
+    from fewshot.data.datasets import ImageSet, list_images
+    from fewshot.features.encode import image_features
+    from fewshot.protocol.metrics import topk_accuracy
     from fewshot.world.generate import CLASSES, make_world
-    from fewshot.zeroshot import build_text_classifier, zeroshot_logits
+    from fewshot.models.text_head import build_text_classifier, zeroshot_logits
 
     root = make_world(Path(workdir) / "reference-world", per_class={"train": 0, "val": 5, "shift/sketch": 0},
                       workers=1)
@@ -144,7 +144,7 @@ def _reference(out) -> dict:
     """The reloaded checkpoint's :func:`reference_accuracy`, as the log records it."""
     import tempfile
 
-    from fewshot.backbones import load_backbone
+    from fewshot.models.backbones import load_backbone
 
     with tempfile.TemporaryDirectory() as tmp:
         return {"subset": "val, first 5 images per class, world seed 0", "templates": "single",

@@ -1,0 +1,291 @@
+"""Fine-tuning CLIP's image encoder with a classification head initialised from the zero-shot text
+embeddings, and WiSE-FT of the result (Wortsman et al., CVPR 2022).
+
+The classifier is ``logits = normalise(visual(x))·Hᵀ`` with H = s·W_text at the start (the zero-
+shot head: the model starts exactly at zero-shot CLIP). Strategies differ only in what trains:
+
+- ``partial``: the last stage and the head (ResNet: ``layer4`` + the attention pool; ViT: the
+  last quarter of the blocks, ``ln_post`` and ``proj``);
+- ``full``: the whole image encoder and the head;
+- ``lora``: low-rank updates of the encoder's attention weights (:mod:`fewshot.models.lora`) and the head.
+
+One recipe for all, WiSE-FT's end-to-end one scaled to few shots (its source: the WiSE-FT code's
+ImageNet fine-tuning): AdamW (weight decay 0.1), linear warm-up over the first 10 % of steps then
+cosine, gradient clipping at 1.0, random resized crops (area 0.5–1) and flips of the stored
+crops; mixed precision (bf16, or fp16 with loss scaling) on a GPU, fp32 on a CPU; BatchNorm
+statistics stay frozen (batches of few-shot data are too small to estimate them, and WiSE-FT then
+interpolates weights that share one set of statistics). LoRA trains at 10× the rate (its update
+starts at zero; CLIP-LoRA uses 2e-4 where WiSE-FT uses 3e-5).
+
+That recipe is ``ft_recipe="suite"`` (the default). ``ft_recipe="wise-ft"`` is the WiSE-FT code's own
+(``mlfoundations/wise-ft``, ``src/models/finetune.py``, ``modeling.py`` and CLIP's training transform):
+random resized crops of area 0.9–1 without flips, a linear warm-up over 500 steps (however few the
+steps: then the rate never leaves the warm-up, as there), and a linear head with a bias (zeros at
+the start, trained and interpolated with the weights); the run's epochs, rate and batch as above.
+
+WiSE-FT interpolates the trained tensors, ``θ(α) = (1−α)·θ₀ + α·θ₁`` (for LoRA: α scales the
+low-rank update), optionally Fisher-weighted with a diagonal Fisher estimated on the k shots.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fewshot.training import distributed as dist
+from fewshot.training.fisher import FISHER_IMAGES, diagonal_fisher  # noqa: F401  (re-exported)
+from fewshot.models.lora import add_lora, set_mix
+from fewshot.features.pixels import augment
+from fewshot.features.preprocess import normalize_pixels
+from fewshot.training.heads import check_finite, warmup_cosine_per_step
+
+__all__ = ["STRATEGIES", "Recipe", "RECIPES", "recipe_for", "schedule", "checkpointing_for", "ClipClassifier", "build_classifier", "train", "encode",
+           "trainable_state", "load_state", "diagonal_fisher"]
+
+STRATEGIES = ("partial", "full", "lora")
+SMALL_GPU_GIB = 20  # GPUs below this (a T4, a P100) always recompute activations
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The fine-tuning recipe (module docstring); the run's config supplies the first four."""
+
+    epochs: int = 10
+    lr: float = 3e-5  # WiSE-FT's end-to-end learning rate
+    batch_size: int = 256
+    checkpointing: bool = False  # recompute activations in the backward pass (less memory)
+    weight_decay: float = 0.1
+    warmup: float = 0.1  # share of the steps
+    grad_clip: float = 1.0
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
+    lora_targets: str = "attention"
+    lora_lr_factor: float = 10.0
+    crop_scale: tuple = (0.5, 1.0)  # area of the random resized crops
+    flip: bool = True  # random horizontal flips
+    warmup_steps: int = 0  # > 0: the warm-up in steps instead of the ``warmup`` share
+    head_bias: bool = False  # a trained bias beside the head (zeros at the start)
+    name: str = "suite"
+
+
+RECIPES = {"suite": {}, "wise-ft": {"crop_scale": (0.9, 1.0), "flip": False, "warmup_steps": 500,
+                                    "head_bias": True, "name": "wise-ft"}}
+
+
+def recipe_for(cfg, **fields) -> Recipe:
+    """The run's :class:`Recipe`: ``cfg.ft_recipe``'s fields (:data:`RECIPES`) with the config's
+    epochs, rate, batch size and checkpointing; ``fields`` override any."""
+    base = {"epochs": cfg.ft_epochs, "lr": cfg.ft_lr, "batch_size": cfg.ft_batch_size,
+            "checkpointing": cfg.grad_checkpointing, **RECIPES[getattr(cfg, "ft_recipe", "suite")]}
+    return Recipe(**{**base, **fields})
+
+
+def checkpointing_for(requested: bool, device) -> bool:
+    """``requested``, or True on a GPU under ``SMALL_GPU_GIB`` (RN50, batch 256: 14 GiB without, 10.7 with)."""
+    device = torch.device(device)
+    if requested or device.type != "cuda":
+        return bool(requested)
+    return torch.cuda.get_device_properties(device).total_memory < SMALL_GPU_GIB * 2**30
+
+
+class ClipClassifier(torch.nn.Module):
+    """CLIP's image tower and a linear head [C, D] on its normalised features (with a bias [C],
+    zeros at the start, when ``bias``)."""
+
+    def __init__(self, visual: torch.nn.Module, head: torch.Tensor, checkpointing: bool = False, bias: bool = False):
+        super().__init__()
+        self.visual, self.head, self.checkpointing = visual, torch.nn.Parameter(head), checkpointing
+        self.head_bias = torch.nn.Parameter(torch.zeros(head.shape[0], device=head.device)) if bias else None
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised features [B, D] (fp32) of CLIP-normalised pixels [B, 3, R, R]."""
+        x = pixels.to(self.visual.conv1.weight.dtype)
+        if self.checkpointing and self.training:
+            x = _checkpointed(self.visual, x)
+        else:
+            x = self.visual(x)
+        return F.normalize(x.float(), dim=-1)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        logits = self.features(pixels) @ self.head.T
+        return logits if self.head_bias is None else logits + self.head_bias
+
+
+def _checkpointed(visual, x):
+    """The tower's forward with activation checkpointing per stage / block."""
+    from torch.utils.checkpoint import checkpoint
+
+    if hasattr(visual, "layer1"):  # ModifiedResNet: stem, then each stage checkpointed
+        x = visual.avgpool(visual.relu3(visual.bn3(visual.conv3(visual.relu2(visual.bn2(
+            visual.conv2(visual.relu1(visual.bn1(visual.conv1(x))))))))))
+        for stage in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+            x = checkpoint(stage, x, use_reentrant=False)
+        return visual.attnpool(x)
+    x = visual.conv1(x)  # ViT: VisionTransformer.forward with each block checkpointed
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+    cls = visual.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
+    x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)).permute(1, 0, 2)
+    for block in visual.transformer.resblocks:
+        x = checkpoint(block, x, use_reentrant=False)
+    return visual.ln_post(x.permute(1, 0, 2)[:, 0, :]) @ visual.proj
+
+
+def _trunk(visual) -> list:
+    """The image tower's parts that ``partial`` trains."""
+    if hasattr(visual, "layer4"):
+        return [visual.layer4, visual.attnpool]
+    blocks = list(visual.transformer.resblocks)
+    return blocks[-max(1, len(blocks) // 4):] + [visual.ln_post]
+
+
+def build_classifier(model, text_weights: torch.Tensor, logit_scale: float, strategy: str,
+                     device, recipe: Recipe, seed: int = 0, train_head: bool = True):
+    """(classifier, parameter groups) for ``strategy``: an fp32 copy of ``model.visual`` (the
+    backbone itself is not touched), the head at s·W_text, and only what the strategy trains
+    left trainable (the head too, unless ``train_head`` is False: task vectors for merging keep
+    each task's zero-shot head, as FusionBench does). BatchNorm layers stay in eval mode."""
+    from fewshot.models.bn_fold import unfuse
+
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    visual = unfuse(copy.deepcopy(model.visual)).float().to(device)
+    visual.requires_grad_(False)
+    head = logit_scale * text_weights.detach().float().to(device)
+    clf = ClipClassifier(visual, head, checkpointing_for(recipe.checkpointing, device), recipe.head_bias)
+    heads = [clf.head] + ([clf.head_bias] if recipe.head_bias else [])
+    if strategy == "full":
+        visual.requires_grad_(True)
+        groups = [{"params": list(visual.parameters()) + heads, "lr": recipe.lr}]
+    elif strategy == "partial":
+        trained = [p for part in _trunk(visual) for p in part.parameters()]
+        if not hasattr(visual, "layer4"):
+            trained.append(visual.proj)
+        for p in trained:
+            p.requires_grad_(True)
+        groups = [{"params": trained + heads, "lr": recipe.lr}]
+    else:
+        lora = add_lora(visual, recipe.lora_rank, recipe.lora_alpha, recipe.lora_targets, seed)
+        groups = [{"params": lora, "lr": recipe.lr * recipe.lora_lr_factor}, {"params": heads, "lr": recipe.lr}]
+    if not train_head:
+        for h in heads:
+            h.requires_grad_(False)
+        groups = [{**g, "params": [p for p in g["params"] if all(p is not h for h in heads)]} for g in groups]
+        groups = [g for g in groups if g["params"]]
+    return clf, groups
+
+
+def _freeze_bn(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _autocast(device):
+    if torch.device(device).type != "cuda":
+        return contextlib.nullcontext(), None
+    bf16 = torch.cuda.is_bf16_supported()
+    scaler = None if bf16 else torch.cuda.amp.GradScaler()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16), scaler
+
+
+def schedule(recipe: Recipe, total_steps: int):
+    """The rate factor at step t: warm-up over ``warmup_steps`` (or the ``warmup`` share), then cosine."""
+    share = recipe.warmup_steps / total_steps if recipe.warmup_steps else recipe.warmup
+    return warmup_cosine_per_step(total_steps, share)
+
+
+def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: torch.Tensor,
+          recipe: Recipe, device, seed: int = 0, progress: bool = True, what: str = "fine-tuning",
+          checkpoint=None) -> list:
+    """Train ``clf`` on the pool's stored crops ``rows`` [M] with ``labels`` [M]; returns the
+    history ``[{"epoch", "loss", "train_acc"}]``. Under ``torchrun`` each process takes its share
+    of every batch and DistributedDataParallel averages the gradients; a ``checkpoint``
+    (:mod:`fewshot.training.checkpoint`) keeps every epoch and resumes from the last one."""
+    device = torch.device(device)
+    model = dist.wrap(clf, device)
+    opt = torch.optim.AdamW([dict(g) for g in groups], weight_decay=recipe.weight_decay)
+    n = len(rows)
+    steps = math.ceil(n / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(recipe, recipe.epochs * steps))
+    cast, scaler = _autocast(device)
+    gen, aug_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    params = [p for g in groups for p in g["params"]]
+    resumable = ({"optimizer": opt, "schedule": sched, "scaler": scaler}, {"order": gen, "augment": aug_gen})
+    saved = checkpoint.resume(params, *resumable) if checkpoint is not None else None
+    history, start = (saved["history"], saved["epoch"]) if saved else ([], 0)
+    clf.train()
+    _freeze_bn(clf)
+    res = clf.visual.input_resolution
+    for epoch in tqdm(range(start, recipe.epochs), what, recipe.epochs, initial=start, disable=not progress, leave=False):
+        order = torch.randperm(n, generator=gen)
+        losses, correct = torch.zeros(steps, device=device), torch.zeros((), device=device)
+        for i in range(steps):
+            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            x = augment(pool.batch(rows[idx].tolist()).to(device, non_blocking=True), res, aug_gen,
+                        recipe.crop_scale, flip=recipe.flip)
+            y = labels[idx].to(device)
+            x, y = dist.my_share(x), dist.my_share(y)
+            with cast:
+                logits = model(normalize_pixels(x))
+                loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+            scaler.step(opt) if scaler is not None else opt.step()
+            if scaler is not None:
+                scaler.update()
+            sched.step()
+            losses[i] = loss.detach()
+            correct += (logits.argmax(1) == y).sum()
+        check_finite(losses, what, epoch, f"lower ft_lr ({recipe.lr})")
+        history.append({"epoch": epoch + 1, "loss": float(losses.mean()),
+                        "train_acc": float(dist.sum_all(correct)) / n})
+        if checkpoint is not None:
+            checkpoint.save(epoch + 1, params, *resumable, history=history)
+    clf.eval()
+    return history
+
+
+@torch.no_grad()
+def encode(clf: ClipClassifier, pixels, device, batch_size: int = 256, progress: bool = False,
+           what: str = "encoding") -> torch.Tensor:
+    """Normalised features [N, D] (fp32, on ``device``) of a :class:`fewshot.features.pixels.PixelSet`
+    (centre crops at the input resolution); under ``torchrun`` each process encodes its share
+    and the features are gathered."""
+    clf.eval()
+    cast, _ = _autocast(device)
+    rows = dist.my_rows(len(pixels))
+    out = []
+    for s in tqdm(range(0, len(rows), batch_size), desc=what, disable=not progress, leave=False):
+        x = pixels.batch(rows[s:s + batch_size]).to(device, non_blocking=True)
+        with cast:
+            out.append(clf.features(normalize_pixels(x)).float())
+    feats = torch.cat(out) if out else torch.zeros(0, clf.head.shape[1], device=device)
+    return dist.gather_rows(feats, len(pixels))
+
+
+def trainable_state(clf: ClipClassifier) -> dict:
+    """The tensors fine-tuning changed, by name (the head, and every trainable tensor)."""
+    return {n: p.detach().clone() for n, p in clf.named_parameters() if p.requires_grad}
+
+
+def load_state(clf: ClipClassifier, state: dict) -> None:
+    """Set ``clf``'s tensors from ``state`` (as :func:`trainable_state` names them)."""
+    params = dict(clf.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+def mix_lora(clf: ClipClassifier, alpha: float) -> None:
+    """WiSE-FT of a LoRA classifier's encoder: scale every low-rank update by α."""
+    set_mix(clf.visual, alpha)
