@@ -1,13 +1,13 @@
 """fewshot: few-shot image classification with CLIP on cached features.
 
-Modules, one concept each: ``backbones`` (loading CLIP), ``datasets`` (folder layouts),
-``checks`` (dataset validation), ``splits`` (seeded nested k-shot manifests), ``images``
-(decoding), ``features`` (the on-disk feature cache), ``templates`` and ``zeroshot`` (text heads),
-``fusion`` (a faster inference form of CLIP's ResNet tower),
-``tip_adapter``, ``wise``, ``selection`` (hyperparameters from the shots), ``metrics``,
-``results``, ``config``, ``pipeline``, ``report``, ``notebooks`` and ``hosted`` (running the
-notebooks), and ``world`` (the mini-world and the ImageNet-shaped rehearsal data). Importing the package is cheap: it
-imports no torch until a submodule needs it.
+Subpackages in the order data flows, each importing only those before it (README, "Layout"):
+``base`` (errors, atomic writes, paths), ``data`` (images, datasets, shifts, checks, splits),
+``models`` (backbones, text head, templates, LoRA), ``features`` (preprocessing, loaders, caches),
+``protocol`` (the method contract, selection, metrics, records), ``training`` (the trainers),
+``merging`` (weight-space rules and the merge study), ``methods`` (one home per method), ``run``
+(config, run folder, pipeline), ``report``, ``notebooks`` (running them, hosted platforms), and
+``world`` (the mini-world and the ImageNet-shaped rehearsal data). Importing the package is cheap:
+it imports no torch until a submodule needs it.
 """
 import os
 

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_check_data)
 
     w = sub.add_parser("world", help="the mini-world: generate data, train the tiny CLIP")
-    from fewshot.world.cli import add_arguments
+    from fewshot.world.commands import add_arguments
 
     add_arguments(w)
     w.set_defaults(func=_cmd_world)

@@ -175,25 +175,33 @@ def search(feats, labels, text_weights, keys, values, alphas, betas, logit_scale
     b_chunk = _chunks(betas.numel(), n_chunk * per_query, budget_bytes)
     correct = torch.zeros(len(vals), betas.numel(), A, dtype=torch.long, device=dev)
     for s in tqdm(range(0, N, n_chunk), desc="grid search", disable=not progress, leave=False):
-        f, y = feats[s:s + n_chunk], labels[s:s + n_chunk, None]
-        zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
-        a = zs.gather(1, y) - zs  # [n, C]: the true class's zero-shot margin over each class
-        lower = torch.arange(C, device=dev) < y  # [n, C]: classes that win a tie against y
-        sim = (cache_feats[s:s + n_chunk] @ keys.T - 1.0).to(mm)  # [n, M] = −(1 − f·k), cast once
-        if exclude is not None:
-            ex = exclude[s:s + n_chunk].to(dev)
-            rows = torch.nonzero(ex >= 0).squeeze(1)
-        for b in range(0, betas.numel(), b_chunk):
-            aff = _affinities(sim, beta_list[b:b + b_chunk], groups is not None,
-                              None if exclude is None else (rows, ex[rows]))
-            for g, v in enumerate(vals):
-                if groups is not None:  # Σ_k (A − 1) = class sum − K: the same shift for every class
-                    cache = aff.view(*aff.shape[:2], -1, C).sum(2, dtype=f32)  # [b, n, C]
-                else:
-                    cache = (aff @ v).to(f32)
-                correct[g, b:b + b_chunk] += _wins(a, cache, y, lower, alphas)
+        ex = None if exclude is None else exclude[s:s + n_chunk].to(dev)
+        correct += _count_wins(feats[s:s + n_chunk], labels[s:s + n_chunk, None], cache_feats[s:s + n_chunk],
+                               keys, text_weights, logit_scale, ex, beta_list, b_chunk, groups is not None,
+                               vals, alphas, mm)
     grid = correct.to(f32) / N
     return grid if many else grid[0]
+
+
+def _count_wins(f, y, cf, keys, text_weights, logit_scale, ex, beta_list, b_chunk, grouped, vals, alphas, mm):
+    """Correct counts [G, B, A] of one chunk of n queries (features f [n, D], labels y [n, 1],
+    cache-side features cf [n, D']) over every value matrix, β and α: :func:`search`'s inner loop."""
+    f32, C = torch.float32, text_weights.shape[0]
+    zs = zeroshot_logits(f, text_weights, logit_scale)  # [n, C]
+    a = zs.gather(1, y) - zs  # [n, C]: the true class's zero-shot margin over each class
+    lower = torch.arange(C, device=f.device) < y  # [n, C]: classes that win a tie against y
+    sim = (cf @ keys.T - 1.0).to(mm)  # [n, M] = −(1 − f·k), cast once
+    rows = None if ex is None else torch.nonzero(ex >= 0).squeeze(1)
+    out = torch.zeros(len(vals), len(beta_list), alphas.numel(), dtype=torch.long, device=f.device)
+    for b in range(0, len(beta_list), b_chunk):
+        aff = _affinities(sim, beta_list[b:b + b_chunk], grouped, None if ex is None else (rows, ex[rows]))
+        for g, v in enumerate(vals):
+            if grouped:  # Σ_k (A − 1) = class sum − K: the same shift for every class
+                cache = aff.view(*aff.shape[:2], -1, C).sum(2, dtype=f32)  # [b, n, C]
+            else:
+                cache = (aff @ v).to(f32)
+            out[g, b:b + b_chunk] += _wins(a, cache, y, lower, alphas)
+    return out
 
 
 def best_point(grid: torch.Tensor, alphas, betas) -> tuple[float, float, float]:
