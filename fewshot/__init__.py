@@ -34,3 +34,32 @@ def _warn_if_stale_install() -> None:
 _warn_if_stale_install()
 
 __version__ = "0.1.0"
+
+# The public face: what a notebook or a script needs, importable as ``from fewshot import start``.
+# Each name is resolved on first use, so ``import fewshot`` stays cheap (no torch, no clip).
+_PUBLIC = {
+    "start": "fewshot.notebooks.hosted",  # open (or continue) a run as a notebook does; returns the Run
+    "load_config": "fewshot.run.config",  # a shipped config (or JSON file) with --set style overrides
+    "Run": "fewshot.run.pipeline",  # one run of the suite: run.step(name), run.records(), run.summary()
+    "run_all": "fewshot.run.launch",  # every step (or some) in order, as `python -m fewshot run`
+    "list_steps": "fewshot.run.pipeline",  # the steps, in order
+    "list_methods": "fewshot.methods",  # the registry: method names, dependencies first
+    "get_method": "fewshot.methods",  # one registered Method (its fit, step, source, recipes)
+    "load_run": "fewshot.report.build",  # a finished run folder's config and records, for the report
+    "build_report": "fewshot.report.build",  # report.md, report.html and figures from a run folder
+}
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fewshot' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -88,7 +88,7 @@ def _cmd_check_data(args) -> int:
 
 
 def _cmd_world(args) -> int:
-    from fewshot.world import cli as world_cli
+    from fewshot.world import commands as world_cli
 
     return world_cli.run(args)
 

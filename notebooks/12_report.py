@@ -13,7 +13,7 @@
 # %%
 from IPython.display import HTML
 
-from fewshot.report.build import build_report
+from fewshot import build_report
 
 path = build_report(run.out, run.cfg.report_dir)
 print(f"written: {path} and {path.with_suffix('.html')} (self-contained: figures embedded)")
@@ -31,7 +31,7 @@ HTML(path.with_suffix(".html").read_text())
 
 # %%
 from fewshot.report.analysis_report import analysis_figures
-from fewshot.report.build import load_run
+from fewshot import load_run
 
 analysis = analysis_figures(load_run(run.out))
 display(Markdown(f"Method shown: **{analysis['method']}**, {analysis['why']}."))

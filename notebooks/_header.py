@@ -51,6 +51,6 @@ if not Path("fewshot/__init__.py").is_file():  # a hosted notebook: find the sui
 # %%
 from IPython.display import Markdown, display
 
-from fewshot.notebooks.hosted import start
+from fewshot import start
 
 run = start(config, overrides, first=FIRST_NOTEBOOK)

@@ -46,3 +46,18 @@ def test_the_package_draws_text_progress_bars_never_notebook_widgets():
                 [a.name for a in node.names] if isinstance(node, ast.Import) else []
             bad += [f"{path.name}: {n}" for n in names if n in ("tqdm.auto", "tqdm.notebook", "tqdm.autonotebook")]
     assert not bad, bad
+
+
+def test_the_public_face_is_lazy_and_every_name_resolves_to_its_home():
+    """``import fewshot`` imports no torch; each public name is the object of the module it lives in."""
+    import importlib
+
+    code = ("import sys, fewshot; assert 'torch' not in sys.modules, 'import fewshot pulled in torch'; "
+            "print(sorted(fewshot.__all__))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    import fewshot
+
+    for name, home in fewshot._PUBLIC.items():
+        assert getattr(fewshot, name) is getattr(importlib.import_module(home), name)
+    assert fewshot.list_methods()[0] == "zero-shot" and "tip-adapter" in fewshot.list_methods()

@@ -1,0 +1,53 @@
+"""The method contract, checked over the registry (as timm tests every registered model): every
+method in ``list_methods()``, fitted by the pipeline on a tiny world, gives finite ``[n, C]``
+logits for every test set; its records carry JSON-able hyperparameters and a ``tuned_on`` from the
+allowed set (never ``test-oracle`` outside an oracle run); and its saved state reloads from the
+run folder with the same hyperparameters, the same label and finite tensors."""
+import json
+
+import torch
+
+from fewshot.methods import get_method, list_methods
+from fewshot.protocol.method import TUNED_ON
+from fewshot.run import pipeline
+from fewshot.run.config import RunConfig
+from fewshot.run.launch import run_all
+
+
+def test_every_registered_method_keeps_the_contract(small_world, tiny_clip_path, tmp_path, monkeypatch):
+    seen = {}  # what -> [(n, C), ...]: every logits tensor the pipeline scored
+    real = pipeline.evaluate
+
+    def watched(fn, sets, what="a head", **kw):
+        def logits(feats):
+            out = fn(feats)
+            assert out.dim() == 2 and out.shape[0] == feats.shape[0], f"{what}: logits {tuple(out.shape)}"
+            assert torch.isfinite(out).all(), f"{what}: non-finite logits"
+            seen.setdefault(what.split(" (")[0], []).append(tuple(out.shape))
+            return out
+        return real(logits, sets, what, **kw)
+
+    monkeypatch.setattr(pipeline, "evaluate", watched)
+    cfg = RunConfig(data=str(small_world), backbone=str(tiny_clip_path), out=str(tmp_path / "run"),
+                    cache_dir=str(tmp_path / "cache"), templates="single", shots=(1, 2), seeds=(1,),
+                    views=2, beta_steps=3, alpha_steps=3, epochs=1, lambdas=(0.0, 0.5, 1.0), cv_folds=2,
+                    clip_lora_iters=1, ft_epochs=1, coop_epochs=1, device="cpu", num_workers=0, progress=False)
+    run = run_all(cfg, stream=open("/dev/null", "w"))
+    records = run.records()
+    classes = len(run.dataset.classnames)
+    for name in list_methods():
+        method = get_method(name)
+        assert name in seen, f"{name}: never scored"
+        assert {c for _, c in seen[name]} == {classes}, f"{name}: logits over {seen[name]}, not {classes} classes"
+        mine = [r for r in records if r["method"] in (name, *method.companions) and r["role"] == "final"]
+        assert mine, f"{name}: no final record"
+        for r in mine:
+            assert r["tuned_on"] in TUNED_ON and r["tuned_on"] != "test-oracle", (name, r["tuned_on"])
+            assert json.loads(json.dumps(r["hyperparameters"])) == r["hyperparameters"], name
+        grid = [(0, None)] if method.shot_free else [(k, 1) for k in run.shots_of(method)]
+        for k, seed in grid:
+            fitted = run.dir.load_fitted(name, k, seed, run.digest, method.step)
+            rec = next(r for r in mine if r["method"] == name and r["shots"] == k and r["eval_set"] == "val")
+            assert (fitted.hyperparameters, fitted.tuned_on) == (rec["hyperparameters"], rec["tuned_on"]), name
+            for key, t in fitted.state.items():
+                assert not torch.is_tensor(t) or not t.is_floating_point() or torch.isfinite(t).all(), (name, key)
