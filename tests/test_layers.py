@@ -106,3 +106,8 @@ def test_the_test_sees_an_upward_import(tmp_path):
     mods = {"fewshot.base.errors": tmp_path / "fewshot/base/errors.py", "fewshot.report.figures": tmp_path}
     deps = _imports("fewshot.base.errors", tmp_path / "fewshot/base/errors.py", mods)
     assert deps == {"fewshot.report.figures"} and _layer("fewshot.report.figures") > _layer("fewshot.base.errors")
+
+
+def test_every_module_opens_with_the_line_that_says_its_job():
+    missing = [m for m, p in _modules().items() if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))]
+    assert not missing, f"modules without a docstring: {missing}"
