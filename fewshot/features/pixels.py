@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fewshot.base.hashing import sha256_file
 from fewshot.base.atomic import atomic_path, atomic_write_json
 from fewshot.features.cache import files_fingerprint
 from fewshot.base.errors import FewshotWarning
@@ -57,20 +58,12 @@ class PixelSet:
         return torch.from_numpy(np.ascontiguousarray(self.array[np.asarray(rows)]))
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verified(npy: Path, meta: Path, key: dict):
     try:
         info = json.loads(meta.read_text())
         if info.get("key") != key:
             return None, "made for another key"
-        if _digest(npy) != info.get("sha256"):
+        if sha256_file(npy, 1 << 24) != info.get("sha256"):
             return None, "checksum mismatch"
         array = np.load(npy, mmap_mode="r", allow_pickle=False)
         if array.shape != tuple(info["shape"]) or array.dtype != np.uint8:
@@ -107,7 +100,7 @@ def pixel_cache(image_set, size: int, cache_dir, num_workers: int = 0, progress:
             start += len(x)
         out.flush()
         del out
-    atomic_write_json(meta, {"key": key, "sha256": _digest(npy), "shape": [len(image_set), 3, size, size],
+    atomic_write_json(meta, {"key": key, "sha256": sha256_file(npy, 1 << 24), "shape": [len(image_set), 3, size, size],
                              "paths": image_set.paths})
     return PixelSet(np.load(npy, mmap_mode="r", allow_pickle=False), image_set.paths)
 

@@ -8,7 +8,6 @@ one :class:`~fewshot.base.errors.BackboneError` that says what to do.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import urllib.error
@@ -21,10 +20,11 @@ import torch
 
 from fewshot import _clip_compat
 from fewshot.base.atomic import atomic_path, atomic_write_json
+from fewshot.base.hashing import sha256_file
 from fewshot.base.errors import BackboneError, FewshotWarning
 from fewshot.models.bn_fold import fuse_image_tower
 
-__all__ = ["Backbone", "LazyBackbone", "BackboneError", "list_backbones", "load_backbone", "sha256_file",
+__all__ = ["Backbone", "LazyBackbone", "BackboneError", "list_backbones", "load_backbone",
            "known_checksums", "build_clip", "save_checkpoint", "shipped_path"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -74,15 +74,6 @@ def _clip():
 def list_backbones() -> list[str]:
     """Registered names: OpenAI's downloadable checkpoints, then the ones this project ships."""
     return list(_clip().available_models()) + sorted(_SHIPPED)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _expected_sha(name: str) -> str:

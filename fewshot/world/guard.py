@@ -11,25 +11,17 @@ added to (or edited in) a generated folder is never deleted.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
+from fewshot.base.hashing import sha256_file
 from fewshot.base.atomic import _force_hint, claim, move_aside  # noqa: F401 (claim: this module's API)
 from fewshot.base.errors import DatasetError
 
 __all__ = ["BUILDING_MARK", "claim", "claim_checkpoint", "move_aside", "start_building", "replace"]
 
 BUILDING_MARK = ".fewshot-building"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def claim_checkpoint(out: str | os.PathLike, command: str, force: bool = False) -> Path:
@@ -42,7 +34,7 @@ def claim_checkpoint(out: str | os.PathLike, command: str, force: bool = False) 
     if not present:
         return out
     ours = out.is_file() and not out.is_symlink() and sha.is_file() and \
-        sha.read_text(errors="replace").split()[:1] == [_sha256(out)]
+        sha.read_text(errors="replace").split()[:1] == [sha256_file(out)]
     if not ours:
         if not force:
             raise DatasetError(f"{present[0]} exists and is not a checkpoint `{command}` wrote (no "
