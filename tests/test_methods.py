@@ -155,3 +155,16 @@ def test_search_and_evaluation_break_exact_ties_alike(m):
 def test_topk_counts_a_tie_against_the_higher_index():
     logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [3.0, 3.0, 3.0, 2.0]])
     assert topk_accuracy(logits, torch.tensor([1, 2]), ks=(1, 2, 3)) == {1: 0.5, 2: 0.5, 3: 1.0}
+
+
+def test_top1_equals_a_loop_with_ties_to_the_lower_class_and_is_nan_on_an_empty_fold():
+    import math
+
+    from fewshot.protocol.metrics import top1
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randint(0, 3, (200, 5), generator=g).float()  # many exact ties
+    labels = torch.randint(0, 5, (200,), generator=g)
+    loop = sum(max(range(5), key=lambda c: (float(row[c]), -c)) == int(y) for row, y in zip(logits, labels)) / 200
+    assert abs(top1(logits, labels) - loop) < 1e-6  # a float32 mean, as every caller had it
+    assert math.isnan(top1(logits[:0], labels[:0]))

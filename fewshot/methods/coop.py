@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from fewshot import _clip_compat
 from fewshot.protocol import selection
 from fewshot.protocol.budget import Plan, Work, fit_steps, seconds_per
-from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, Source, register
 from fewshot.protocol.recipes import recipe_for, training_views
 from fewshot.training.heads import train_head, warmup_cosine_per_epoch
@@ -129,10 +129,6 @@ def _train(parts, views, labels, scale, seed, progress, what, epochs, checkpoint
     return ctx.detach(), out["history"]
 
 
-def _top1(logits, labels) -> float:
-    return float(topk_correct(logits, labels, (1,))[1].float().mean())
-
-
 def fit(shots, ctx) -> Head:
     """Learn the context on the shots' cached views; WiSE-FT of the context as the companion."""
     parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
@@ -150,11 +146,11 @@ def fit(shots, ctx) -> Head:
         held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]
         kept = views.subset(~held) if hasattr(views, "subset") else views[:, ~held]
         c1, _ = _train(parts, kept, shots.labels[~held], scale, shots.seed, False, what, epochs, part("fold0"))
-        scores = [_top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
+        scores = [top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
         return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
 
     def on_test(s):
-        scores = [_top1(scale * s.feats @ text_at(a).T, s.labels) for a in ALPHAS]
+        scores = [top1(scale * s.feats @ text_at(a).T, s.labels) for a in ALPHAS]
         return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
 
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)

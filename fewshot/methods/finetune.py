@@ -27,7 +27,7 @@ from fewshot.protocol import selection
 from fewshot.protocol.budget import Plan, Work, fit_steps, seconds_per
 from fewshot.training.encoder import (FISHER_IMAGES, build_classifier, diagonal_fisher, encode, load_state, mix_lora,
                               recipe_for, train, trainable_state)
-from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.metrics import top1
 from fewshot.features.pixels import centre_pixels_of, features_of, train_size
 from fewshot.protocol.method import Head, Method, register
 from fewshot.merging.interpolate import DEFAULT_LAMBDA, interpolate
@@ -55,7 +55,7 @@ def linear_head(state: dict):
 
 
 def _top1(feats, head_fn, labels) -> float:
-    return float(topk_correct(head_fn(feats), labels, (1,))[1].float().mean())
+    return top1(head_fn(feats), labels)
 
 
 def _best(alphas, scores) -> float:

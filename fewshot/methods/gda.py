@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.protocol import selection
-from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, Source, register
 
 __all__ = ["gda_head", "gda_logits", "ALPHAS", "DEFAULT_ALPHA"]
@@ -51,10 +51,6 @@ def gda_logits(feats, text_weights, w, b, alpha: float, logit_scale: float = 100
     return logit_scale * feats @ text_weights.float().T + alpha * (feats @ w.T + b)
 
 
-def _accuracy(logits, labels) -> float:
-    return float(topk_correct(logits, labels, (1,))[1].float().mean())
-
-
 def fit(shots, ctx) -> Head:
     """GDA from every cached view; α by :func:`fewshot.protocol.selection.choose`."""
     views = F.normalize(shots.views.float(), dim=-1)
@@ -63,11 +59,11 @@ def fit(shots, ctx) -> Head:
 
     def score_fold(train, held):
         wf, bf = gda_head(views[:, train], shots.labels[train], shots.num_classes)
-        return [_accuracy(gda_logits(shots.center[held], W, wf, bf, a, scale), shots.labels[held])
+        return [top1(gda_logits(shots.center[held], W, wf, bf, a, scale), shots.labels[held])
                 for a in ALPHAS]
 
     def on_test(s):
-        scores = [_accuracy(gda_logits(s.feats, W, w, b, a, scale), s.labels) for a in ALPHAS]
+        scores = [top1(gda_logits(s.feats, W, w, b, a, scale), s.labels) for a in ALPHAS]
         return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
 
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_ALPHA, on_test=on_test,

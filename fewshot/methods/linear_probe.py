@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from fewshot.protocol import selection
 from fewshot.protocol.evaluation import check_finite
-from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, Source, register
 from fewshot.merging.interpolate import DEFAULT_LAMBDA, interpolate
 
@@ -82,10 +82,6 @@ def _tf32(device):
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def _accuracy(logits, labels) -> float:
-    return float(topk_correct(logits, labels, (1,))[1].float().mean())
-
-
 def fit_path(x, y, num_classes: int, regs, w0=None, what: str = "probe") -> list:
     """Solutions for every ``reg`` (in the given order), each L-BFGS run warm-started at the
     solution for the next stronger one: [(W, b), ...]."""
@@ -104,11 +100,11 @@ def _fit_probe(zero_shot_init: bool):
 
         def score_fold(train, held):
             fits = fit_path(*probe_data(shots, train), C, LAMBDAS, w0, what)
-            return [_accuracy(shots.center[held] @ w.T + b, shots.labels[held]) for w, b in fits]
+            return [top1(shots.center[held] @ w.T + b, shots.labels[held]) for w, b in fits]
 
         def on_test(s):
             fits = fit_path(x, y, C, LAMBDAS, w0, what)
-            scores = [_accuracy(s.feats @ w.T + b, s.labels) for w, b in fits]
+            scores = [top1(s.feats @ w.T + b, s.labels) for w, b in fits]
             return LAMBDAS[max(range(len(scores)), key=lambda i: (scores[i], -i))], scores
 
         choice = selection.choose(ctx, shots.shots, default=DEFAULT_REG, on_test=on_test,
@@ -136,10 +132,10 @@ def fit_wise_linear(shots, ctx) -> Head:
     def score_fold(train, held):
         w, b = fit_logistic(*probe_data(shots, train), C, reg, theta0["weight"], what="wise-linear, CV")
         fold = {"weight": w, "bias": b}
-        return [_accuracy(head_at(lam, theta0, fold)(shots.center[held]), shots.labels[held]) for lam in MIX]
+        return [top1(head_at(lam, theta0, fold)(shots.center[held]), shots.labels[held]) for lam in MIX]
 
     def on_test(s):
-        scores = [_accuracy(head_at(lam)(s.feats), s.labels) for lam in MIX]
+        scores = [top1(head_at(lam)(s.feats), s.labels) for lam in MIX]
         return MIX[max(range(len(MIX)), key=lambda i: (scores[i], -i))], scores
 
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=on_test,

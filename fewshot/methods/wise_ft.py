@@ -13,6 +13,7 @@ from __future__ import annotations
 from fewshot.protocol import selection
 from fewshot.methods.tip_adapter import cache_model as tip
 from fewshot.methods.tip_adapter import cache_head, train_fold_keys
+from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, register
 from fewshot.merging.interpolate import DEFAULT_LAMBDA, interpolate
 
@@ -27,10 +28,6 @@ def _ends(shots, ctx):
     return ft, keys0, ft.state["keys"].to(keys0.device), values
 
 
-def _accuracy(logits, labels) -> float:
-    return float((logits.argmax(dim=1) == labels).float().mean())
-
-
 def fit_wise(shots, ctx) -> Head:
     """The λ path (a sweep of heads) and the head at the chosen λ."""
     ft, keys0, keys1, values = _ends(shots, ctx)
@@ -43,13 +40,13 @@ def fit_wise(shots, ctx) -> Head:
     def score_folds(trains, helds):  # the folds' Tip-Adapter-F trained at once
         fits = train_fold_keys(shots, ctx, alpha, beta, ft.hyperparameters["recipe"], trains,
                                f"WiSE-FT ({shots.shots}-shot, seed {shots.seed}), CV")
-        return [[_accuracy(tip.tip_logits(shots.center[held], ctx.text_weights,
+        return [[top1(tip.tip_logits(shots.center[held], ctx.text_weights,
                                           interpolate({"k": k0}, {"k": tuned}, lam)["k"], v, alpha,
                                           beta, ctx.logit_scale), shots.labels[held])
                  for lam in lambdas] for (k0, v, tuned), held in zip(fits, helds)]
 
     def on_test(s):
-        accs = [_accuracy(head_at(lam)(s.feats), s.labels) for lam in lambdas]
+        accs = [top1(head_at(lam)(s.feats), s.labels) for lam in lambdas]
         return lambdas[max(range(len(accs)), key=lambda i: (accs[i], -i))], None
 
     choice = selection.choose(

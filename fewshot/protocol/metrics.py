@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["label_rank", "topk_accuracy", "topk_correct", "restrict_to_classes"]
+__all__ = ["label_rank", "top1", "topk_accuracy", "topk_correct", "restrict_to_classes"]
 
 
 def label_rank(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -31,6 +31,12 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict
     if logits.shape[0] == 0:
         raise ValueError("topk_accuracy needs at least one sample")
     return {k: float(hit.float().mean()) for k, hit in topk_correct(logits, labels, ks).items()}
+
+
+def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1] of logits [N, C] against labels [N] (ties: :func:`label_rank`);
+    NaN for N = 0 (an empty fold), where :func:`topk_accuracy` refuses."""
+    return float(topk_correct(logits, labels, (1,))[1].float().mean())
 
 
 def restrict_to_classes(logits: torch.Tensor, labels: torch.Tensor,

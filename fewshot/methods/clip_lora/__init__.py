@@ -25,7 +25,7 @@ from fewshot.methods.clip_lora.loop import LoraClip, LoraRecipe, total_iteration
 from fewshot.training.encoder import encode
 from fewshot.features.pixels import features_of
 from fewshot.methods.finetune import _Noise
-from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.metrics import top1
 from fewshot.features.pixels import train_size
 from fewshot.protocol.method import Head, Method, Source, register
 from fewshot.merging.interpolate import DEFAULT_LAMBDA
@@ -52,7 +52,7 @@ def _hyperparameters(recipe: LoraRecipe, shots: int, model, device) -> dict:
 
 
 def _top1(feats, head, labels) -> float:
-    return float(topk_correct(feats @ head.T, labels, (1,))[1].float().mean())
+    return top1(feats @ head.T, labels)
 
 
 def fit(shots, ctx) -> Head:

@@ -15,7 +15,7 @@ import torch
 from fewshot.protocol import selection
 from fewshot.methods.tip_adapter import cache_model as tip
 from fewshot.methods.tip_adapter.explain import cache_snapshot
-from fewshot.protocol.metrics import topk_correct
+from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, Source, register
 
 __all__ = ["cache_head", "grid_of", "train_keys"]
@@ -125,10 +125,6 @@ def train_fold_keys(shots, ctx, alpha: float, beta: float, recipe: str, train_ma
     return out
 
 
-def _top1(logits, labels) -> float:
-    return float(topk_correct(logits, labels, (1,))[1].float().mean())
-
-
 def _choose_recipe(shots, ctx, alpha, beta, what):
     """The training recipe: as configured, or with ``auto`` by cross-validation over the shots
     (the published "official" recipe at 1 shot; on test in an oracle run)."""
@@ -137,12 +133,12 @@ def _choose_recipe(shots, ctx, alpha, beta, what):
 
     def score_folds(trains, helds):  # [fold][recipe]: every recipe's folds trained at once
         fits = [train_fold_keys(shots, ctx, alpha, beta, recipe, trains, what) for recipe in tip.RECIPES]
-        return [[_top1(tip.tip_logits(shots.center[held], ctx.text_weights, keys, v, alpha, beta,
+        return [[top1(tip.tip_logits(shots.center[held], ctx.text_weights, keys, v, alpha, beta,
                                       ctx.logit_scale), shots.labels[held])
                  for _, v, keys in (fit[f] for fit in fits)] for f, held in enumerate(helds)]
 
     def on_test(s):
-        scores = [_top1(cache_head(ctx, res["keys"], v, alpha, beta)(s.feats), s.labels)
+        scores = [top1(cache_head(ctx, res["keys"], v, alpha, beta)(s.feats), s.labels)
                   for _, v, res in (train_keys(shots, ctx, alpha, beta, r, what=what) for r in tip.RECIPES)]
         return tip.RECIPES[max(range(len(scores)), key=lambda i: (scores[i], -i))], scores
 
@@ -161,7 +157,7 @@ def fit_tip_adapter_f(shots, ctx) -> Head:
     select = None
     if ctx.oracle is not None:
         def select(keys):
-            return _top1(tip.tip_logits(ctx.oracle.feats, ctx.text_weights, keys, values, alpha,
+            return top1(tip.tip_logits(ctx.oracle.feats, ctx.text_weights, keys, values, alpha,
                                         beta, ctx.logit_scale, ctx.cache_dtype), ctx.oracle.labels)
         values = tip.build_cache(shots.views, shots.labels, shots.num_classes)[1]
     keys0, values, res = train_keys(shots, ctx, alpha, beta, recipe.value, select_epoch=select, what=what)
