@@ -20,9 +20,7 @@ from pathlib import Path
 from fewshot.base.atomic import atomic_write_bytes
 from fewshot.data.datasets import Dataset
 from fewshot.base.errors import MissingStepError
-
-DEFAULT_SHOTS = (1, 2, 4, 5, 8, 16)  # the k-shot settings a run evaluates unless told otherwise
-DEFAULT_SEEDS = (1, 2, 3)  # the split seeds; results are mean ± std over these
+from fewshot.data import DEFAULT_SEEDS, DEFAULT_SHOTS
 
 __all__ = ["make_manifest", "manifest_name", "manifest_bytes", "manifest_hash", "write_manifests",
            "load_manifest", "shot_ranks"]

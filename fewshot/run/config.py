@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fewshot.base.errors import ConfigError
 from fewshot.base.paths import expand_path, path_setting as _path
-from fewshot.data.splits import DEFAULT_SEEDS, DEFAULT_SHOTS
+from fewshot.data import DEFAULT_SEEDS, DEFAULT_SHOTS
 
 __all__ = ["RunConfig", "list_configs", "load_config", "save_config", "read_config",
            "config_digest", "describe_fields", "RUNTIME_FIELDS", "DEFAULT_SHOTS", "DEFAULT_SEEDS"]
