@@ -147,7 +147,7 @@ def test_augment_is_a_crop_of_the_image_and_deterministic():
 
 _DDP_SCRIPT = r"""
 import sys, torch, torch.nn.functional as F
-from fewshot import distributed as dist
+from fewshot.training import distributed as dist
 from fewshot.models.backbones import load_backbone
 from fewshot.training.encoder import Recipe, build_classifier, train, trainable_state
 dist.init()

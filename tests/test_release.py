@@ -66,9 +66,10 @@ def _setup_cell() -> str:
 
 def _stub_suite(where: Path) -> Path:
     """A stand-in suite: fewshot/__init__.py and a bootstrap.py that only says where it ran."""
-    (where / "fewshot").mkdir(parents=True)
+    (where / "fewshot" / "notebooks").mkdir(parents=True)
     (where / "fewshot" / "__init__.py").write_text("")
-    (where / "fewshot" / "bootstrap.py").write_text("import os; print('stub bootstrap in', os.getcwd())\n")
+    (where / "fewshot" / "notebooks" / "__init__.py").write_text("")
+    (where / "fewshot" / "notebooks" / "bootstrap.py").write_text("import os; print('stub bootstrap in', os.getcwd())\n")
     return where
 
 
