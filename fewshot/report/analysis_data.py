@@ -1,7 +1,7 @@
 """The run-folder side of the qualitative analysis, read back for the report.
 
 During a run (:func:`fewshot.run.kept_analysis.save_analysis`, called for every fit of the first seed), at the shot counts
-of :data:`ANALYSIS_SHOTS` that the config runs: the top-3 classes and probabilities of every val
+of :data:`fewshot.run.kept_analysis.ANALYSIS_SHOTS` that the config runs: the top-3 classes and probabilities of every val
 image (int16 + float16, 12 bytes an image: 0.6 MB per method and shot count on ImageNet's 50,000)
 for zero-shot, every learnable method (``Method.learnable``) and ``cfg.report_method``, plus the
 snapshot of a method's ``explain`` hook (Tip-Adapter-F's cache before and after fine-tuning).
@@ -19,10 +19,10 @@ from fewshot.base.errors import MissingStepError
 from fewshot.report.i18n import tr
 from fewshot.methods import list_learnable
 from fewshot.protocol.results import summarize
-from fewshot.run.kept_analysis import ANALYSIS_SHOTS, analysis_shots, step_of  # noqa: F401  (re-read here)
+from fewshot.run.kept_analysis import analysis_shots, step_of
 from fewshot.run.rundir import RunDir
 
-__all__ = ["ANALYSIS_SHOTS", "analysis_shots", "load_analysis", "choose_method", "step_of"]
+__all__ = ["load_analysis", "choose_method", "image_path"]
 
 def load_analysis(run_dir) -> dict | None:
     """Everything kept for the analysis: ``{"shots": [k], "seed", "labels": [N], "paths": [N],
