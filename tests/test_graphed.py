@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from fewshot.training import graphed
 from fewshot.training.optim import AdamWFp16State
-from fewshot.training.heads import cosine_per_step, train_head, warmup_cosine_per_epoch
+from fewshot.training.heads import train_head
+from fewshot.training.schedules import cosine_per_step, warmup_cosine_per_epoch
 
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=5e-4),

@@ -74,14 +74,21 @@ def test_normalisation_makes_the_merge_blind_to_each_experts_fisher_scale():
     assert max(ruled.values()) < 0.05 and (a["w"] - models[2]["w"]).abs().max() > 0.1
 
 
-def test_two_model_fisher_merge_is_wise_ft_fisher():
+def test_wise_ft_fisher_interpolation_is_the_weighted_mean_entry_by_entry():
     g = torch.Generator().manual_seed(0)
     t0 = {"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g)}
     t1 = {"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g)}
     f0, f1 = {"w": torch.rand(3, 4, generator=g)}, {"w": torch.rand(3, 4, generator=g)}
-    got = merging.fisher_merge([t0, t1], [f0, f1], coefficients=(0.7, 0.3), floor=1e-8)
-    ref = interpolate(t0, t1, 0.3, fishers=(f0, f1), fisher_floor=1e-8)
-    assert torch.allclose(got["w"], ref["w"]) and torch.allclose(got["b"], ref["b"])  # b: no Fisher
+    f0["w"][0, 0] = 0.0  # below the floor
+    got = interpolate(t0, t1, 0.3, fishers=(f0, f1), fisher_floor=1e-8)
+    for i in range(3):
+        for j in range(4):
+            a, b = 0.7 * max(float(f0["w"][i, j]), 1e-8), 0.3 * max(float(f1["w"][i, j]), 1e-8)
+            ref = (a * float(t0["w"][i, j]) + b * float(t1["w"][i, j])) / (a + b)
+            assert abs(float(got["w"][i, j]) - ref) < 1e-6
+    assert torch.allclose(got["b"], 0.7 * t0["b"] + 0.3 * t1["b"])  # no Fisher: plain interpolation
+    with pytest.raises(KeyError, match="only one"):
+        interpolate(t0, t1, 0.3, fishers=({"w": f0["w"], "b": torch.ones(4)}, f1))
 
 
 def test_regmean_equals_least_squares_on_the_stacked_inputs():

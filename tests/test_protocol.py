@@ -3,6 +3,7 @@ import sys
 import textwrap
 
 import pytest
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,3 +78,18 @@ def test_a_method_added_in_one_module_runs_end_to_end(small_world, tiny_clip_pat
     finally:
         protocol._REGISTRY.pop("anti-zero-shot", None)
         sys.modules.pop("my_method", None)
+
+
+def test_first_best_takes_the_highest_score_and_the_first_of_exact_ties():
+    from fewshot.protocol.selection import first_best
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scores = list(rng.integers(0, 4, size=int(rng.integers(1, 8))) / 4)
+        best = 0
+        for i, v in enumerate(scores):  # a loop: strictly better replaces, a tie keeps the earlier
+            if v > scores[best]:
+                best = i
+        assert first_best(scores) == best
+    with pytest.raises(ValueError):
+        first_best([])

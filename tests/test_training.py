@@ -104,3 +104,18 @@ def test_adapter_fisher_equals_per_sample_autograd(kind):
     other = tip.adapter_fisher(feats, labels, text, keys, values, 1.3, 2.5, 20.0,
                                "model" if kind == "empirical" else "empirical")
     assert not torch.allclose(got, other, rtol=1e-2)  # the two Fishers are different quantities
+
+
+def test_schedules_match_their_closed_forms_step_by_step():
+    import math
+
+    from fewshot.training.schedules import warmup_cosine_per_step, warmup_times_cosine
+
+    total, warm = 50, 8
+    f = warmup_times_cosine(total, warm)
+    for t in range(total + 3):  # the world's pretraining schedule as miniclip-rn was trained with it
+        ramp = (t + 1) / warm if t + 1 < warm else 1.0
+        assert f(t) == ramp * 0.5 * (1 + math.cos(math.pi * min(t, total) / total))
+    g = warmup_cosine_per_step(40, 0.25)  # 10 warm-up steps, then a cosine over the other 30
+    assert [g(t) for t in range(10)] == [(t + 1) / 10 for t in range(10)]
+    assert g(10) == 1.0 and abs(g(25) - 0.5) < 1e-12 and g(40) == 0.0

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from fewshot.merging import adamerging
 from fewshot.merging import rules as merging
 from fewshot.protocol import selection
+from fewshot.protocol.metrics import top1
 from fewshot.data.datasets import load_dataset
 from fewshot.base.errors import DatasetError, NonFiniteError
 from fewshot.features.encode import text_classifier
@@ -116,7 +117,7 @@ class _Scorer:
             logits = feats @ t.head.to(self.device).T
             if not bool(torch.isfinite(logits).all()):
                 raise NonFiniteError(f"merged encoder gives non-finite logits on {t.name}")
-            scores[t.name] = 100 * float((logits.argmax(1).cpu() == labels).float().mean())
+            scores[t.name] = 100 * top1(logits.cpu(), labels)
         return scores
 
 
@@ -185,7 +186,7 @@ def _generalisation(score, base, experts, names) -> list:
         for rule, merge in (("task-arithmetic", lambda lam: merging.task_arithmetic(base, chosen, lam)),
                             ("ties", lambda lam: merging.ties(base, chosen, lam, TIES_KEEP))):
             held = {lam: score(merge(lam), "held", only=seen) for lam in LAMBDAS}
-            lam = max(LAMBDAS, key=lambda x: (sum(held[x].values()) / len(held[x]), -x))
+            lam = LAMBDAS[selection.first_best([sum(held[x].values()) / len(held[x]) for x in LAMBDAS])]
             out.append((exp, rule, score(merge(lam)), {**hp, "lambda": lam}, "cv-train"))
     return out
 
@@ -249,8 +250,8 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
             curve = {lam: (score(merge(lam), "held"), score(merge(lam))) for lam in LAMBDAS}
             mean = {lam: (sum(h.values()) / len(h), sum(s.values()) / len(s)) for lam, (h, s) in curve.items()}
             diag["curves"][f"{rule}:{strategy}"] = {str(lam): m for lam, m in mean.items()}
-            chosen = max(LAMBDAS, key=lambda lam: (mean[lam][0], -lam))
-            oracle = max(LAMBDAS, key=lambda lam: (mean[lam][1], -lam))
+            chosen = LAMBDAS[selection.first_best([mean[lam][0] for lam in LAMBDAS])]
+            oracle = LAMBDAS[selection.first_best([mean[lam][1] for lam in LAMBDAS])]
             add(rule, curve[chosen][1], {"strategy": strategy, "lambda": chosen}, "cv-train")
             add(f"{rule} (oracle)", curve[oracle][1], {"strategy": strategy, "lambda": oracle}, "test-oracle")
         if strategy == "full":

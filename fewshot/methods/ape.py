@@ -45,8 +45,10 @@ from fewshot.protocol import selection
 from fewshot.methods.tip_adapter import cache_model as tip
 from fewshot.training.optim import AdamWFp16State
 from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.metrics import top1
 from fewshot.protocol.recipes import OFFICIAL_HEADS, recipe_for, text_head
-from fewshot.training.heads import cosine_per_step, train_head
+from fewshot.training.heads import train_head
+from fewshot.training.schedules import cosine_per_step
 
 __all__ = ["channel_scores", "select_channels", "ape_values", "ape_logits", "ape_t_logits"]
 
@@ -176,7 +178,7 @@ def fit_ape_t(shots, ctx) -> Head:
     if ctx.oracle is not None:
         def select():
             with torch.no_grad():
-                return float((logits(ctx.oracle.feats).argmax(1) == ctx.oracle.labels).float().mean())
+                return top1(logits(ctx.oracle.feats), ctx.oracle.labels)
     out = train_head([res, weights], logits, views, labels, optimizer=opt,
                      schedule=cosine_per_step(T_EPOCHS * steps), epochs=T_EPOCHS, batch_size=T_BATCH,
                      seed=shots.seed, progress=ctx.progress, select_epoch=select,

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from fewshot.protocol.budget import Plan, Work, seconds_per
 from fewshot.protocol.method import Head, Method, Source, register
 from fewshot.protocol.recipes import official_crops, recipe_for, text_head, training_views
-from fewshot.training.heads import check_finite, warmup_cosine_per_epoch
+from fewshot.training.heads import check_finite
+from fewshot.training.schedules import warmup_cosine_per_epoch
 
 __all__ = ["clap_logits", "class_multipliers", "clap_penalty", "batches_per_epoch", "EPOCHS", "LR"]
 

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from fewshot.protocol.method import Head, Method, Source, register
 from fewshot.protocol.recipes import official_crops, recipe_for, text_head, training_views
-from fewshot.training.heads import train_head, warmup_cosine_per_epoch
+from fewshot.training.heads import train_head
+from fewshot.training.schedules import warmup_cosine_per_epoch
 
 __all__ = ["adapter_logits", "RATIO", "REDUCTION", "EPOCHS", "LR", "BATCH_SIZE"]
 

@@ -39,7 +39,8 @@ from fewshot.protocol.budget import Plan, Work, fit_steps, seconds_per
 from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, Source, register
 from fewshot.protocol.recipes import recipe_for, training_views
-from fewshot.training.heads import train_head, warmup_cosine_per_epoch
+from fewshot.training.heads import train_head
+from fewshot.training.schedules import warmup_cosine_per_epoch
 from fewshot.merging.interpolate import DEFAULT_LAMBDA
 
 __all__ = ["PromptParts", "prompt_parts", "encode_prompts", "INIT"]
@@ -147,11 +148,11 @@ def fit(shots, ctx) -> Head:
         kept = views.subset(~held) if hasattr(views, "subset") else views[:, ~held]
         c1, _ = _train(parts, kept, shots.labels[~held], scale, shots.seed, False, what, epochs, part("fold0"))
         scores = [top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
-        return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
+        return ALPHAS[selection.first_best(scores)], scores
 
     def on_test(s):
         scores = [top1(scale * s.feats @ text_at(a).T, s.labels) for a in ALPHAS]
-        return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
+        return ALPHAS[selection.first_best(scores)], scores
 
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)
     texts = {a: text_at(a) for a in ALPHAS + (choice.value,)}

@@ -59,7 +59,7 @@ def _top1(feats, head_fn, labels) -> float:
 
 
 def _best(alphas, scores) -> float:
-    return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))]  # ties: the smaller α
+    return alphas[selection.first_best(scores)]  # ties: the smaller α
 
 
 def _held_out_choice(strategy, fresh, shots, ctx, pool, rows, label, part):

@@ -64,7 +64,7 @@ def fit(shots, ctx) -> Head:
 
     def on_test(s):
         scores = [top1(gda_logits(s.feats, W, w, b, a, scale), s.labels) for a in ALPHAS]
-        return ALPHAS[max(range(len(ALPHAS)), key=lambda i: (scores[i], -i))], scores
+        return ALPHAS[selection.first_best(scores)], scores
 
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_ALPHA, on_test=on_test,
                               inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds,

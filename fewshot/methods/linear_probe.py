@@ -105,7 +105,7 @@ def _fit_probe(zero_shot_init: bool):
         def on_test(s):
             fits = fit_path(x, y, C, LAMBDAS, w0, what)
             scores = [top1(s.feats @ w.T + b, s.labels) for w, b in fits]
-            return LAMBDAS[max(range(len(scores)), key=lambda i: (scores[i], -i))], scores
+            return LAMBDAS[selection.first_best(scores)], scores
 
         choice = selection.choose(ctx, shots.shots, default=DEFAULT_REG, on_test=on_test,
                                   inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds,
@@ -136,7 +136,7 @@ def fit_wise_linear(shots, ctx) -> Head:
 
     def on_test(s):
         scores = [top1(head_at(lam)(s.feats), s.labels) for lam in MIX]
-        return MIX[max(range(len(MIX)), key=lambda i: (scores[i], -i))], scores
+        return MIX[selection.first_best(scores)], scores
 
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=on_test,
                               inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds, MIX, score_fold))

@@ -47,7 +47,7 @@ def fit_wise(shots, ctx) -> Head:
 
     def on_test(s):
         accs = [top1(head_at(lam)(s.feats), s.labels) for lam in lambdas]
-        return lambdas[max(range(len(accs)), key=lambda i: (accs[i], -i))], None
+        return lambdas[selection.first_best(accs)], None
 
     choice = selection.choose(
         ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=on_test,

@@ -11,11 +11,10 @@ import importlib.util
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 __all__ = ["top_predictions", "confused_pairs", "class_gain", "failures", "pick_explained",
-           "cache_explanation", "project_2d", "variance_share", "key_movement", "cache_snapshot"]
+           "project_2d", "variance_share"]
 
 
 @torch.no_grad()

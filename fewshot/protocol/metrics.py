@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["label_rank", "top1", "topk_accuracy", "topk_correct", "restrict_to_classes"]
+__all__ = ["label_rank", "top1", "correct_count", "topk_accuracy", "topk_correct", "restrict_to_classes"]
 
 
 def label_rank(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -37,6 +37,12 @@ def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in [0, 1] of logits [N, C] against labels [N] (ties: :func:`label_rank`);
     NaN for N = 0 (an empty fold), where :func:`topk_accuracy` refuses."""
     return float(topk_correct(logits, labels, (1,))[1].float().mean())
+
+
+def correct_count(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How many rows of logits [B, C] put their label [B] first (argmax: ties to the lower index),
+    as a 0-dim tensor on the logits' device, so that a training loop counts without a sync."""
+    return (logits.argmax(dim=1) == labels).sum()
 
 
 def restrict_to_classes(logits: torch.Tensor, labels: torch.Tensor,

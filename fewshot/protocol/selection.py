@@ -20,7 +20,15 @@ from typing import Callable, Optional, Sequence
 import torch
 
 
-__all__ = ["Choice", "choose", "tunes_inside", "fold_masks", "cross_validate"]
+__all__ = ["Choice", "choose", "tunes_inside", "fold_masks", "cross_validate", "first_best"]
+
+
+def first_best(scores: Sequence[float]) -> int:
+    """Index of the highest score [n]; an exact tie goes to the lowest index (the first candidate),
+    the suite's one tie rule for choosing among candidates (as ``argmax`` does among classes)."""
+    if len(scores) == 0:
+        raise ValueError("first_best: no scores to choose from")
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
 @dataclass(frozen=True)
@@ -81,5 +89,4 @@ def cross_validate(ranks, folds: int, candidates: Sequence,
     for row in rows:
         total += torch.as_tensor(list(row), dtype=torch.float64)
     mean = (total / len(masks)).tolist()
-    best = max(range(len(candidates)), key=lambda i: (mean[i], -i))
-    return candidates[best], mean
+    return candidates[first_best(mean)], mean

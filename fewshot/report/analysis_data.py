@@ -18,6 +18,7 @@ from pathlib import Path
 from fewshot.base.errors import MissingStepError
 from fewshot.report.i18n import tr
 from fewshot.methods import list_learnable
+from fewshot.protocol import selection
 from fewshot.protocol.results import summarize
 from fewshot.run.kept_analysis import analysis_shots, step_of
 from fewshot.run.rundir import RunDir
@@ -78,7 +79,7 @@ def choose_method(records: list[dict], data: dict, requested: str = "", lang: st
     if not candidates:
         raise MissingStepError("no learnable method has per-image predictions at "
                                f"{', '.join(map(str, shots))} shots: run e.g. the tip_adapter_f step.")
-    best = max(candidates, key=lambda n: (rows[n]["mean"], -candidates.index(n)))
+    best = candidates[selection.first_best([rows[n]["mean"] for n in candidates])]
     how = tr("a_why_honest" if honest else "a_why_oracle", lang)
     ties = [n for n in candidates if n != best and rows[best]["mean"] - rows[n]["mean"]
             <= max(rows[best]["std"], rows[n]["std"])]

@@ -42,7 +42,9 @@ from fewshot.training.fisher import FISHER_IMAGES, diagonal_fisher  # noqa: F401
 from fewshot.models.lora import add_lora, set_mix
 from fewshot.features.pixels import augment
 from fewshot.features.preprocess import normalize_pixels
-from fewshot.training.heads import check_finite, warmup_cosine_per_step
+from fewshot.training.heads import check_finite
+from fewshot.training.schedules import warmup_cosine_per_step
+from fewshot.protocol.metrics import correct_count
 
 __all__ = ["STRATEGIES", "Recipe", "RECIPES", "recipe_for", "schedule", "checkpointing_for", "ClipClassifier", "build_classifier", "train", "encode",
            "trainable_state", "load_state", "diagonal_fisher"]
@@ -245,7 +247,7 @@ def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: t
                 scaler.update()
             sched.step()
             losses[i] = loss.detach()
-            correct += (logits.argmax(1) == y).sum()
+            correct += correct_count(logits, y)
         check_finite(losses, what, epoch, f"lower ft_lr ({recipe.lr})")
         history.append({"epoch": epoch + 1, "loss": float(losses.mean()),
                         "train_acc": float(dist.sum_all(correct)) / n})

@@ -16,6 +16,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from fewshot.protocol.metrics import correct_count
+
 __all__ = ["head_loss", "ManualSGD", "ManualAdam", "ManualAdamWFp16", "manual_optimizer", "GraphedStep", "ON_CPU"]
 
 ON_CPU = False  # tests: use the manual update (eagerly) on a CPU too
@@ -144,7 +146,7 @@ class GraphedStep:
         loss = head_loss(logits, y)
         grads = torch.autograd.grad(loss, self.params)
         self.opt.step(list(grads))
-        return loss.detach(), (logits.argmax(dim=1) == y).sum()
+        return loss.detach(), correct_count(logits, y)
 
     def step(self, x: torch.Tensor, idx: torch.Tensor, lr: float):
         """Train on rows ``idx`` of ``x`` at learning rate ``lr``."""

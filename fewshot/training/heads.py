@@ -1,5 +1,5 @@
 """Training: the one loop that fits small heads on cached features (Tip-Adapter-F, CLIP-Adapter,
-APE-T, ...), and the learning-rate schedules the papers use.
+APE-T, ...); its schedules are :mod:`fewshot.training.schedules`.
 
 The loop follows the official Tip-Adapter-F one: epoch e trains on augmented view e mod V of every
 shot (the official scripts re-encode a fresh augmentation each epoch; this suite caches V views),
@@ -17,34 +17,9 @@ from tqdm import tqdm
 
 from fewshot.base.errors import NonFiniteError
 from fewshot.training import graphed
+from fewshot.protocol.metrics import correct_count
 
-__all__ = ["train_head", "check_finite", "cosine_per_step", "warmup_cosine_per_step",
-           "warmup_cosine_per_epoch"]
-
-
-def cosine_per_step(total_steps: int) -> Callable[[int], float]:
-    """Cosine decay over all steps, no warm-up (Tip-Adapter-F, APE-T): lr factor at step t."""
-    return lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total_steps) / total_steps))
-
-
-def warmup_cosine_per_step(total_steps: int, warmup: float) -> Callable[[int], float]:
-    """WiSE-FT's schedule (encoder fine-tuning): linear warm-up over the first ``warmup`` share of
-    the steps, then cosine decay per step. Returns the lr factor at step t."""
-    warm = max(1, int(round(total_steps * warmup)))
-    return lambda t: (t + 1) / warm if t < warm else \
-        0.5 * (1 + math.cos(math.pi * (t - warm) / max(1, total_steps - warm)))
-
-
-def warmup_cosine_per_epoch(epochs: int, steps_per_epoch: int, base_lr: float,
-                            warmup_lr: float = 1e-5) -> Callable[[int], float]:
-    """Dassl's schedule (CoOp, CLIP-Adapter, TaskRes): one epoch at a constant ``warmup_lr``,
-    then cosine decay per epoch over the remaining ones. Returns the lr factor at step t."""
-    def factor(t: int) -> float:
-        epoch = t // steps_per_epoch
-        if epoch == 0:
-            return warmup_lr / base_lr
-        return 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(1, epochs - 1)))
-    return factor
+__all__ = ["train_head", "check_finite"]
 
 
 def check_finite(step_loss: torch.Tensor, what: str, epoch: int, hint: str) -> None:
@@ -74,7 +49,7 @@ def _epoch(x, order, sizes, logits_fn, labels, optimizer, sched, stepper, schedu
         optimizer.step()
         sched.step()
         step_loss[i] = loss.detach()
-        stats[1] += (logits.argmax(dim=1) == labels[idx]).sum()
+        stats[1] += correct_count(logits, labels[idx])
     return t
 
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 import clip
 from fewshot.base.atomic import atomic_write_text
 from fewshot.models.backbones import build_clip, save_checkpoint
+from fewshot.training.schedules import warmup_times_cosine
 from fewshot.features.preprocess import center_pixels, normalize_pixels
 from fewshot.world.generate import SIZES
 from fewshot.world.render import COLORS, SHAPES, render
@@ -135,8 +136,7 @@ def _optimizer(model, cfg: PretrainConfig):
                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
     steps_per_epoch = cfg.corpus_size // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_times_cosine(total, cfg.warmup_steps))
     return opt, sched, steps_per_epoch
 
 

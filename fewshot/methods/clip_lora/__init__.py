@@ -76,7 +76,7 @@ def fit(shots, ctx) -> Head:
             head = clf.at(a)
             return _top1(features_of(clf, pool, rows[held].tolist(), dev), head, shots.labels[held].to(dev))
         scores = [score(a) for a in alphas]
-        return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
+        return alphas[selection.first_best(scores)], scores
 
     clf, start, heads, encoders = fresh(), time.perf_counter(), {}, {}
     history = train_lora(clf, pool, rows, labels, shots.shots, recipe, dev, shots.seed, ctx.progress, label)
@@ -100,7 +100,7 @@ def fit(shots, ctx) -> Head:
 
     def on_test(s):
         scores = [_top1(s.feats if a == 0.0 else encoder_at(a)(s.name), clf.at(a), s.labels) for a in alphas]
-        return alphas[max(range(len(alphas)), key=lambda i: (scores[i], -i))], scores
+        return alphas[selection.first_best(scores)], scores
 
     choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, inside=inside, on_test=on_test)
     a = choice.value

@@ -28,6 +28,7 @@ from fewshot.models.lora_attention import add_clip_lora, set_mix
 from fewshot.features.pixels import augment
 from fewshot.features.preprocess import normalize_pixels
 from fewshot.training.heads import check_finite
+from fewshot.protocol.metrics import correct_count
 
 __all__ = ["TEMPLATE", "LoraRecipe", "LoraClip", "train_lora", "total_iterations"]
 
@@ -155,7 +156,7 @@ def train_lora(clf: LoraClip, pool, rows: torch.Tensor, labels: torch.Tensor, sh
                 opt.step()
             sched.step()
             losses.append(loss.detach())
-            correct, seen, count = correct + int((logits.argmax(1) == y).sum()), seen + len(y), count + 1
+            correct, seen, count = correct + int(correct_count(logits, y)), seen + len(y), count + 1
             bar.update(1)
             if count == total:
                 break

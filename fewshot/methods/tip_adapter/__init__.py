@@ -140,7 +140,7 @@ def _choose_recipe(shots, ctx, alpha, beta, what):
     def on_test(s):
         scores = [top1(cache_head(ctx, res["keys"], v, alpha, beta)(s.feats), s.labels)
                   for _, v, res in (train_keys(shots, ctx, alpha, beta, r, what=what) for r in tip.RECIPES)]
-        return tip.RECIPES[max(range(len(scores)), key=lambda i: (scores[i], -i))], scores
+        return tip.RECIPES[selection.first_best(scores)], scores
 
     return selection.choose(ctx, shots.shots, default="official", on_test=on_test,
                             inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds,

@@ -244,7 +244,8 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
     "train_acc"}, ...], "best_epoch": int}``.
     """
     from fewshot.training.optim import AdamWFp16State
-    from fewshot.training.heads import cosine_per_step, train_head
+    from fewshot.training.heads import train_head
+    from fewshot.training.schedules import cosine_per_step
 
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
