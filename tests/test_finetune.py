@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.models.backbones import build_clip, load_backbone
-from fewshot.training.encoder import Recipe, build_classifier, diagonal_fisher, train, trainable_state
+from fewshot.training.encoder import Recipe, build_classifier, train, trainable_state
+from fewshot.training.fisher import diagonal_fisher
 from fewshot.models.lora import add_lora, lora_targets, merge, set_mix
 from fewshot.methods.finetune import set_alpha
 from tests.conftest import TINY
@@ -226,3 +227,53 @@ def test_checkpointing_is_on_for_small_gpus(monkeypatch):
                             lambda d, gib=gib: SimpleNamespace(total_memory=int(gib * 2**30)))
         assert checkpointing_for(False, "cuda:0") is expected
         assert checkpointing_for(True, "cuda:0") is True
+
+
+def test_multitask_training_is_the_experts_recipe_written_out(tiny_clip_path):
+    """The merge study's multi-task reference: each step one batch per task drawn with replacement,
+    the summed cross-entropies through each task's head, AdamW with the recipe's decay, warm-up
+    and cosine, and clipping at grad_clip, checked against that loop written out here."""
+    import math
+
+    from fewshot.features.pixels import augment
+    from fewshot.features.preprocess import normalize_pixels
+    from fewshot.models.backbones import load_backbone
+    from fewshot.training.encoder import train_multitask
+
+    bb = load_backbone(str(tiny_clip_path))
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(12, 3, 37, 37, generator=g) * 255).to(torch.uint8)
+
+    class P:
+        def batch(self, rows):
+            return pixels[torch.as_tensor(rows)]
+    heads = [F.normalize(torch.randn(3, 64, generator=g), dim=-1) * 10, F.normalize(torch.randn(2, 64, generator=g), dim=-1) * 10]
+    rows, labels = [torch.arange(8), torch.arange(4, 12)], [torch.arange(12) % 3, torch.arange(12) % 2]
+    recipe = Recipe(epochs=2, lr=1e-3, batch_size=4, grad_clip=0.05, warmup=0.25)
+    clf, groups = build_classifier(bb.model, heads[0], 1.0, "full", "cpu", recipe, 0, train_head=False)
+    ref, ref_groups = build_classifier(bb.model, heads[0], 1.0, "full", "cpu", recipe, 0, train_head=False)
+    train_multitask(clf, groups, [(P(), r, y, h) for r, y, h in zip(rows, labels, heads)], recipe, "cpu", 0, False)
+
+    params = [p for grp in ref_groups for p in grp["params"]]
+    opt = torch.optim.AdamW([dict(grp) for grp in ref_groups], weight_decay=recipe.weight_decay)
+    steps = 8 // 4 + 1
+    total, warm = recipe.epochs * steps, round(recipe.epochs * steps * 0.25)
+    gen, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    ref.train()
+    ref.visual.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d) else None)
+    for t in range(total):
+        for grp, base in zip(opt.param_groups, [grp["lr"] for grp in ref_groups]):
+            grp["lr"] = base * ((t + 1) / warm if t < warm else 0.5 * (1 + math.cos(math.pi * (t - warm) / (total - warm))))
+        loss = 0.0
+        for r, y, h in zip(rows, labels, heads):
+            idx = r[torch.randint(len(r), (4,), generator=gen)]
+            x = augment(pixels[idx], ref.visual.input_resolution, aug, recipe.crop_scale, flip=recipe.flip)
+            loss = loss + F.cross_entropy(ref.features(normalize_pixels(x)) @ h.T, y[idx])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+        opt.step()
+    got, want = dict(clf.visual.named_parameters()), dict(ref.visual.named_parameters())
+    moved = max(float((want[k] - p0).detach().abs().max()) for k, p0 in bb.model.visual.named_parameters())
+    assert moved > 1e-4  # it trained
+    assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-6

@@ -145,3 +145,21 @@ def test_the_study_takes_the_task_order_its_folder_lists_else_sorted(tmp_path):
     assert task_order(tmp_path) == ["a", "b", "c"]
     (tmp_path / ".fewshot-tasks").write_text(json.dumps({"tasks": ["c", "a", "gone", "b"]}))
     assert task_order(tmp_path) == ["c", "a", "b"]
+
+
+def test_the_souped_task_is_the_one_the_folder_names_else_the_first(tmp_path):
+    import json
+
+    from fewshot.merging.study import soup_task
+    from fewshot.world.tasks import make_tasks
+
+    names = ["shape", "count", "style"]
+    assert soup_task(tmp_path, names) == "shape"  # no marker
+    (tmp_path / ".fewshot-tasks").write_text(json.dumps({"tasks": names, "soup": "style"}))
+    assert soup_task(tmp_path, names) == "style"
+    (tmp_path / ".fewshot-tasks").write_text(json.dumps({"tasks": names, "soup": "gone"}))
+    assert soup_task(tmp_path, names) == "shape"
+    (tmp_path / ".fewshot-tasks").write_text("not json")
+    assert soup_task(tmp_path, names) == "shape"
+    world = make_tasks(tmp_path / "world", train=2, val=1, tasks=("shape", "count"))
+    assert soup_task(world, ["shape", "count"]) == "count"  # the task world names the four-class task

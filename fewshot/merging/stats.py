@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from fewshot.training.encoder import Recipe, build_classifier, diagonal_fisher
+from fewshot.training.encoder import Recipe, build_classifier
+from fewshot.training.fisher import diagonal_fisher
 from fewshot.features.pixels import centre_pixels_of
 from fewshot.features.preprocess import normalize_pixels
 from fewshot.merging.regmean_inputs import attention_hooks

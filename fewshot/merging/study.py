@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from fewshot.merging import adamerging
 from fewshot.merging import rules as merging
@@ -33,15 +32,15 @@ from fewshot.protocol.metrics import top1
 from fewshot.data.datasets import load_dataset
 from fewshot.base.errors import DatasetError, NonFiniteError
 from fewshot.features.encode import text_classifier
-from fewshot.training.encoder import Recipe, build_classifier, encode, train
+from fewshot.training.encoder import Recipe, build_classifier, encode, train, train_multitask
 from fewshot.models.lora import merge as merge_lora
 from fewshot.merging.stats import expert_fishers, input_grams
 from fewshot.features.pixels import centre_pixels_of, features_of
-from fewshot.features.pixels import augment, pixel_cache, train_size
+from fewshot.features.pixels import pixel_cache, train_size
 from fewshot.features.preprocess import normalize_pixels
 from fewshot.data.splits import make_manifest, shot_ranks
 
-__all__ = ["Task", "load_tasks", "run_study", "check_tasks", "LAMBDAS"]
+__all__ = ["Task", "load_tasks", "run_study", "check_tasks", "task_order", "soup_task", "LAMBDAS"]
 
 LAMBDAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 TIES_KEEP, REGMEAN_REDUCE = 0.2, 0.95
@@ -122,25 +121,12 @@ class _Scorer:
 
 
 def _multitask(model, tasks, recipe, device, seed, progress) -> dict:
-    """One encoder trained on every task at once: each step, one batch per task, each with its own
-    head; the summed cross-entropy."""
+    """One encoder trained on every task at once under the experts' recipe
+    (:func:`fewshot.training.encoder.train_multitask`: one batch per task per step, summed losses)."""
     clf, groups = build_classifier(model, tasks[0].head, 1.0, "full", device, recipe, seed, train_head=False)
-    opt = torch.optim.AdamW([dict(g) for g in groups], weight_decay=recipe.weight_decay)
-    gen, res = torch.Generator().manual_seed(seed), clf.visual.input_resolution
-    rows = {t.name: torch.nonzero(~t.held).squeeze(1) for t in tasks}
-    steps = max(len(r) for r in rows.values()) // recipe.batch_size + 1
-    clf.train()
-    clf.visual.apply(lambda m: m.eval() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) else None)
-    for _ in tqdm(range(recipe.epochs * steps), desc="multi-task training", disable=not progress, leave=False):
-        loss = 0.0
-        for t in tasks:
-            idx = rows[t.name][torch.randint(len(rows[t.name]), (min(recipe.batch_size, len(rows[t.name])),), generator=gen)]
-            x = augment(t.train_px.batch(idx.tolist()).to(device), res, gen)
-            loss = loss + F.cross_entropy(clf.features(normalize_pixels(x)) @ t.head.to(device).T, t.labels[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    clf.eval()
+    rows = [torch.nonzero(~t.held).squeeze(1) for t in tasks]
+    train_multitask(clf, groups, [(t.train_px, r, t.labels, t.head) for t, r in zip(tasks, rows)], recipe,
+                    device, seed, progress)
     return _visual_state(clf)
 
 
@@ -191,10 +177,9 @@ def _generalisation(score, base, experts, names) -> list:
     return out
 
 
-def _soup(model, tasks, names, base, score, recipe, device, cfg, record, progress) -> list:
+def _soup(model, soup_task, base, score, recipe, device, cfg, record, progress) -> list:
     """The soup records: one task's experts of every seed, their average, WiSE-FT (α = 0.5) of one."""
     seed, k = cfg.seeds[0], cfg.merge_shots
-    soup_task = tasks[names.index("count")] if "count" in names else tasks[0]
     seeds, only = list(cfg.seeds), [soup_task.name]
     experts = [_expert(model, soup_task, "full", recipe, device, s, progress) for s in seeds]
     records = []
@@ -208,16 +193,27 @@ def _soup(model, tasks, names, base, score, recipe, device, cfg, record, progres
     return records
 
 
+def _marker(root: Path) -> dict:
+    """The task folder's ``.fewshot-tasks`` marker (the task world writes it), {} if none or unreadable."""
+    try:
+        got = json.loads((root / ".fewshot-tasks").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
 def task_order(root: Path) -> list[str]:
     """The task folders under ``root``, in the order its ``.fewshot-tasks`` marker lists them (the
     task world's), else sorted by name."""
-    listed = []
-    if (root / ".fewshot-tasks").is_file():
-        try:
-            listed = list(json.loads((root / ".fewshot-tasks").read_text(encoding="utf-8")).get("tasks", []))
-        except (ValueError, AttributeError):
-            listed = []
+    listed = _marker(root).get("tasks", [])
+    listed = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
     return [n for n in listed if (root / n).is_dir()] or sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def soup_task(root: Path, names: list[str]) -> str:
+    """The task whose experts of several seeds are souped: the marker's ``soup`` entry, else the first task."""
+    named = _marker(root).get("soup")
+    return named if named in names else names[0]
 
 
 def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[list, dict]:
@@ -267,7 +263,7 @@ def run_study(resources, cfg, device, record, progress: bool = True) -> tuple[li
                                           if cfg.adamerging_steps else []):
             add(rule, score(state), {"strategy": strategy, **hp}, tuned_on)
     add("multi-task", score(_multitask(model, tasks, recipe, device, seed, progress)), {"strategy": "full"})
-    records += _soup(model, tasks, names, base, score, recipe, device, cfg, record, progress)
+    records += _soup(model, tasks[names.index(soup_task(root, names))], base, score, recipe, device, cfg, record, progress)
     return records, diag
 
 

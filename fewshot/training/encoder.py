@@ -9,26 +9,22 @@ shot head: the model starts exactly at zero-shot CLIP). Strategies differ only i
 - ``full``: the whole image encoder and the head;
 - ``lora``: low-rank updates of the encoder's attention weights (:mod:`fewshot.models.lora`) and the head.
 
-One recipe for all, WiSE-FT's end-to-end one scaled to few shots (its source: the WiSE-FT code's
-ImageNet fine-tuning): AdamW (weight decay 0.1), linear warm-up over the first 10 % of steps then
-cosine, gradient clipping at 1.0, random resized crops (area 0.5–1) and flips of the stored
-crops; mixed precision (bf16, or fp16 with loss scaling) on a GPU, fp32 on a CPU; BatchNorm
-statistics stay frozen (batches of few-shot data are too small to estimate them, and WiSE-FT then
-interpolates weights that share one set of statistics). LoRA trains at 10× the rate (its update
-starts at zero; CLIP-LoRA uses 2e-4 where WiSE-FT uses 3e-5).
+One recipe for all (the fine-tuned encoders, the merge study's experts and its multi-task
+reference), WiSE-FT's end-to-end one scaled to few shots (the WiSE-FT code's ImageNet fine-tuning),
+one step of it in :mod:`fewshot.training.steps`: AdamW (weight decay 0.1), linear warm-up over the
+first 10 % of steps then cosine, clipping at 1.0, random resized crops (area 0.5–1) and flips of
+the stored crops; bf16 (or fp16, scaled) on a GPU, fp32 on a CPU; BatchNorm statistics frozen (few-
+shot batches cannot estimate them). LoRA trains at 10× the rate (its update starts at zero).
 
-That recipe is ``ft_recipe="suite"`` (the default). ``ft_recipe="wise-ft"`` is the WiSE-FT code's own
-(``mlfoundations/wise-ft``, ``src/models/finetune.py``, ``modeling.py`` and CLIP's training transform):
-random resized crops of area 0.9–1 without flips, a linear warm-up over 500 steps (however few the
-steps: then the rate never leaves the warm-up, as there), and a linear head with a bias (zeros at
-the start, trained and interpolated with the weights); the run's epochs, rate and batch as above.
+That is ``ft_recipe="suite"``; ``"wise-ft"`` is the WiSE-FT code's own (``mlfoundations/wise-ft``,
+``src/models/finetune.py``, ``modeling.py``): crops of area 0.9–1 without flips, a warm-up over 500
+steps (however few the steps, as there), a head with a bias (zeros at the start, interpolated too).
 
 WiSE-FT interpolates the trained tensors, ``θ(α) = (1−α)·θ₀ + α·θ₁`` (for LoRA: α scales the
 low-rank update), optionally Fisher-weighted with a diagonal Fisher estimated on the k shots.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -38,16 +34,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fewshot.training import distributed as dist
-from fewshot.training.fisher import FISHER_IMAGES, diagonal_fisher  # noqa: F401  (re-exported)
 from fewshot.models.lora import add_lora, set_mix
 from fewshot.features.pixels import augment
 from fewshot.features.preprocess import normalize_pixels
 from fewshot.training.heads import check_finite
 from fewshot.training.schedules import warmup_cosine_per_step
+from fewshot.training.steps import Stepper, autocast_for
 from fewshot.protocol.metrics import correct_count
 
-__all__ = ["STRATEGIES", "Recipe", "RECIPES", "recipe_for", "schedule", "checkpointing_for", "ClipClassifier", "build_classifier", "train", "encode",
-           "trainable_state", "load_state", "diagonal_fisher"]
+__all__ = ["STRATEGIES", "Recipe", "RECIPES", "recipe_for", "schedule", "checkpointing_for", "ClipClassifier", "build_classifier", "train", "train_multitask", "encode",
+           "trainable_state", "load_state"]
 
 STRATEGIES = ("partial", "full", "lora")
 SMALL_GPU_GIB = 20  # GPUs below this (a T4, a P100) always recompute activations
@@ -187,14 +183,6 @@ def _freeze_bn(module: torch.nn.Module) -> None:
             m.eval()
 
 
-def _autocast(device):
-    if torch.device(device).type != "cuda":
-        return contextlib.nullcontext(), None
-    bf16 = torch.cuda.is_bf16_supported()
-    scaler = None if bf16 else torch.cuda.amp.GradScaler()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16), scaler
-
-
 def schedule(recipe: Recipe, total_steps: int):
     """The rate factor at step t: warm-up over ``warmup_steps`` (or the ``warmup`` share), then cosine."""
     share = recipe.warmup_steps / total_steps if recipe.warmup_steps else recipe.warmup
@@ -210,15 +198,12 @@ def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: t
     (:mod:`fewshot.training.checkpoint`) keeps every epoch and resumes from the last one."""
     device = torch.device(device)
     model = dist.wrap(clf, device)
-    opt = torch.optim.AdamW([dict(g) for g in groups], weight_decay=recipe.weight_decay)
     n = len(rows)
     steps = math.ceil(n / recipe.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(recipe, recipe.epochs * steps))
-    cast, scaler = _autocast(device)
+    step = Stepper(groups, recipe.weight_decay, recipe.grad_clip, schedule(recipe, recipe.epochs * steps), device)
     gen, aug_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    params = [p for g in groups for p in g["params"]]
-    resumable = ({"optimizer": opt, "schedule": sched, "scaler": scaler}, {"order": gen, "augment": aug_gen})
-    saved = checkpoint.resume(params, *resumable) if checkpoint is not None else None
+    resumable = (step.state(), {"order": gen, "augment": aug_gen})
+    saved = checkpoint.resume(step.params, *resumable) if checkpoint is not None else None
     history, start = (saved["history"], saved["epoch"]) if saved else ([], 0)
     clf.train()
     _freeze_bn(clf)
@@ -232,27 +217,49 @@ def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: t
                         recipe.crop_scale, flip=recipe.flip)
             y = labels[idx].to(device)
             x, y = dist.my_share(x), dist.my_share(y)
-            with cast:
+            with step.cast:
                 logits = model(normalize_pixels(x))
                 loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
-            scaler.step(opt) if scaler is not None else opt.step()
-            if scaler is not None:
-                scaler.update()
-            sched.step()
+            step.step(loss)
             losses[i] = loss.detach()
             correct += correct_count(logits, y)
         check_finite(losses, what, epoch, f"lower ft_lr ({recipe.lr})")
         history.append({"epoch": epoch + 1, "loss": float(losses.mean()),
                         "train_acc": float(dist.sum_all(correct)) / n})
         if checkpoint is not None:
-            checkpoint.save(epoch + 1, params, *resumable, history=history)
+            checkpoint.save(epoch + 1, step.params, *resumable, history=history)
+    clf.eval()
+    return history
+
+
+def train_multitask(clf: ClipClassifier, groups: list, tasks: list, recipe: Recipe, device, seed: int = 0,
+                    progress: bool = True, what: str = "multi-task training") -> list:
+    """Train one encoder on several tasks at once under ``recipe`` (the experts' own: schedule,
+    clipping, autocast, crops and flips as :func:`train`). ``tasks``: [(pool, rows [M_t],
+    labels [M_t], head [C_t, D])]; each step draws one batch per task (with replacement) and
+    sums their cross-entropies, each through its task's head. An epoch is as many steps as the
+    largest task fills. Returns the mean summed loss per epoch."""
+    device = torch.device(device)
+    steps = max(len(rows) for _, rows, _, _ in tasks) // recipe.batch_size + 1
+    step = Stepper(groups, recipe.weight_decay, recipe.grad_clip, schedule(recipe, recipe.epochs * steps), device)
+    gen, aug_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    clf.train()
+    _freeze_bn(clf)
+    res, history = clf.visual.input_resolution, []
+    for epoch in tqdm(range(recipe.epochs), what, disable=not progress, leave=False):
+        losses = torch.zeros(steps, device=device)
+        for i in range(steps):
+            with step.cast:
+                loss = 0.0
+                for pool, rows, labels, head in tasks:
+                    idx = rows[torch.randint(len(rows), (min(recipe.batch_size, len(rows)),), generator=gen)]
+                    x = augment(pool.batch(idx.tolist()).to(device), res, aug_gen, recipe.crop_scale, flip=recipe.flip)
+                    logits = clf.features(normalize_pixels(x)) @ head.to(device).T
+                    loss = loss + F.cross_entropy(logits.float(), labels[idx].to(device))
+            step.step(loss)
+            losses[i] = loss.detach()
+        check_finite(losses, what, epoch, f"lower merge_lr ({recipe.lr})")
+        history.append(float(losses.mean()))
     clf.eval()
     return history
 
@@ -264,7 +271,7 @@ def encode(clf: ClipClassifier, pixels, device, batch_size: int = 256, progress:
     (centre crops at the input resolution); under ``torchrun`` each process encodes its share
     and the features are gathered."""
     clf.eval()
-    cast, _ = _autocast(device)
+    cast, _ = autocast_for(device)
     rows = dist.my_rows(len(pixels))
     out = []
     for s in tqdm(range(0, len(rows), batch_size), desc=what, disable=not progress, leave=False):

@@ -82,7 +82,9 @@ def make_tasks(out: str | os.PathLike, train: int = 16, val: int = 30, seed: int
     (no ``.fewshot-tasks`` marker) is refused, or with ``force`` moved aside (never deleted).
     Returns ``out``."""
     out = Path(out)
-    marker = json.dumps({"version": _VERSION, "train": train, "val": val, "seed": seed, "tasks": list(tasks)})
+    soup = "count" if "count" in tasks else tasks[0]  # four classes, the experts' seeds disagree most
+    marker = json.dumps({"version": _VERSION, "train": train, "val": val, "seed": seed, "tasks": list(tasks),
+                         "soup": soup})
     if (out / ".fewshot-tasks").exists() and (out / ".fewshot-tasks").read_text() == marker:
         return out
     claim(out, ".fewshot-tasks", "world make-tasks", force)
