@@ -16,6 +16,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from fewshot.methods import current_name
+
 
 def _key(r: dict) -> tuple:
     hp = json.dumps(r.get("hyperparameters", {}), sort_keys=True) if r["role"] != "final" else ""
@@ -29,6 +31,7 @@ def load(run: str | Path, methods=None) -> dict:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 r = json.loads(line)
+                r["method"] = current_name(r["method"])  # older folders: wise-ft… is wise-tip-adapter… now
                 if methods is None or r["method"] in methods:
                     out[_key(r)] = r
     return out

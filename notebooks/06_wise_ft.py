@@ -11,7 +11,7 @@
 # on the held-out fold); 0.5 at 1 shot. The **Fisher-weighted** merge weights each coordinate by
 # its diagonal Fisher $F$ on the shots,
 # $K = \big((1-\lambda)F_0 K_0 + \lambda F_1 K_1\big) / \big((1-\lambda)F_0 + \lambda F_1\big)$:
-# `wise-ft-fisher` with the empirical Fisher (true labels), `wise-ft-fisher-model` with labels
+# `wise-tip-adapter-fisher` with the empirical Fisher (true labels), `wise-tip-adapter-fisher-model` with labels
 # drawn from the model's own prediction, which is what the WiSE-FT code does.
 
 # %%
@@ -52,15 +52,15 @@ for name in run.eval_sets:
 from fewshot.report.shift_figures import plot_id_vs_ood, plot_wise_curve
 
 shifted = [s for s in run.eval_sets if s != "val"]
-spots = [s for s in sweet_spots(run.records(), shifted) if s[0] == "wise-ft"]
-text = method_sentence(run.records(), "wise-ft")
+spots = [s for s in sweet_spots(run.records(), shifted) if s[0] == "wise-tip-adapter"]
+text = method_sentence(run.records(), "wise-tip-adapter")
 if spots:
     m, k, best, acc, lo, hi = spots[0]
     text += (f" For illustration only (read off the test sets, so not a choice this protocol may make): along the λ path at {k} shots, "
              f"λ = {best} gives the best mean of val and {', '.join(shifted) or 'val'} ({acc:.2f} %; ends: {lo:.2f} and {hi:.2f} %); "
              f"the λ the run used was chosen by cross-validation on the shots (dotted lines below).")
 display(Markdown("**What you should see.** " + text))
-plot_wise_curve(run.records(), "wise-ft")
+plot_wise_curve(run.records(), "wise-tip-adapter")
 
 # %%
 plot_id_vs_ood(run.records()) if shifted else None

@@ -51,3 +51,28 @@ def test_every_registered_method_keeps_the_contract(small_world, tiny_clip_path,
             assert (fitted.hyperparameters, fitted.tuned_on) == (rec["hyperparameters"], rec["tuned_on"]), name
             for key, t in fitted.state.items():
                 assert not torch.is_tensor(t) or not t.is_floating_point() or torch.isfinite(t).all(), (name, key)
+
+
+def test_report_roles_are_declared_by_the_methods_not_named_by_the_report():
+    """The report draws what methods declare (Method.report); no module outside fewshot/methods
+    names a registered method in a string (the world's calibration checks excepted: they are
+    claims about named methods)."""
+    import re
+    from pathlib import Path
+
+    from fewshot.methods import baseline_method, list_record_names, with_report_role
+
+    assert baseline_method() == "zero-shot"
+    assert with_report_role("grid") == ["tip-adapter"] and with_report_role("training") == ["tip-adapter-f"]
+    root = Path(__file__).resolve().parent.parent / "fewshot"
+    pattern = re.compile("|".join(r"[\"']" + re.escape(n) + r"[\"']" for n in sorted(list_record_names(), key=len, reverse=True)))
+    found = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(("methods/", "world/")):
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if pattern.search(code) and "ft_recipe" not in code and "RECIPES" not in code:
+                found.append(f"{rel}:{i}: {line.strip()}")
+    assert not found, "\n".join(found)

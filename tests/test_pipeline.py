@@ -24,7 +24,7 @@ def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_pa
     tuned = {(r["method"], r["shots"]): r["tuned_on"] for r in finals}
     assert tuned[("zero-shot", 0)] == "none"
     assert tuned[("tip-adapter", 1)] == "default" and tuned[("tip-adapter", 2)] == "loo-train"
-    assert tuned[("wise-ft", 1)] == "default" and tuned[("wise-ft", 2)] == "cv-train"
+    assert tuned[("wise-tip-adapter", 1)] == "default" and tuned[("wise-tip-adapter", 2)] == "cv-train"
     assert {r["eval_set"] for r in recs} == {"val", "sketch"}
     assert len([r for r in finals if r["method"] == "tip-adapter-f"]) == 2 * 2 * 2  # shots x seeds x sets
     hist = next(r for r in finals if r["method"] == "tip-adapter-f")["extra"]["history"]
@@ -51,7 +51,7 @@ def test_full_run_writes_labelled_records_and_a_report(small_world, tiny_clip_pa
     md = build_report(run.out, tmp_path / "report")
     text = md.read_text()
     for fig in ("accuracy_vs_shots", "accuracy_vs_shots_finetuning", "tip_adapter_grid",
-                "tip_adapter_f_training", "path_wise_ft", "path_wise_linear", "path_wise_ft_full",
+                "tip_adapter_f_training", "path_wise_tip_adapter", "path_wise_linear", "path_wise_ft_full",
                 "id_vs_ood", "finetuning_costs", "examples", "analysis_confusions", "analysis_class_gain",
                 "analysis_failures", "analysis_features", "analysis_cache"):
         assert f"![{fig}]({fig}.png)" in text and (md.parent / f"{fig}.pdf").exists()

@@ -27,7 +27,7 @@ def _ctx(c=4, d=8):
 
 def test_registry_order_and_unknown_names():
     names = list_methods()
-    assert names[0] == "zero-shot" and names.index("tip-adapter") < names.index("tip-adapter-f") < names.index("wise-ft")
+    assert names[0] == "zero-shot" and names.index("tip-adapter") < names.index("tip-adapter-f") < names.index("wise-tip-adapter")
     with pytest.raises(KeyError, match="unknown method 'nope'; registered: zero-shot"):
         get_method("nope")
     assert all(get_method(n).step in list_steps() for n in names)

@@ -47,12 +47,12 @@ def test_default_report_keeps_the_merge_tasks_out_and_captions_every_figure(run_
     images = re.findall(r"!\[([^\]]+)\]", text)
     figs = _figures(text)
     assert [name for name, _, _ in figs] == images and [int(n) for _, n, _ in figs] == list(range(1, len(images) + 1))
-    assert {"accuracy_vs_shots", "id_vs_ood", "tip_adapter_grid", "path_wise_ft"} <= set(images)
+    assert {"accuracy_vs_shots", "id_vs_ood", "tip_adapter_grid", "path_wise_tip_adapter"} <= set(images)
     grid_caption = next(c for name, _, c in figs if name == "tip_adapter_grid")
     assert "on the edge of the searched range** (largest α) at 2 of 2 shot counts (1, 16 shots)" in grid_caption
     # chosen (1.0, 2.0) gives 30 % on test, the optimum (2.0, 2.0) 90 %
     assert "the chosen point gives 30.00 % against the test optimum's 90.00 % (60.00 points" in grid_caption
-    assert "Chosen on test, for illustration only" in next(c for n, _, c in figs if n == "path_wise_ft")
+    assert "Chosen on test, for illustration only" in next(c for n, _, c in figs if n == "path_wise_tip_adapter")
 
 
 def test_merging_is_its_own_section_when_asked_for(run_dir, tmp_path):

@@ -32,8 +32,8 @@ def world(sets=("val", "sketch")):
             recs += [_rec(m, s, rng.uniform(40, 90), k, seed) for s in sets for seed in SEEDS]
     for seed in SEEDS:
         for lam in (0.0, 0.5, 1.0):
-            recs += [_rec("wise-ft", s, rng.uniform(60, 80), 16, seed, "sweep", {"lambda": lam}) for s in sets]
-        recs += [_rec("wise-ft", s, rng.uniform(60, 80), 16, seed, hp={"lambda": 0.5}) for s in sets]
+            recs += [_rec("wise-tip-adapter", s, rng.uniform(60, 80), 16, seed, "sweep", {"lambda": lam}) for s in sets]
+        recs += [_rec("wise-tip-adapter", s, rng.uniform(60, 80), 16, seed, hp={"lambda": 0.5}) for s in sets]
     recs += [_rec("merge:average", t, 50.0, 16, 1, "merge", {"strategy": "full"}) for t in ("colour", "count")]
     recs += [_rec("soup:average", "count", 45.0, 16, 1, "merge")]
     return recs
@@ -77,7 +77,7 @@ def test_accuracy_figure_draws_the_few_shot_sets_and_the_tables_values(sets):
     for ax in shown:
         rows[round(ax.get_position().y0, 3)] += 1
         handles, labels = ax.get_legend_handles_labels()
-        assert sorted(labels) == sorted(["zero-shot", "wise-ft", *METHODS])  # one line per method
+        assert sorted(labels) == sorted(["zero-shot", "wise-tip-adapter", *METHODS])  # one line per method
         assert len(labels) == len(set(labels)) and labels[0] == "zero-shot"
         for h, m in zip(handles, labels):
             if m == "zero-shot":
@@ -102,7 +102,7 @@ def test_id_vs_ood_uses_the_shifts_only_and_puts_zero_shot_where_the_tables_do()
     assert np.allclose(pts["zero-shot"], [40.0, 45.0])
     for m in METHODS:
         assert np.allclose(pts[m], [mean_of(recs, m, "val", 16), mean_of(recs, m, "sketch", 16)])
-    path = next(h for h, lab in zip(handles, labels) if lab == "wise-ft (path)")
+    path = next(h for h, lab in zip(handles, labels) if lab == "wise-tip-adapter (path)")
     for axis, s in ((path.get_xdata(), "val"), (path.get_ydata(), "sketch")):
         assert np.allclose(axis, [np.mean([r["metrics"]["top1"] for r in recs if r["role"] == "sweep"
                                            and r["eval_set"] == s and r["hyperparameters"]["lambda"] == lam])
@@ -111,7 +111,7 @@ def test_id_vs_ood_uses_the_shifts_only_and_puts_zero_shot_where_the_tables_do()
 
 def test_wise_curve_draws_the_sweep_means_per_set():
     recs = world()
-    fig = plot_wise_curve(recs, "wise-ft", 16)
+    fig = plot_wise_curve(recs, "wise-tip-adapter", 16)
     lines = {line.get_label(): line for line in fig.axes[0].lines if not line.get_label().startswith("_")}
     assert set(lines) == {"val", "sketch"}
     for s, line in lines.items():

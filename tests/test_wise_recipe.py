@@ -68,7 +68,7 @@ def test_head_bias_trains_and_interpolates_from_zero():
 def test_every_encoder_and_head_wise_records_the_authors_default():
     for method, default in (("ft-partial", "wise-ft-partial-default"), ("ft-full", "wise-ft-full-default"),
                             ("ft-lora", "wise-ft-lora-default"), ("clip-lora", "wise-clip-lora-default"),
-                            ("wise-linear", "wise-linear-default"), ("wise-ft", "wise-ft-default"),
+                            ("wise-linear", "wise-linear-default"), ("wise-tip-adapter", "wise-tip-adapter-default"),
                             ("coop", "wise-coop-default")):
         assert default in get_method(method).companions
 

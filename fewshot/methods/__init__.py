@@ -6,10 +6,12 @@ reads the registry from here, so that it is always filled.
 """
 import importlib
 
-from fewshot.protocol.method import (get_method, list_learnable, list_methods, list_record_names,  # noqa: F401
-                                     register)
+from fewshot.protocol.method import (baseline_method, current_name, former_names, get_method,  # noqa: F401
+                                     list_learnable, list_methods, list_record_names, register,
+                                     with_report_role)
 
-__all__ = ["get_method", "list_methods", "list_record_names", "list_learnable", "register", "load_methods"]
+__all__ = ["get_method", "list_methods", "list_record_names", "list_learnable", "register", "load_methods",
+           "baseline_method", "with_report_role", "current_name", "former_names"]
 
 BUILTIN = ("zeroshot", "class_means", "tip_adapter", "wise_ft", "linear_probe", "clip_adapter", "gda", "ape",
            "lp_plus_plus", "taskres", "clap", "finetune", "clip_lora", "coop")  # dependencies first

@@ -5,8 +5,12 @@ The path uses Tip-Adapter-F's final (α, β), so λ = 1 is exactly the Tip-Adapt
 reported; λ = 0 is the training-free cache under the same (α, β) (Tip-Adapter itself, unless an
 oracle run re-searched them). λ is chosen by cross-validation over the shots: Tip-Adapter-F is
 trained again on the other folds and every λ scored on the held-out fold; the WiSE-FT paper's
-λ = 0.5 at 1 shot; on test in an oracle run. The Fisher-weighted merges reuse that λ. ``wise-ft-default`` records λ = 0.5 beside it (the
+λ = 0.5 at 1 shot; on test in an oracle run. The Fisher-weighted merges reuse that λ. ``wise-tip-adapter-default`` records λ = 0.5 beside it (the
 authors' advice when nothing can be tuned; ``tuned_on: default``).
+
+Its records are ``wise-tip-adapter`` (and ``-default``, ``-fisher``, ``-fisher-model``): the merge is of
+Tip-Adapter's cache keys, beside ``wise-ft-full`` (WiSE-FT of the image encoder, :mod:`fewshot.methods.finetune`).
+Run folders of older versions, which called them ``wise-ft…``, still read: ``formerly`` maps the names.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from fewshot.merging.interpolate import DEFAULT_LAMBDA, interpolate
 
 __all__ = ["FISHER_KINDS"]
 
-FISHER_KINDS = {"wise-ft-fisher": "empirical", "wise-ft-fisher-model": "model"}
+FISHER_KINDS = {"wise-tip-adapter-fisher": "empirical", "wise-tip-adapter-fisher-model": "model"}
 
 
 def _ends(shots, ctx):
@@ -57,13 +61,13 @@ def fit_wise(shots, ctx) -> Head:
     default = Head(head_at(DEFAULT_LAMBDA), "default", {"lambda": DEFAULT_LAMBDA, "alpha": alpha, "beta": beta})
     return Head(head_at(lam), choice.tuned_on, {"lambda": lam, "alpha": alpha, "beta": beta},
                 extra={"cv_curve": choice.curve},
-                sweep=tuple(({"lambda": x}, head_at(x)) for x in lambdas), companions={"wise-ft-default": default})
+                sweep=tuple(({"lambda": x}, head_at(x)) for x in lambdas), companions={"wise-tip-adapter-default": default})
 
 
 def _fit_fisher(kind: str):
     def fit(shots, ctx) -> Head:
         ft, keys0, keys1, values = _ends(shots, ctx)
-        wise = ctx.prior["wise-ft"]
+        wise = ctx.prior["wise-tip-adapter"]
         alpha, beta, lam = ft.hyperparameters["alpha"], ft.hyperparameters["beta"], wise.hyperparameters["lambda"]
         fishers = tuple({"k": tip.adapter_fisher(shots.center, shots.labels, ctx.text_weights, k,
                                                  values, alpha, beta, ctx.logit_scale, kind)}
@@ -75,12 +79,14 @@ def _fit_fisher(kind: str):
     return fit
 
 
-register(Method("wise-ft", fit_wise, step="wise", after=("tip-adapter-f",), learnable=True,
-                companions=("wise-ft-default",),  # λ = 0.5, the WiSE-FT authors' advice
+register(Method("wise-tip-adapter", fit_wise, step="wise", after=("tip-adapter-f",), learnable=True,
+                companions=("wise-tip-adapter-default",),  # λ = 0.5, the WiSE-FT authors' advice
+                formerly={"wise-ft": "wise-tip-adapter", "wise-ft-default": "wise-tip-adapter-default"},
                 summary="WiSE-FT: Tip-Adapter and Tip-Adapter-F keys interpolated (Wortsman et al., 2022)"))
-register(Method("wise-ft-fisher", _fit_fisher("empirical"), step="wise", learnable=True,
-                after=("tip-adapter-f", "wise-ft"),
+register(Method("wise-tip-adapter-fisher", _fit_fisher("empirical"), step="wise", learnable=True,
+                after=("tip-adapter-f", "wise-tip-adapter"), formerly={"wise-ft-fisher": "wise-tip-adapter-fisher"},
                 summary="WiSE-FT, Fisher-weighted; empirical Fisher (true labels of the shots)"))
-register(Method("wise-ft-fisher-model", _fit_fisher("model"), step="wise", learnable=True,
-                after=("tip-adapter-f", "wise-ft"),
+register(Method("wise-tip-adapter-fisher-model", _fit_fisher("model"), step="wise", learnable=True,
+                after=("tip-adapter-f", "wise-tip-adapter"),
+                formerly={"wise-ft-fisher-model": "wise-tip-adapter-fisher-model"},
                 summary="WiSE-FT, Fisher-weighted; Fisher under the model's own predictions (the WiSE-FT code's)"))

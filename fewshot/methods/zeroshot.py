@@ -11,5 +11,5 @@ def fit(shots, ctx) -> Head:
     return Head(lambda f: zeroshot_logits(f, W, scale), "none", {"templates": ctx.cfg.templates})
 
 
-register(Method("zero-shot", fit, step="zeroshot", source=Source("Radford et al., ICML 2021", "openai/CLIP"), shot_free=True,
+register(Method("zero-shot", fit, step="zeroshot", source=Source("Radford et al., ICML 2021", "openai/CLIP"), shot_free=True, report=("baseline",),
                 summary="CLIP's text head from prompt templates; no training image used"))

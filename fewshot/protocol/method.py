@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Optional
 import torch
 
 __all__ = ["Method", "Source", "Head", "Fitted", "Shots", "EvalSet", "Context", "EncoderAccess", "register",
-           "get_method", "list_methods", "list_record_names", "list_learnable", "TUNED_ON"]
+           "get_method", "list_methods", "list_record_names", "list_learnable", "TUNED_ON", "with_report_role", "baseline_method", "REPORT_ROLES", "current_name", "former_names"]
 
 # How a hyperparameter was chosen; every record carries one of these.
 TUNED_ON = ("none", "default", "loo-train", "cv-train", "unlabeled-train", "test-unlabeled", "test-oracle")
@@ -134,7 +134,7 @@ class Source:
 class Method:
     """A registered few-shot method."""
 
-    name: str  # as in records and figures: "tip-adapter-f"
+    name: str  # as in records and figures, e.g. "class-means"
     fit: Callable  # (Shots | None, Context) -> Head
     step: str  # the pipeline step (and notebook) that runs it: "tip_adapter_f"
     summary: str  # one line for listings
@@ -154,6 +154,20 @@ class Method:
     recipes: tuple = ()  # training recipes ``cfg.recipe`` may pick beyond "default" (e.g. "official")
     encoder_for: Optional[Callable] = None  # cfg -> bool: fit also gets ``ctx.encoder`` under this config
     #                                       (a recipe that encodes fresh crops); the report still groups it by ``needs_encoder``
+    report: tuple = ()  # what the report draws of it beyond the tables, from REPORT_ROLES
+    formerly: Mapping = field(default_factory=dict)  # old record name -> its name now (this method
+    #                                              or a companion): run folders of older versions still read
+
+    def __post_init__(self):
+        unknown = [r for r in self.report if r not in REPORT_ROLES]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown report roles {unknown}; known: {', '.join(REPORT_ROLES)}")
+
+
+# What a method may ask the report to draw of it: "baseline" (the reference every gain is measured
+# from; one method), "grid" (its diagnostics are a hyperparameter grid, drawn as a heat map),
+# "training" (its records carry a training history, drawn as curves).
+REPORT_ROLES = ("baseline", "grid", "training")
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -193,6 +207,36 @@ def list_record_names() -> list[str]:
 def list_learnable() -> list[str]:
     """Record names of the learnable methods (``Method.learnable``), companions included."""
     return [n for m in list_methods() if get_method(m).learnable for n in (m, *get_method(m).companions)]
+
+
+def with_report_role(role: str) -> list[str]:
+    """Names of the methods that declare ``role`` (:data:`REPORT_ROLES`), in registration order."""
+    if role not in REPORT_ROLES:
+        raise ValueError(f"unknown report role {role!r}; known: {', '.join(REPORT_ROLES)}")
+    return [m for m in list_methods() if role in get_method(m).report]
+
+
+def baseline_method() -> str:
+    """The one method every gain is measured from (its ``report`` says "baseline": zero-shot CLIP)."""
+    found = with_report_role("baseline")
+    if len(found) != 1:
+        raise RuntimeError(f"exactly one method must declare the report role 'baseline', found {found}")
+    return found[0]
+
+
+def current_name(name: str) -> str:
+    """The record name ``name`` goes by now (a name some method's ``formerly`` lists is mapped;
+    any other name is returned as it is). Reads the registry as filled so far: readers above
+    this layer import :mod:`fewshot.methods` first."""
+    for m in _REGISTRY.values():
+        if name in m.formerly:
+            return m.formerly[name]
+    return name
+
+
+def former_names(name: str) -> list[str]:
+    """The older record names that now read as ``name`` (none for most)."""
+    return [old for m in _REGISTRY.values() for old, new in m.formerly.items() if new == name]
 
 
 def get_method(name: str) -> Method:

@@ -1,6 +1,6 @@
 """Results: one JSON line per measured number, with its provenance; summaries over seeds.
 
-A record's fields: ``method`` (zero-shot, tip-adapter, tip-adapter-f, wise-ft, wise-ft-fisher),
+A record's fields: ``method`` (zero-shot, tip-adapter, tip-adapter-f, wise-tip-adapter, ...),
 ``role`` ("final": the method's reported number; "sweep": a diagnostic point such as one λ of the
 WiSE-FT curve), ``backbone``, ``backbone_sha256``, ``dataset``, ``eval_set``, ``shots``, ``seed``,
 ``hyperparameters``, ``tuned_on`` ("none", "default", "loo-train", "cv-train", "unlabeled-train", "test-unlabeled",
@@ -20,8 +20,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from fewshot.base.errors import MissingStepError
+from fewshot.protocol.method import current_name
 
-__all__ = ["git_revision", "make_record", "dumps_records", "append_records", "load_records",
+__all__ = ["git_revision", "summary_cells", "make_record", "dumps_records", "append_records", "load_records",
            "summarize", "format_table", "records_table"]
 
 
@@ -107,6 +108,7 @@ def load_records(path: str | os.PathLike) -> list[dict]:
             raise MissingStepError(f"{path}:{lineno} is not a result record ({problem}); the file "
                                    f"was edited or damaged: rerun the step that writes it.")
         rec["shots"] = rec.get("shots") or 0  # shot-free methods: 0 (older files wrote null)
+        rec["method"] = current_name(rec["method"])  # a renamed method's older records read as it now
         records.append(rec)
     return records
 
@@ -139,16 +141,20 @@ def _cell(row: dict) -> str:
     return f"{row['mean']:.2f}" + (f" ± {row['std']:.2f}" if row["n"] > 1 else "")
 
 
+def summary_cells(rows: list[dict], eval_set: str = "val") -> dict:
+    """{(method, shots): row} of the :func:`summarize` rows on ``eval_set`` (the one lookup)."""
+    return {(r["method"], r["shots"]): r for r in rows if r["eval_set"] == eval_set}
+
+
 def format_table(rows: list[dict], eval_set: str = "val") -> str:
     """Markdown table: one row per method (registry order: zero-shot first), one column per shot
     count, ``mean ± std`` over seeds (the mean alone for a single seed)."""
     from fewshot.protocol.method import list_methods
 
-    rows = [r for r in rows if r["eval_set"] == eval_set]
-    shots = sorted({r["shots"] for r in rows if r["shots"]}) or [0]
-    present = {r["method"] for r in rows}
+    cell = summary_cells(rows, eval_set)
+    shots = sorted({k for _, k in cell if k}) or [0]
+    present = {m for m, _ in cell}
     methods = [m for m in list_methods() if m in present] + sorted(present - set(list_methods()))
-    cell = {(r["method"], r["shots"]): r for r in rows}
     lines = ["| method | " + " | ".join(f"{k}-shot" if k else "top-1" for k in shots) + " | tuned on |",
              "|---|" + "---|" * (len(shots) + 1)]
     for m in methods:

@@ -14,6 +14,7 @@ import seaborn as sns
 from fewshot.protocol.analysis import class_gain, confused_pairs, failures, project_2d
 from fewshot.report.analysis_data import image_path
 from fewshot.report.figures import show_image, subplots
+from fewshot.methods import baseline_method
 
 __all__ = ["class_label", "confusion_data", "plot_confusions", "feature_map_data", "plot_feature_map",
            "plot_cache_explanation", "plot_failures", "gain_data", "plot_class_gain", "FONT"]
@@ -155,7 +156,7 @@ def plot_cache_explanation(data, snap: dict, k: int, method_name: str):
         text = fig.add_subplot(grid[2 * r + 1, :])
         text.axis("off")
         winner = names[int(snap["explain_ad"][r, 0])]
-        parts = [_top3_line("zero-shot", snap["explain_zs"][r], snap["explain_zs_probs"][r], names),
+        parts = [_top3_line(baseline_method(), snap["explain_zs"][r], snap["explain_zs_probs"][r], names),
                  _top3_line(method_name, snap["explain_ad"][r], snap["explain_ad_probs"][r], names),
                  f"logit of\n{_wrap(winner, 22)}:\ntext {float(snap['explain_zs_logits'][r, 0]):.1f}\n"
                  f"+ cache {float(snap['explain_cache_logits'][r, 0]):.1f}"]
@@ -202,9 +203,10 @@ def plot_failures(data, method, k: int, n: int = 8, cols: int = 4):
     return fig
 
 
-def gain_data(data, method, base: str = "zero-shot") -> dict:
+def gain_data(data, method, base: str | None = None) -> dict:
     """{k: (acc [C], base_acc [C], gain [C])}: per-class val top-1 (%) of ``method`` against the
-    shot-free ``base`` (:func:`fewshot.protocol.analysis.class_gain`)."""
+    shot-free ``base`` (default: the baseline, zero-shot; :func:`fewshot.protocol.analysis.class_gain`)."""
+    base = base or baseline_method()
     labels, C = np.asarray(data["labels"]), len(data["classnames"])
     zs = _top1(data, base, 0)
     return {k: class_gain(labels, _top1(data, method, k), zs, C) for k in data["shots"]}

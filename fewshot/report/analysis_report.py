@@ -15,6 +15,7 @@ from fewshot.report.analysis_text import (confusion_text, coursework_table, expl
 from fewshot.base.atomic import atomic_path
 from fewshot.base.errors import MissingStepError
 from fewshot.report.i18n import tr
+from fewshot.methods import baseline_method
 
 __all__ = ["analysis_section", "analysis_figures"]
 
@@ -35,12 +36,13 @@ def analysis_figures(run: dict, method: str = "", lang: str = "en") -> dict:
     the config's ``report_method``. Raises :class:`MissingStepError` when the run kept no
     analysis data."""
     data = load_analysis(run["dir"])
-    if data is None or "zero-shot" not in data["top3"] or not data["shots"]:
+    base = baseline_method()
+    if data is None or base not in data["top3"] or not data["shots"]:
         raise MissingStepError("This run kept no per-image top-3 predictions at 1, 5 or 16 shots "
                                "(made by an older version, or without those shots): rerun its "
                                "zeroshot and method steps.")
     name, why = choose_method(run["records"], data, method or (run["config"] or {}).get("report_method", ""), lang)
-    zs, big, figs = data["top3"]["zero-shot"][0][0][:, 0].numpy(), data["shots"][-1], []
+    zs, big, figs = data["top3"][base][0][0][:, 0].numpy(), data["shots"][-1], []
     conf = confusion_data(data, name)
     figs.append(("analysis_confusions", tr("a_t_confusions", lang), plot_confusions(data, name, conf),
                  confusion_text(conf, data, name, zs, lang)))

@@ -11,7 +11,8 @@ import numpy as np
 
 from fewshot.report.analysis_figures import class_label
 from fewshot.report.i18n import tr
-from fewshot.protocol.results import summarize
+from fewshot.protocol.results import summary_cells, summarize
+from fewshot.methods import baseline_method, with_report_role
 
 __all__ = ["confusion_text", "feature_text", "explanation_text", "failure_text", "gain_text",
            "coursework_table"]
@@ -174,19 +175,20 @@ def coursework_table(records: list[dict], method: str, shots: list[int], lang: s
     ``shots``, beside the coursework notebook's published numbers (fewshot/reference.json,
     tuned on test) where the run is ImageNet with RN50 and the coursework has the method; the note
     under it in ``lang``."""
-    rows = {(r["method"], r["shots"]): r for r in summarize(records) if r["eval_set"] == "val"}
+    rows = summary_cells(summarize(records))
     ref = json.loads(_REFERENCE.read_text())
     first = records[0]
     comparable = first["backbone"] in ("RN50", "RN50.pt") and "imagenet" in first["dataset"].lower()
     course = {row["method"]: dict(zip(ref["shots"], row["top1"])) for row in ref["rows"]
               if row["source"].startswith("coursework")} if comparable else {}
     lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " |", "|---|" + "---|" * len(shots)]
-    for m in dict.fromkeys(["zero-shot", method, "tip-adapter-f"]):
+    base = baseline_method()
+    for m in dict.fromkeys([base, method, *with_report_role("training")]):
         cells = []
         for k in shots:
             r = rows.get((m, k)) or rows.get((m, 0))
             cell = "" if r is None else f"{r['mean']:.2f}" + (f" ± {r['std']:.2f}" if r["n"] > 1 else "")
-            pub = course.get(m, {}).get(k) if m != "zero-shot" else course.get(m, {}).get(1)
+            pub = course.get(m, {}).get(k) if m != base else course.get(m, {}).get(1)
             cells.append(cell + (f" [coursework {pub:.2f}]" if pub is not None else ""))
         if any(cells):
             lines.append(f"| {m} | " + " | ".join(cells) + " |")

@@ -24,6 +24,7 @@ from fewshot.run.preflight import check_folder
 from fewshot.report.sections import SECTIONS, Context
 from fewshot.report.tables import leaderboard, sources_table
 from fewshot.run.rundir import RunDir
+from fewshot.methods import with_report_role
 
 __all__ = ["load_run", "build_report", "leaderboard", "sources_table", "list_sections", "default_sections",
            "resolve_sections"]
@@ -79,24 +80,25 @@ def load_run(run_dir: str | os.PathLike) -> dict:
             raise MissingStepError(f"the records in {rd.root / 'results'} were made under config "
                                    f"{next(iter(digests))}, but {rd.config_path} is {current}: "
                                    f"rerun the steps.")
-    return {"records": records, "grids": rd.diagnostics("tip-adapter"), "config": config,
+    return {"records": records, "grids": [g for m in with_report_role("grid") for g in rd.diagnostics(m)], "config": config,
             "predictions": rd.predictions(), "dir": rd.root}
 
 
 def missing_steps(run: dict) -> list[tuple[str, list[str]]]:
     """(step, its methods) of the run's config that have no records yet, in run order: what a
     report of a partial run lacks."""
-    from fewshot.methods import get_method, list_methods
+    from fewshot.methods import baseline_method, get_method, list_methods
 
     config = run["config"] or {}
     present = {r["method"] for r in run["records"]}
     wanted = list(config.get("methods") or list_methods())
     out: dict[str, list[str]] = {}
-    if "zero-shot" not in present:
-        out["zeroshot"] = ["zero-shot"]
+    base = baseline_method()
+    if base not in present:
+        out[get_method(base).step] = [base]
     for name in wanted:
         method = get_method(name)
-        if name not in present and name != "zero-shot":
+        if name not in present and name != base:
             out.setdefault(method.step, []).append(name)
     if config.get("merge_tasks") and not any(r.get("role") == "merge" for r in run["records"]):
         out["merging"] = ["merge study"]

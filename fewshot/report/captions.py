@@ -14,6 +14,7 @@ from fewshot.report.i18n import join, tr
 from fewshot.report.narrative import (cell, mixing_key, rank_sentence, shots_phrase, table_rows,
                                zero_shot_top1)
 from fewshot.protocol.results import summarize
+from fewshot.methods import baseline_method, with_report_role
 
 __all__ = ["caption_accuracy", "caption_grid", "caption_training", "caption_wise_path",
            "caption_id_vs_ood", "caption_costs", "caption_examples", "caption_class_changes",
@@ -26,7 +27,7 @@ def caption_accuracy(records, methods, num_test=None, lang="en") -> str:
     a set's sampling error is a tie)."""
     sizes = num_test if isinstance(num_test, dict) else {"val": num_test}
     records = few_shot_records(records)
-    keep = set(methods) | {"zero-shot"}
+    keep = set(methods) | {baseline_method()}
     sub = [r for r in records if r["method"] in keep]
     sets = eval_sets_of(sub)
     text = tr("cap_accuracy", lang, sets=join(sets, lang, limit=9), n=len({r["method"] for r in sub}))
@@ -78,8 +79,9 @@ def caption_grid(grid: dict, grids: list, how: str, lang="en") -> str:
 
 
 def caption_training(records, lang="en") -> str:
-    """Tip-Adapter-F's curves, with the last epoch's training accuracy against val top-1."""
-    runs = [r for r in records if r["method"] == "tip-adapter-f" and r["eval_set"] == "val"
+    """The training curves' caption (the methods whose ``report`` says "training": Tip-Adapter-F),
+    with the last epoch's training accuracy against val top-1."""
+    runs = [r for r in records if r["method"] in with_report_role("training") and r["eval_set"] == "val"
             and r["role"] == "final" and (r.get("extra") or {}).get("history")]
     seed = min(r["seed"] for r in runs)
     parts, over = [], []
@@ -138,7 +140,7 @@ def caption_id_vs_ood(records, shots: int, lang="en") -> str:
             finals[r["method"]][r["eval_set"]].append(r["metrics"]["top1"])
     pts = {m: (np.mean(c["val"]), np.mean([np.mean(c[s]) for s in sets])) for m, c in finals.items()
            if "val" in c and all(s in c for s in sets)}
-    zs = pts.pop("zero-shot", None)
+    zs = pts.pop(baseline_method(), None)
     text = tr("cap_idood", lang, k=shots_phrase(shots, lang), sets=join(sets, lang, limit=9))
     if zs and pts:
         both = sorted(m for m, (x, y) in pts.items() if x > zs[0] and y > zs[1])
@@ -163,7 +165,7 @@ def caption_costs(records, lang="en") -> str:
 
 def _changes(pred, adapted):
     labels = np.array(pred["labels"])
-    zs = np.array(pred["predictions"]["zero-shot"]) == labels
+    zs = np.array(pred["predictions"][baseline_method()]) == labels
     ad = np.array(pred["predictions"][adapted]) == labels
     return labels, zs, ad
 

@@ -19,6 +19,7 @@ import seaborn as sns
 
 from fewshot.report.figstyle import legend_below, method_style, readable, subplots
 from fewshot.protocol.results import summarize
+from fewshot.methods import baseline_method, with_report_role
 
 __all__ = ["method_order", "method_style", "plot_accuracy_vs_shots", "plot_grid",
            "plot_training_curves", "plot_examples", "plot_class_changes", "plot_class_accuracy",
@@ -55,7 +56,7 @@ def plot_accuracy_vs_shots(records: list[dict], methods=None, title: str = ""):
     three per row; ``methods``: a subset to draw; zero-shot is always drawn as the reference
     line). One legend for all panels, under them."""
     records = few_shot_records(records)
-    rows = [r for r in summarize(records) if methods is None or r["method"] in set(methods) | {"zero-shot"}]
+    rows = [r for r in summarize(records) if methods is None or r["method"] in set(methods) | {baseline_method()}]
     sets = eval_sets_of(records)
     ncols = min(MAX_PANELS_PER_ROW, max(1, len(sets)))
     nrows = math.ceil(len(sets) / ncols)
@@ -120,8 +121,9 @@ def plot_grid(grid: dict):
 
 
 def plot_training_curves(records: list[dict]):
-    """Tip-Adapter-F loss and training accuracy per epoch (first seed), one line per shot count."""
-    runs = [r for r in records if r["method"] == "tip-adapter-f" and r["eval_set"] == "val"]
+    """Loss and training accuracy per epoch (first seed) of the method whose ``report`` says
+    "training" (Tip-Adapter-F), one line per shot count."""
+    runs = [r for r in records if r["method"] in with_report_role("training") and r["eval_set"] == "val"]
     if not runs:
         raise ValueError("no Tip-Adapter-F records: run the tip_adapter_f step (notebook 05)")
     seed = min(r["seed"] for r in runs)
@@ -145,7 +147,7 @@ def best_adapted(pred: dict) -> str:
     """The most accurate method other than zero-shot in a predictions file (registry order on ties)."""
     labels = np.array(pred["labels"])
     scores = {m: float((np.array(p) == labels).mean()) for m, p in pred["predictions"].items()
-              if m != "zero-shot"}
+              if m != baseline_method()}
     return max(method_order(scores), key=lambda m: scores[m])
 
 
@@ -168,7 +170,8 @@ def plot_examples(pred: dict, adapted: str | None = None, n: int = 12, seed: int
     accurate one)."""
     adapted = adapted or best_adapted(pred)
     labels, names = pred["labels"], pred["classnames"]
-    zs, ad = pred["predictions"]["zero-shot"], pred["predictions"][adapted]
+    base = baseline_method()
+    zs, ad = pred["predictions"][base], pred["predictions"][adapted]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
     picked = [i for i in order if zs[i] != ad[i]][: n * 2 // 3]
@@ -182,7 +185,7 @@ def plot_examples(pred: dict, adapted: str | None = None, n: int = 12, seed: int
     for ax, i in zip(axes.flat, picked):
         show_image(ax, Path(pred["dataset_root"]) / pred["paths"][i])
         ax.set_title(f"true: {names[labels[i]]}", fontsize=9)
-        for row, (who, p) in enumerate((("zero-shot", zs[i]), ("adapted", ad[i]))):
+        for row, (who, p) in enumerate(((base, zs[i]), ("adapted", ad[i]))):
             ax.annotate(f"{who}: {names[p]}", (0.0, 0.0), xycoords="axes fraction", xytext=(0, -3 - 11 * row),
                         textcoords="offset points", fontsize=9, va="top",
                         color="green" if p == labels[i] else "red")
@@ -197,7 +200,7 @@ def plot_class_changes(pred: dict, adapted: str | None = None, top: int = 10):
     (``adapted`` as in :func:`plot_examples`)."""
     adapted = adapted or best_adapted(pred)
     labels = np.array(pred["labels"])
-    zs = np.array(pred["predictions"]["zero-shot"]) == labels
+    zs = np.array(pred["predictions"][baseline_method()]) == labels
     ad = np.array(pred["predictions"][adapted]) == labels
     classes = np.unique(labels)
     delta = np.array([100 * (ad[labels == c].mean() - zs[labels == c].mean()) for c in classes])

@@ -12,7 +12,8 @@ from statistics import mean
 
 from fewshot.report.figures import few_shot_records
 from fewshot.report.i18n import join, tr
-from fewshot.protocol.results import summarize
+from fewshot.protocol.results import summary_cells, summarize
+from fewshot.methods import baseline_method
 
 __all__ = ["summary_sentences", "method_sentence", "mixing_key", "sweet_spots", "honesty_gap",
            "ranking", "rank_sentence", "sampling_error", "shots_phrase", "cell", "table_rows",
@@ -27,13 +28,13 @@ _HOW = {"loo-train": "by leave-one-out on the shots", "cv-train": "by cross-vali
 
 def table_rows(records, eval_set="val") -> dict:
     """{(method, shots): summary row} of the few-shot records on ``eval_set``."""
-    return {(r["method"], r["shots"]): r for r in summarize(few_shot_records(records))
-            if r["eval_set"] == eval_set}
+    return summary_cells(summarize(few_shot_records(records)), eval_set)
 
 
 def zero_shot_top1(rows) -> float | None:
     """Zero-shot's mean top-1 in ``rows`` (of :func:`table_rows`), or None."""
-    return rows[("zero-shot", 0)]["mean"] if ("zero-shot", 0) in rows else None
+    key = (baseline_method(), 0)
+    return rows[key]["mean"] if key in rows else None
 
 
 def mixing_key(hp: dict):

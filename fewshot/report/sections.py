@@ -20,6 +20,7 @@ from fewshot.report.narrative import summary_sentences
 from fewshot.methods import get_method, list_methods
 from fewshot.report.tables import leaderboard, provenance, reference_section, shift_tables
 from fewshot.report.shift_figures import mixing_paths, plot_id_vs_ood, plot_strategies, plot_wise_curve, sweep_shots
+from fewshot.methods import with_report_role
 
 __all__ = ["Context", "SECTIONS"]
 
@@ -105,7 +106,7 @@ def _tip_grid(c: Context):
 
 
 def _tip_f(c: Context):
-    if not any(r["method"] == "tip-adapter-f" and (r.get("extra") or {}).get("history") for r in c.recs):
+    if not any(r["method"] in with_report_role("training") and (r.get("extra") or {}).get("history") for r in c.recs):
         return None
     return c.figure(plot_training_curves(c.recs), "tip_adapter_f_training", caption_training(c.recs, c.lang))
 
@@ -150,9 +151,9 @@ SECTIONS = [
     ("tables", "h_tables", lambda c: shift_tables(c.recs, c.lang) or None, True),
     ("accuracy", "h_accuracy", _accuracy, True),
     ("robustness", "h_robustness", _robustness, True),
-    ("tip-adapter", "h_tip", _tip_grid, True),
-    ("tip-adapter-f", "h_tip_f", _tip_f, True),
-    ("wise-ft", "h_wise", _wise, True),
+    ("grid", "h_tip", _tip_grid, True),  # the methods whose report roles say "grid" (Tip-Adapter)
+    ("training", "h_tip_f", _tip_f, True),  # ... "training" (Tip-Adapter-F)
+    ("paths", "h_wise", _wise, True),  # every WiSE-FT mixing path
     ("costs", "h_costs", _costs, True),
     ("examples", "h_examples", _examples, True),
     ("analysis", "h_analysis", _analysis, True),

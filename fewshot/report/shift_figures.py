@@ -12,6 +12,7 @@ import seaborn as sns
 from fewshot.report.figstyle import legend_below
 from fewshot.report.figures import eval_sets_of, few_shot_records, method_order, method_style, subplots
 from fewshot.report.narrative import mixing_key
+from fewshot.methods import baseline_method
 
 __all__ = ["mixing_paths", "sweep_shots", "plot_wise_curve", "plot_id_vs_ood", "plot_strategies"]
 
@@ -40,7 +41,7 @@ def sweep_shots(records) -> int:
     return max(counts, key=lambda k: (len(counts[k]), k))
 
 
-def plot_wise_curve(records: list[dict], method: str = "wise-ft", shots: int | None = None):
+def plot_wise_curve(records: list[dict], method: str, shots: int | None = None):
     """Top-1 against the mixing coefficient of one WiSE-FT path, on every test set; dotted: the
     coefficient chosen (per seed)."""
     shots = shots or max(r["shots"] for r in records if r["method"] == method and r["role"] == "sweep")
@@ -91,13 +92,13 @@ def plot_id_vs_ood(records: list[dict], shots: int | None = None):
         if "val" in c and all(s in c for s in sets):
             ax.scatter([np.mean(c["val"])], [np.mean([np.mean(c[s]) for s in sets])],
                        marker=method_style(method)["marker"], color=method_style(method)["color"], s=30, label=method)
-    zs = defaultdict(list)
+    zs, base = defaultdict(list), baseline_method()
     for r in records:
-        if r["method"] == "zero-shot":
+        if r["method"] == base:
             zs[r["eval_set"]].append(r["metrics"]["top1"])
     if "val" in zs:
         ax.scatter([zs["val"][0]], [np.mean([zs[s][0] for s in sets if s in zs])], marker="*", s=220,
-                   color=method_style("zero-shot")["color"], label="zero-shot", zorder=5)
+                   color=method_style(base)["color"], label=base, zorder=5)
     ax.set(xlabel="val top-1 (%)", ylabel=f"mean top-1 on {', '.join(sets)} (%)",
            title=f"in- vs out-of-distribution, {shots}-shot (lines: WiSE-FT paths, 0 → 1)")
     ax.grid(alpha=0.3)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fewshot.report.figures import eval_sets_of, few_shot_records, method_order
 from fewshot.report.i18n import tr
-from fewshot.protocol.results import format_table, summarize
+from fewshot.protocol.results import summary_cells, format_table, summarize
 
 __all__ = ["provenance", "leaderboard", "shift_tables", "reference_section", "source_of", "sources_table"]
 
@@ -100,8 +100,8 @@ def leaderboard(records, oracle_records=None, lang: str = "en") -> str:
     given an oracle run, its number beside ours (the merging study's records left out)."""
     records = few_shot_records(records)
     oracle_records = few_shot_records(oracle_records) if oracle_records else None
-    rows = {(r["method"], r["shots"]): r for r in summarize(records) if r["eval_set"] == "val"}
-    oracle = {(r["method"], r["shots"]): r for r in summarize(oracle_records) if r["eval_set"] == "val"} if oracle_records else {}
+    rows = summary_cells(summarize(records))
+    oracle = summary_cells(summarize(oracle_records)) if oracle_records else {}
     ref = _published(records)
     best_ref = {}
     if ref:

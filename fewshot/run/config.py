@@ -178,18 +178,21 @@ def _templates():
 
 
 def _report_method(name, v):
-    from fewshot.methods import list_record_names
+    from fewshot.methods import current_name, list_record_names
 
+    v = current_name(v) if isinstance(v, str) else v  # a renamed method's older name
     if not isinstance(v, str) or (v and v not in list_record_names()):
         _fail(name, f'"" (automatic) or one of {", ".join(list_record_names())}', v)
     return v
 
 
 def _methods(name, v):
-    from fewshot.methods import list_methods
+    from fewshot.methods import current_name, list_methods
 
     if isinstance(v, (list, tuple)) and not v:
         return ()  # every registered method
+    if isinstance(v, (list, tuple)):
+        v = [current_name(m) if isinstance(m, str) else m for m in v]  # renamed methods' older names
     return _list(_str(choices=list_methods), "method names")(name, v)
 
 

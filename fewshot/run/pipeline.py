@@ -19,7 +19,7 @@ from fewshot.protocol.evaluation import class_accuracy, evaluate, predict
 from fewshot.merging.study import check_tasks, run_study
 from fewshot.run.preflight import check_device, check_run
 from fewshot.protocol.method import Context, Fitted, Shots
-from fewshot.methods import get_method, list_methods
+from fewshot.methods import baseline_method, get_method, list_methods
 from fewshot.run.resources import Resources, TrainPool
 from fewshot.protocol.results import format_table, git_revision, make_record, summarize
 from fewshot.run.rundir import RunDir
@@ -253,8 +253,9 @@ class Run:
         """Zero-shot CLIP on every test set (the ``zeroshot`` step)."""
         return self.step("zeroshot")
 
-    def class_accuracy(self, name: str = "zero-shot", eval_set: str = "val") -> list[float]:
-        """Per-class top-1 (%) of a shot-free method (default: zero-shot) on ``eval_set``: [C]."""
+    def class_accuracy(self, name: str | None = None, eval_set: str = "val") -> list[float]:
+        """Per-class top-1 (%) of a shot-free method (default: the baseline, zero-shot) on ``eval_set``: [C]."""
+        name = name or baseline_method()
         head = get_method(name).fit(None, self._context(get_method(name), 0, None))
         return class_accuracy(head.logits, self.eval_sets[eval_set], self.dataset.num_classes)
 

@@ -35,7 +35,7 @@ from fewshot.base.atomic import (atomic_torch_save, atomic_write_json, atomic_wr
 from fewshot.run.config import (RUNTIME_FIELDS, RunConfig, config_digest, read_config, save_config,
                             science_fields)
 from fewshot.base.errors import ConfigError, MissingStepError, RunLockedError
-from fewshot.protocol.method import Fitted
+from fewshot.protocol.method import Fitted, current_name
 
 __all__ = ["RunDir"]
 
@@ -67,6 +67,18 @@ class RunDir:
 
     def results_path(self, method: str) -> Path:
         return self.root / "results" / f"{method}.jsonl"
+
+    def _found(self, path_of, name: str, *args) -> Path:
+        """``path_of(name, *args)``, or the path under one of the name's former names
+        (:func:`fewshot.methods.former_names`) where only that exists: older run folders."""
+        from fewshot.methods import former_names
+
+        path = path_of(name, *args)
+        if not path.exists():
+            for old in former_names(name):
+                if path_of(old, *args).exists():
+                    return path_of(old, *args)
+        return path
 
     def fitted_path(self, method: str, shots: Optional[int], seed: Optional[int]) -> Path:
         name = "shot-free" if not shots else f"shots{shots}_seed{seed}"
@@ -181,15 +193,21 @@ class RunDir:
         """Replace ``results/{method}.jsonl`` with ``records``, atomically."""
         from fewshot.protocol.results import dumps_records
 
+        from fewshot.methods import former_names
+
         if self.writer:
             atomic_write_text(self.results_path(method), dumps_records(records))
+            for old in former_names(method):  # the renamed method's older file is superseded
+                self.results_path(old).unlink(missing_ok=True)
 
     def read_records(self, method: Optional[str] = None) -> list[dict]:
         """Records of one method, or of every method with a results file."""
         from fewshot.protocol.results import load_records
 
+        import fewshot.methods  # noqa: F401  (the registry maps renamed records)
+
         if method is not None:
-            return load_records(self.results_path(method))
+            return load_records(self._found(self.results_path, method))
         files = sorted((self.root / "results").glob("*.jsonl"))
         return [r for f in files for r in load_records(f)]
 
@@ -209,14 +227,14 @@ class RunDir:
         """A fitted head saved by :meth:`save_fitted` under the same config digest."""
         import torch
 
-        path = self.fitted_path(method, shots, seed)
+        path = self._found(self.fitted_path, method, shots, seed)
         hint = f"run the {step} step first (its notebook, or `python -m fewshot run --steps {step}`)"
         if not path.exists():
             raise MissingStepError(f"{path} is missing: {hint}.")
         try:
             data = torch.load(path, map_location=device or "cpu", weights_only=True)
             hp = json.loads(data["hyperparameters"])
-            ok = data["config_digest"] == digest and data["method"] == method
+            ok = data["config_digest"] == digest and current_name(data["method"]) == method
         except Exception as err:  # a cut or foreign file: say which, and how to redo it
             raise MissingStepError(f"{path} cannot be read ({type(err).__name__}); {hint}.") from err
         if not ok:
@@ -234,7 +252,7 @@ class RunDir:
         another config, raises :class:`MissingStepError` naming it."""
         import torch
 
-        path = self.analysis_path(name, shots, seed)
+        path = self._found(self.analysis_path, name, shots, seed)
         if not path.exists():
             return None
         try:
@@ -270,6 +288,6 @@ class RunDir:
         index = self.read_json(self.root / "predictions" / "index.json")
         if index is None:
             return None
-        preds = {p.stem: self.read_json(p) for p in sorted((self.root / "predictions").glob("*.json"))
+        preds = {current_name(p.stem): self.read_json(p) for p in sorted((self.root / "predictions").glob("*.json"))
                  if p.stem != "index"}
         return {**index, "predictions": preds}

@@ -33,7 +33,7 @@ def check_phenomena(records: list[dict], shift: str = "sketch") -> list[dict]:
     gap_shift = _mean_top1(records, "tip-adapter-f", shift, hi) - zs_shift
     curve = defaultdict(list)  # lambda -> accuracies on val and shift, all seeds
     for r in records:
-        if r["method"] == "wise-ft" and r["role"] == "sweep" and r["shots"] == hi \
+        if r["method"] == "wise-tip-adapter" and r["role"] == "sweep" and r["shots"] == hi \
                 and r["eval_set"] in ("val", shift):
             curve[r["hyperparameters"]["lambda"]].append(r["metrics"]["top1"])
     curve = {lam: mean(v) for lam, v in sorted(curve.items())}

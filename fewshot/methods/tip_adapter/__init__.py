@@ -180,8 +180,8 @@ def explain_tip_adapter_f(shots, ctx, head: Head, val) -> dict:
     return cache_snapshot(shots, ctx, head.state["keys"], hp["alpha"], hp["beta"], head.logits, val)
 
 
-register(Method("tip-adapter", fit_tip_adapter, step="tip_adapter", source=SOURCE, diagnose=diagnose_tip_adapter,
+register(Method("tip-adapter", fit_tip_adapter, step="tip_adapter", source=SOURCE, diagnose=diagnose_tip_adapter, report=("grid",),
                 summary="training-free cache of the shots' features (Zhang et al., 2022)"))
 register(Method("tip-adapter-f", fit_tip_adapter_f, step="tip_adapter_f", after=("tip-adapter",), learnable=True, source=SOURCE,
-                explain=explain_tip_adapter_f,
+                explain=explain_tip_adapter_f, report=("training",),
                 summary="Tip-Adapter with the cache keys fine-tuned (Zhang et al., 2022)"))
