@@ -245,20 +245,29 @@ def _check_known(path: Path, actual: str) -> None:
 
 def build_clip(embed_dim: int = 1024, image_resolution: int = 224, vision_layers=(3, 4, 6, 3),
                vision_width: int = 64, context_length: int = 77, transformer_width: int = 512,
-               transformer_layers: int = 12, vocab_size: int = 49408) -> torch.nn.Module:
-    """A randomly initialised ``clip.model.CLIP`` (ModifiedResNet image tower; defaults: RN50).
+               transformer_layers: int = 12, vocab_size: int = 49408,
+               vision_patch_size: int | None = None) -> torch.nn.Module:
+    """A randomly initialised ``clip.model.CLIP``: a ModifiedResNet image tower when
+    ``vision_layers`` is a 4-tuple (defaults: RN50), a ViT of that many blocks when it is an int
+    (then ``vision_patch_size`` is required, as in CLIP's own constructor).
 
     Head counts are the ones ``clip.model.build_model`` infers when reloading (``width // 64``
-    for text, ``vision_width * 32 // 64`` for the attention pool), so a saved model reloads with
-    the same maths. ``image_resolution`` must be a multiple of 32.
+    for text and ViT, ``vision_width * 32 // 64`` for the attention pool), so a saved model reloads
+    with the same maths. ``image_resolution`` must be a multiple of 32 (ResNet) or of the patch size (ViT).
     """
-    if image_resolution % 32:
-        raise ValueError(f"image_resolution must be a multiple of 32, got {image_resolution}")
-    if transformer_width % 64:
-        raise ValueError(f"transformer_width must be a multiple of 64, got {transformer_width}")
-    return _clip().model.CLIP(embed_dim, image_resolution, tuple(vision_layers), vision_width, None,
-                           context_length, vocab_size, transformer_width,
-                           transformer_width // 64, transformer_layers)
+    vit = isinstance(vision_layers, int)
+    if vit and not vision_patch_size:
+        raise ValueError("a ViT image tower (an int vision_layers) needs a vision_patch_size")
+    step = vision_patch_size if vit else 32
+    if image_resolution % step:
+        raise ValueError(f"image_resolution must be a multiple of {step}, got {image_resolution}")
+    widths = {"transformer_width": transformer_width, **({"vision_width": vision_width} if vit else {})}
+    for name, width in widths.items():
+        if width % 64:
+            raise ValueError(f"{name} must be a multiple of 64, got {width}")
+    return _clip().model.CLIP(embed_dim, image_resolution, vision_layers if vit else tuple(vision_layers),
+                              vision_width, vision_patch_size if vit else None, context_length, vocab_size,
+                              transformer_width, transformer_width // 64, transformer_layers)
 
 
 @torch.no_grad()
