@@ -16,8 +16,8 @@ FIELDS = make_section(
     Field("recipe", str, "default", str_check(choices=("default", "official")),
           "peers' recipe (fewshot.protocol.recipes): \"default\" (each method's docstring) or \"official\" "
           "(the authors' dtype, crops, context)"),
-    Field("cv_folds", int, 4, int_check(2), "folds over the shots for choosing a hyperparameter inside them (fewshot.protocol.selection; "
-          "WiSE-FT's lambda, the peers' grids, the merge study's held-out fold)"),
+    Field("cv_folds", int, 4, int_check(2), "folds over the shots for choosing a hyperparameter inside them (fewshot.protocol.selection: "
+          "WiSE-FT's lambda, Tip-Adapter's grid, the probes' and CoOp's α, the merge study's held-out fold)"),
     Field("time_budget", float, 0.0, float_check(0.0, lo_open=False),
           "minutes a long step may take (its measured estimate, fewshot.protocol.budget); 0 = no limit", runtime=True),
 )

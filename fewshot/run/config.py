@@ -36,9 +36,12 @@ __all__ = ["RunConfig", "list_configs", "load_config", "save_config", "read_conf
 
 _CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-# Every section, in the order ``run --help`` lists them (and RunConfig's fields are ordered).
-SECTIONS = (_DATA, _MODEL, _FEATURES, _PROTOCOL, _METHODS, _TRAINING, _MERGING, _RUNTIME)
-FIELDS = {f.name: f for section in SECTIONS for f in section}
+# Every field, in the order ``run --help`` lists them (and RunConfig's fields are ordered), and
+# the sections they form: heading -> fields (the method families' module holds several).
+FIELDS = {f.name: f for part in (_DATA, _MODEL, _FEATURES, _PROTOCOL, _METHODS, _TRAINING, _MERGING, _RUNTIME)
+          for f in part}
+SECTIONS = {title: tuple(f for f in FIELDS.values() if f.section == title)
+            for title in dict.fromkeys(f.section for f in FIELDS.values())}
 
 # Fields that change how a run executes or where it writes, never its numbers (``Field.runtime``).
 # They may differ between the notebooks of one run; every other field is fixed once the run folder
@@ -157,9 +160,9 @@ def config_digest(cfg: RunConfig, device_type: str = "cpu") -> str:
 def describe_fields() -> str:
     """The fields under their section headings: name, default and help (for ``run --help``)."""
     out = []
-    for section in SECTIONS:
-        out.append(f" {section[0].section}:")
-        for f in section:
+    for title, fields in SECTIONS.items():
+        out.append(f" {title}:")
+        for f in fields:
             default = list(f.default) if isinstance(f.default, tuple) else f.default
             out.append(f"  {f.name} = {json.dumps(default)}: {f.help}")
     return "\n".join(out)
