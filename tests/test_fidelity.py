@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from fewshot import _clip_compat
 from fewshot.base.errors import ConfigError
 from fewshot.methods import clap, clip_adapter, taskres
+from fewshot.protocol.method_config import setting
 from fewshot.models.templates import get_templates
 
 
@@ -80,8 +81,8 @@ def test_taskres_trains_on_the_raw_base_with_adam_weight_decay_as_a_written_out_
     ctx = _ctx({("tip7+single", "raw"): raw})
     monkeypatch.setattr(taskres, "epochs_for", lambda k: 30)
     assert taskres.WEIGHT_DECAY == 5e-4 and taskres.fit(shots, ctx).hyperparameters["weight_decay"] == 5e-4
-    monkeypatch.setattr(taskres, "LR", 0.05)
     monkeypatch.setattr(taskres, "WEIGHT_DECAY", 2.0)
+    ctx.cfg = SimpleNamespace(taskres_lr=0.05)  # the rate is read from the config
     head = taskres.fit(shots, ctx)
     assert head.hyperparameters["head"] == "tip7+single (raw mean)" and torch.allclose(head.state["base"], raw)
     got = head.state["residual"].double()
@@ -117,14 +118,15 @@ def test_clap_multipliers_and_penalty_equal_the_papers_sums():
     assert [clap.batches_per_epoch(n) for n in (12, 255, 256, 1000)] == [1, 1, 1, 3]
 
 
-def test_clap_fit_equals_the_official_loop_written_out(monkeypatch):
+def test_clap_fit_equals_the_official_loop_written_out():
     """``run_epoch`` of jusiro/CLAP with the pool smaller than one batch (every epoch is one step
     on the whole pool): CE + (1/C)Σλ_c‖P_c − t_c‖², SGD momentum 0.9 by hand, Dassl's schedule
     (40 of the 300 epochs, to keep the test fast)."""
-    assert clap.EPOCHS == 300 and clap.LR == 0.1
-    monkeypatch.setattr(clap, "EPOCHS", 40)
     shots, raw = _data()
-    head = clap.fit(shots, _ctx({("tip7+single", "raw"): raw}))
+    ctx = _ctx({("tip7+single", "raw"): raw})
+    assert setting(ctx, "clap_epochs") == 300 and setting(ctx, "clap_lr") == 0.1  # the published recipe
+    ctx.cfg = SimpleNamespace(clap_epochs=40)  # read through the config: 40 epochs instead
+    head = clap.fit(shots, ctx)
     assert head.tuned_on == "none" and head.hyperparameters["head"] == "tip7+single (raw mean)"
     pool = F.normalize(shots.views.double(), dim=-1).reshape(-1, 10)
     labels = shots.labels.repeat(4)
@@ -176,13 +178,13 @@ def _lp_loop_fp16(shots, text, epochs):
     return wv, b, alpha
 
 
-def test_lp_plus_plus_official_recipe_trains_in_fp16_as_the_official_loop(monkeypatch):
+def test_lp_plus_plus_official_recipe_trains_in_fp16_as_the_official_loop():
     from fewshot.methods import lp_plus_plus as lp
 
-    monkeypatch.setattr(lp, "EPOCHS", 30)
     shots, raw = _data()
     text = F.normalize(raw, dim=-1)
-    ctx = SimpleNamespace(text_weights=text, logit_scale=20.0, progress=False, cfg=SimpleNamespace(recipe="official"))
+    ctx = SimpleNamespace(text_weights=text, logit_scale=20.0, progress=False,
+                          cfg=SimpleNamespace(recipe="official", lp_pp_epochs=30))
     if not lp._half_matmul("cpu"):  # torch 2.0 (.ci/oldest.txt): no fp16 matmul on a CPU
         with pytest.raises(ConfigError, match="recipe=official trains LP\\+\\+ in fp16.*recipe=default"):
             lp.fit(shots, ctx)

@@ -46,6 +46,7 @@ from fewshot.methods.tip_adapter import cache_model as tip
 from fewshot.training.optim import AdamWFp16State
 from fewshot.protocol.method import Head, Method, Source, register
 from fewshot.protocol.metrics import top1
+from fewshot.protocol.method_config import setting
 from fewshot.protocol.recipes import OFFICIAL_HEADS, recipe_for, text_head
 from fewshot.training.heads import train_head
 from fewshot.training.schedules import cosine_per_step
@@ -55,7 +56,7 @@ __all__ = ["channel_scores", "select_channels", "ape_values", "ape_logits", "ape
 LAMBDA_APE, LAMBDA_APE_T, Q_SHARE = 0.7, 0.2, 500 / 1024
 GAMMAS = (0.0, 0.1, 0.2, 0.3, 0.4)
 DEFAULT = {"beta": 1.0, "alpha": 2.0, "gamma": 0.1}
-T_EPOCHS, T_LR, T_EPS, T_WD, T_BATCH = 20, 1e-4, 1e-3, 0.1, 256
+T_EPS, T_WD, T_BATCH = 1e-3, 0.1, 256  # epochs and rate: cfg.ape_t_epochs (the official 20), cfg.ape_t_lr (1e-4)
 OFFICIAL_HEAD = "cupl+tip7"  # the official ImageNet head (extract_features.py: tip7 + CuPL prompts)
 OFFICIAL_HEADS.update({"ape": OFFICIAL_HEAD, "ape-t": OFFICIAL_HEAD})  # checked before a run starts
 SOURCE = Source("Zhu et al., ICCV 2023", "yangyangyang127/APE", "70460de74d1e967f8b4d270b3419373694758536",
@@ -166,8 +167,9 @@ def fit_ape_t(shots, ctx) -> Head:
     res = torch.nn.Parameter(torch.zeros(shots.num_classes, len(idx), device=keys.device))
     weights = torch.nn.Parameter(torch.ones(len(labels), device=keys.device))
     alpha, beta = DEFAULT["alpha"], DEFAULT["beta"]
+    epochs, lr = setting(ctx, "ape_t_epochs"), setting(ctx, "ape_t_lr")
     views = F.normalize(shots.views.float(), dim=-1)
-    opt = (AdamWFp16State if recipe == "official" else torch.optim.AdamW)([res, weights], lr=T_LR, eps=T_EPS,
+    opt = (AdamWFp16State if recipe == "official" else torch.optim.AdamW)([res, weights], lr=lr, eps=T_EPS,
                                                                           weight_decay=T_WD)
     steps = -(-labels.numel() // T_BATCH)
 
@@ -180,7 +182,7 @@ def fit_ape_t(shots, ctx) -> Head:
             with torch.no_grad():
                 return top1(logits(ctx.oracle.feats), ctx.oracle.labels)
     out = train_head([res, weights], logits, views, labels, optimizer=opt,
-                     schedule=cosine_per_step(T_EPOCHS * steps), epochs=T_EPOCHS, batch_size=T_BATCH,
+                     schedule=cosine_per_step(epochs * steps), epochs=epochs, batch_size=T_BATCH,
                      seed=shots.seed, progress=ctx.progress, select_epoch=select,
                      what=f"APE-T ({shots.shots}-shot, seed {shots.seed})", graph=True)
     res, weights = res.detach(), weights.detach()
@@ -193,7 +195,7 @@ def fit_ape_t(shots, ctx) -> Head:
         alpha, beta, _ = tip.best_point(grid, alphas, betas)
         tuned_on, hp = "test-oracle", {"alpha": alpha, "beta": beta, "best_epoch": out["best_epoch"]}
     return Head(lambda f: ape_t_logits(f, W, keys, values, labels, res, weights, idx, alpha, beta, scale),
-                tuned_on, {**hp, "epochs": T_EPOCHS, "lr": T_LR, "channels": len(idx), "recipe": recipe, "head": head},
+                tuned_on, {**hp, "epochs": epochs, "lr": lr, "channels": len(idx), "recipe": recipe, "head": head},
                 state={"res": res, "weights": weights, "channels": idx}, extra={"history": out["history"]})
 
 

@@ -37,13 +37,15 @@ import torch.nn.functional as F
 
 from fewshot.protocol.budget import Plan, Work, seconds_per
 from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.method_config import setting
 from fewshot.protocol.recipes import official_crops, recipe_for, text_head, training_views
 from fewshot.training.heads import check_finite
 from fewshot.training.schedules import warmup_cosine_per_epoch
 
-__all__ = ["clap_logits", "class_multipliers", "clap_penalty", "batches_per_epoch", "EPOCHS", "LR"]
+__all__ = ["clap_logits", "class_multipliers", "clap_penalty", "batches_per_epoch"]
 
-EPOCHS, LR, MOMENTUM, BATCH_SIZE, PASSES = 300, 0.1, 0.9, 256, 20  # PASSES: official augmented passes
+MOMENTUM, BATCH_SIZE, PASSES = 0.9, 256, 20  # PASSES: official augmented passes
+# epochs and rate: cfg.clap_epochs (the official 300) and cfg.clap_lr (0.1)
 BASE = "tip7+single"
 SOURCE = Source("Silva-Rodríguez et al., CVPR 2024", "jusiro/CLAP", "dbdf4095b3d824546474c725539b9f4efff3ca0e",
                 ("trainers/adapters.py", "configs/trainers/SGD_lr1e-1_B256_ep300.yaml", "scripts/adapt.sh",
@@ -73,14 +75,17 @@ def batches_per_epoch(num_images: int, batch_size: int = BATCH_SIZE) -> int:
     return num_images // batch_size if num_images >= batch_size else 1
 
 
-def _train(pool, labels, base, lam, scale: float, M: int, seed: int, what: str, epochs: int | None = None):
-    """CLAP's SGD over the pooled views [V·M, D]: ``epochs`` epochs of ``batches_per_epoch(M)``
-    batches drawn from a fresh shuffle of the pool. Returns (prototypes [C, D], mean loss per epoch)."""
-    epochs = EPOCHS if epochs is None else epochs
+def _train(pool, labels, base, lam, scale: float, M: int, seed: int, what: str, recipe: tuple,
+           epochs: int | None = None):
+    """CLAP's SGD over the pooled views [V·M, D]: ``epochs`` epochs (all of ``recipe``'s when None)
+    of ``batches_per_epoch(M)`` batches drawn from a fresh shuffle of the pool, on the schedule of
+    ``recipe`` = (epochs, lr). Returns (prototypes [C, D], mean loss per epoch)."""
+    total, lr = recipe
+    epochs = total if epochs is None else epochs
     protos = torch.nn.Parameter(base.clone())
     steps = batches_per_epoch(M)
-    opt = torch.optim.SGD([protos], lr=LR, momentum=MOMENTUM, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_per_epoch(EPOCHS, steps, LR))
+    opt = torch.optim.SGD([protos], lr=lr, momentum=MOMENTUM, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_per_epoch(total, steps, lr))
     gen = torch.Generator().manual_seed(seed)
     losses = torch.zeros(epochs, device=pool.device)
     for epoch in range(epochs):
@@ -102,22 +107,27 @@ def _train(pool, labels, base, lam, scale: float, M: int, seed: int, what: str, 
 def plan(shots, ctx) -> Plan:
     """CLAP's optimiser steps for one (shots, seed): 300 epochs of ⌊M/256⌋ (at least one) batches,
     timed on one epoch of a small pool of the shots' cached views."""
-    M = shots.labels.numel()
-    steps = EPOCHS * batches_per_epoch(M)
+    M, recipe = shots.labels.numel(), _recipe(ctx)
+    steps = recipe[0] * batches_per_epoch(M)
 
     def probe(m=min(M, 3 * BATCH_SIZE)):
         pool = F.normalize(shots.views[0, :m].float(), dim=-1)
         base = torch.randn(shots.num_classes, pool.shape[1], device=pool.device)
         lam = torch.full((shots.num_classes,), 0.5, device=pool.device)
-        return seconds_per(lambda: _train(pool, shots.labels[:m].to(pool.device), base, lam, 100.0, m, 0, "probe", 1),
+        return seconds_per(lambda: _train(pool, shots.labels[:m].to(pool.device), base, lam, 100.0, m, 0, "probe", recipe, 1),
                            batches_per_epoch(m))
-    return Plan([Work(f"clap ({shots.shots}-shot, seed {shots.seed}): {EPOCHS} epochs", steps,
+    return Plan([Work(f"clap ({shots.shots}-shot, seed {shots.seed}): {recipe[0]} epochs", steps,
                       f"steps of batch {BATCH_SIZE}", "clap step")], {"clap step": probe})
+
+
+def _recipe(ctx) -> tuple:
+    """(epochs, lr) of the run: ``clap_epochs``, ``clap_lr``."""
+    return setting(ctx, "clap_epochs"), setting(ctx, "clap_lr")
 
 
 def fit(shots, ctx) -> Head:
     """CLAP on the pooled augmented views of the shots (module docstring)."""
-    recipe = recipe_for(ctx, ("official",))
+    recipe, (epochs, lr) = recipe_for(ctx, ("official",)), _recipe(ctx)
     views = training_views(shots, ctx, recipe, PASSES)
     if recipe == "official":
         views = torch.stack([views[e] for e in range(PASSES)])  # [20, M, D], drawn once as the official code
@@ -127,10 +137,11 @@ def fit(shots, ctx) -> Head:
     (base, head), scale = text_head(ctx, BASE, "raw"), ctx.logit_scale
     with torch.no_grad():
         lam = class_multipliers(clap_logits(pool, base, scale), labels, shots.num_classes)
-    protos, losses = _train(pool, labels, base, lam, scale, M, shots.seed, f"CLAP ({shots.shots}-shot, seed {shots.seed})")
+    protos, losses = _train(pool, labels, base, lam, scale, M, shots.seed, f"CLAP ({shots.shots}-shot, seed {shots.seed})",
+                           (epochs, lr))
     history = [{"epoch": e + 1, "loss": v} for e, v in enumerate(losses.tolist()) if (e + 1) % 10 == 0]
     return Head(lambda f: clap_logits(f, protos, scale), "none",
-                {"epochs": EPOCHS, "lr": LR, "batch_size": BATCH_SIZE, "views": V, "head": head,
+                {"epochs": epochs, "lr": lr, "batch_size": BATCH_SIZE, "views": V, "head": head,
                  "recipe": recipe},
                 state={"prototypes": protos, "multipliers": lam},
                 extra={"history": history, "multipliers_mean": float(lam.mean()),

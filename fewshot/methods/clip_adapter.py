@@ -26,14 +26,15 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.method_config import setting
 from fewshot.protocol.recipes import official_crops, recipe_for, text_head, training_views
 from fewshot.training.heads import train_head
 from fewshot.training.schedules import warmup_cosine_per_epoch
 
-__all__ = ["adapter_logits", "RATIO", "REDUCTION", "EPOCHS", "LR", "BATCH_SIZE"]
+__all__ = ["adapter_logits", "RATIO", "REDUCTION", "BATCH_SIZE"]
 
 RATIO, REDUCTION = 0.2, 4
-EPOCHS, LR, BATCH_SIZE, WEIGHT_DECAY, MOMENTUM = 50, 2e-3, 32, 5e-4, 0.9
+BATCH_SIZE, WEIGHT_DECAY, MOMENTUM = 32, 5e-4, 0.9  # epochs and rate: cfg.clip_adapter_epochs (50), _lr (0.002)
 HEAD = "single"  # CUSTOM_TEMPLATES["ImageNet"]: "a photo of a {}."
 SOURCE = Source("Gao et al., IJCV 2023", "gaopengcuhk/CLIP-Adapter", "08d07f8b2ecafc6f1479fe636b26d464d7a5574e",
                 ("clip_adapter.py", "README.md"))
@@ -55,21 +56,22 @@ def _init(out_features: int, in_features: int, gen: torch.Generator, device) -> 
 def fit(shots, ctx) -> Head:
     """Train the adapter on the shots' cached views."""
     recipe = recipe_for(ctx, ("official",))
-    views = training_views(shots, ctx, recipe, EPOCHS)  # [V, M, D] normalised (fresh crops: V = epochs)
+    epochs, lr = setting(ctx, "clip_adapter_epochs"), setting(ctx, "clip_adapter_lr")
+    views = training_views(shots, ctx, recipe, epochs)  # [V, M, D] normalised (fresh crops: V = epochs)
     dim = views.shape[-1]
     gen = torch.Generator().manual_seed(shots.seed)
     w1, w2 = _init(dim // REDUCTION, dim, gen, views.device), _init(dim, dim // REDUCTION, gen, views.device)
     (W, head), scale = text_head(ctx, HEAD), ctx.logit_scale
     steps = max(1, shots.labels.numel() // BATCH_SIZE)
-    opt = torch.optim.SGD([w1, w2], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    opt = torch.optim.SGD([w1, w2], lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     out = train_head([w1, w2], lambda x: adapter_logits(x, w1, w2, W, RATIO, scale), views,
-                     shots.labels, optimizer=opt, schedule=warmup_cosine_per_epoch(EPOCHS, steps, LR),
-                     epochs=EPOCHS, batch_size=BATCH_SIZE, seed=shots.seed, progress=ctx.progress,
+                     shots.labels, optimizer=opt, schedule=warmup_cosine_per_epoch(epochs, steps, lr),
+                     epochs=epochs, batch_size=BATCH_SIZE, seed=shots.seed, progress=ctx.progress,
                      what=f"CLIP-Adapter ({shots.shots}-shot, seed {shots.seed})",
                      drop_last=shots.labels.numel() >= BATCH_SIZE, graph=True)
     w1, w2 = w1.detach(), w2.detach()
     return Head(lambda f: adapter_logits(f.float(), w1, w2, W, RATIO, scale), "default",
-                {"ratio": RATIO, "epochs": EPOCHS, "lr": LR, "batch_size": BATCH_SIZE, "head": head,
+                {"ratio": RATIO, "epochs": epochs, "lr": lr, "batch_size": BATCH_SIZE, "head": head,
                  "recipe": recipe},
                 state={"w1": w1, "w2": w2}, extra={"history": out["history"]})
 

@@ -5,9 +5,9 @@
     t_c = CLIP's text encoder on prompt_c (read at EOS), logits = s · f · normalise(t)ᵀ
 
 The text encoder is frozen (an fp32 copy); the image features come from the cache, one augmented
-view per epoch. Recipe: CoOp's ImageNet ``rn50_ep50_ctxv1`` (SGD, lr 0.002, momentum 0.9, weight
-decay 5e-4, batch 32, 50 epochs (``cfg.coop_epochs``), one warm-up epoch at 1e-5, then cosine per
-epoch); the last epoch
+view per epoch. Recipe: CoOp's ImageNet ``rn50_ep50_ctxv1`` (SGD, lr 0.002 (``cfg.coop_lr``),
+momentum 0.9, weight decay 5e-4, batch 32 (``cfg.coop_batch_size``), 50 epochs (``cfg.coop_epochs``),
+one warm-up epoch at 1e-5, then cosine per epoch); the last epoch
 is kept, as CoOp does (``tuned_on: none``). The text encoder runs for every class at every step,
 which is what makes CoOp slow at 1,000 classes.
 
@@ -38,6 +38,7 @@ from fewshot.protocol import selection
 from fewshot.protocol.budget import Plan, Work, fit_steps, seconds_per
 from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.method_config import setting
 from fewshot.protocol.recipes import recipe_for, training_views
 from fewshot.training.heads import train_head
 from fewshot.training.schedules import warmup_cosine_per_epoch
@@ -58,7 +59,7 @@ def random_init(model, classnames) -> str:
     return " ".join(["X"] * max(1, min(N_RANDOM, model.context_length - 2 - longest)))
 SOURCE = Source("Zhou et al., IJCV 2022", "KaiyangZhou/CoOp", "ff61507c790454bce7c5052c3ac39e60772f1f89",
                 ("trainers/coop.py", "configs/trainers/CoOp/rn50_ep50.yaml", "scripts/coop/main.sh"))
-LR, BATCH_SIZE, MOMENTUM, WEIGHT_DECAY = 2e-3, 32, 0.9, 5e-4
+MOMENTUM, WEIGHT_DECAY = 0.9, 5e-4  # the rate and batch are cfg.coop_lr (0.002) and cfg.coop_batch_size (32)
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -118,26 +119,34 @@ def encode_prompts(parts: PromptParts, ctx: torch.Tensor) -> torch.Tensor:
     return F.normalize(x[torch.arange(C, device=x.device), parts.eot] @ parts.projection, dim=-1)
 
 
-def _train(parts, views, labels, scale, seed, progress, what, epochs, checkpoint=None):
+def _train(parts, views, labels, scale, seed, progress, what, hp, checkpoint=None):
+    """The learned context and its history; ``hp``: (epochs, lr, batch size) of :func:`_recipe`."""
+    epochs, lr, batch = hp
     ctx = torch.nn.Parameter(parts.ctx.clone())
     n = labels.numel()
-    steps = max(1, n // BATCH_SIZE) if n >= BATCH_SIZE else 1
-    opt = torch.optim.SGD([ctx], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    steps = max(1, n // batch) if n >= batch else 1
+    opt = torch.optim.SGD([ctx], lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     out = train_head([ctx], lambda x: scale * x @ encode_prompts(parts, ctx).T, views, labels,
-                     optimizer=opt, schedule=warmup_cosine_per_epoch(epochs, steps, LR), epochs=epochs,
-                     batch_size=BATCH_SIZE, seed=seed, progress=progress, what=what,
-                     drop_last=n >= BATCH_SIZE, checkpoint=checkpoint)
+                     optimizer=opt, schedule=warmup_cosine_per_epoch(epochs, steps, lr), epochs=epochs,
+                     batch_size=batch, seed=seed, progress=progress, what=what,
+                     drop_last=n >= batch, checkpoint=checkpoint)
     return ctx.detach(), out["history"]
+
+
+def _recipe(ctx) -> tuple:
+    """(epochs, lr, batch size) of the run: ``coop_epochs``, ``coop_lr``, ``coop_batch_size``."""
+    return setting(ctx, "coop_epochs"), setting(ctx, "coop_lr"), setting(ctx, "coop_batch_size")
 
 
 def fit(shots, ctx) -> Head:
     """Learn the context on the shots' cached views; WiSE-FT of the context as the companion."""
     parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
-    recipe, epochs = recipe_for(ctx, ("official",)), ctx.cfg.coop_epochs
+    recipe, hp = recipe_for(ctx, ("official",)), _recipe(ctx)
+    epochs = hp[0]
     views = training_views(shots, ctx, recipe, epochs)  # fresh crops: V = epochs
     scale, what = ctx.logit_scale, f"CoOp ({shots.shots}-shot, seed {shots.seed})"
     part = ctx.checkpoint or (lambda name: None)  # checkpoint/resume of each fit
-    learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what, epochs, part("main"))
+    learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what, hp, part("main"))
 
     def text_at(a: float, c1=learned) -> torch.Tensor:
         with torch.no_grad():
@@ -146,7 +155,7 @@ def fit(shots, ctx) -> Head:
     def inside():
         held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]
         kept = views.subset(~held) if hasattr(views, "subset") else views[:, ~held]
-        c1, _ = _train(parts, kept, shots.labels[~held], scale, shots.seed, False, what, epochs, part("fold0"))
+        c1, _ = _train(parts, kept, shots.labels[~held], scale, shots.seed, False, what, hp, part("fold0"))
         scores = [top1(scale * shots.center[held] @ text_at(a, c1).T, shots.labels[held]) for a in ALPHAS]
         return ALPHAS[selection.first_best(scores)], scores
 
@@ -162,7 +171,7 @@ def fit(shots, ctx) -> Head:
     half = Head(lambda f, t=texts[DEFAULT_LAMBDA]: scale * f.float() @ t.T, "default", {"alpha": DEFAULT_LAMBDA})
     final = texts[1.0]
     return Head(lambda f: scale * f.float() @ final.T, "none",
-                {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": LR, "recipe": recipe},
+                {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": hp[1], "recipe": recipe},
                 state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise, "wise-coop-default": half})
 
 
@@ -172,38 +181,39 @@ def fit_random(shots, ctx) -> Head:
     parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init=init, device=shots.views.device)
     gen = torch.Generator().manual_seed(shots.seed)
     parts.ctx = (torch.randn(parts.ctx.shape, generator=gen) * RANDOM_STD).to(parts.ctx.device)
-    recipe = recipe_for(ctx, ("official",))
-    views = training_views(shots, ctx, recipe, ctx.cfg.coop_epochs)
+    recipe, hp = recipe_for(ctx, ("official",)), _recipe(ctx)
+    views = training_views(shots, ctx, recipe, hp[0])
     what = f"CoOp-16 ({shots.shots}-shot, seed {shots.seed})"
     part = ctx.checkpoint or (lambda name: None)
     learned, history = _train(parts, views, shots.labels, ctx.logit_scale, shots.seed, ctx.progress, what,
-                              ctx.cfg.coop_epochs, part("main"))
+                              hp, part("main"))
     with torch.no_grad():
         text = encode_prompts(parts, learned)
     return Head(lambda f: ctx.logit_scale * f.float() @ text.T, "none",
-                {"context": len(parts.ctx), "init": f"random N(0, {RANDOM_STD}²)", "epochs": ctx.cfg.coop_epochs,
-                 "lr": LR, "recipe": recipe}, state={"context": learned}, extra={"history": history})
+                {"context": len(parts.ctx), "init": f"random N(0, {RANDOM_STD}²)", "epochs": hp[0],
+                 "lr": hp[1], "recipe": recipe}, state={"context": learned}, extra={"history": history})
 
 
 def plan(shots, ctx, init: str = INIT, name: str = "coop") -> Plan:
     """The fits of one (shots, seed) (the learned context; again without fold 0 when α is chosen
     inside the shots) in optimiser steps, timed on a few real steps."""
-    n, epochs = shots.labels.numel(), ctx.cfg.coop_epochs
+    n, hp = shots.labels.numel(), _recipe(ctx)
+    (epochs, _, batch) = hp
     sizes = [n] + ([int((~selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]).sum())]
                    if selection.tunes_inside(ctx, shots.shots) and init == INIT else [])
-    steps = sum(fit_steps(m, BATCH_SIZE, epochs, drop_last=True) for m in sizes)
+    steps = sum(fit_steps(m, batch, epochs, drop_last=True) for m in sizes)
 
-    def probe(m=min(n, 3 * BATCH_SIZE)):
+    def probe(m=min(n, 3 * batch)):
         parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init, device=shots.views.device)
         views = F.normalize(shots.views[:1, :m].float(), dim=-1)
-        return seconds_per(lambda: _train(parts, views, shots.labels[:m], ctx.logit_scale, 0, False, "probe", 1),
-                           fit_steps(m, BATCH_SIZE, 1, drop_last=True))
+        return seconds_per(lambda: _train(parts, views, shots.labels[:m], ctx.logit_scale, 0, False, "probe",
+                                          (1, hp[1], batch)), fit_steps(m, batch, 1, drop_last=True))
 
     def cheaper(share):  # the recipe's epochs cut to fit
         return [f"--set coop_epochs={max(1, int(epochs * share))}"] if epochs > 1 else []
 
     return Plan([Work(f"{name} ({shots.shots}-shot, seed {shots.seed}): {len(sizes)} fit(s) × {epochs} epochs",
-                      steps, f"steps of batch {BATCH_SIZE}", f"{name} step")], {f"{name} step": probe}, cheaper)
+                      steps, f"steps of batch {batch}", f"{name} step")], {f"{name} step": probe}, cheaper)
 
 
 register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, source=SOURCE, recipes=("official",), companions=("wise-coop", "wise-coop-default"), shots_field="ft_shots", seeds_field="ft_seeds",

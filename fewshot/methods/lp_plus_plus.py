@@ -36,11 +36,12 @@ import torch.nn.functional as F
 from fewshot.base.errors import ConfigError
 from fewshot.protocol.evaluation import check_finite
 from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.method_config import setting
 from fewshot.protocol.recipes import OFFICIAL_CHECKS, recipe_for
 
-__all__ = ["lp_logits", "step_sizes", "init_alpha", "EPOCHS"]
+__all__ = ["lp_logits", "step_sizes", "init_alpha"]
 
-EPOCHS, ALPHA_EVERY = 300, 10
+ALPHA_EVERY = 10  # the epochs: cfg.lp_pp_epochs (the official 300)
 SOURCE = Source("Huang et al., CVPR 2024", "FereshteShakeri/FewShot-CLIP-Strong-Baseline",
                 "f81054f995b060f8348d20e7306e15889b70c786", ("methods/linear_probe_p2.py", "main_imagenet.py"))
 
@@ -107,8 +108,9 @@ def fit(shots, ctx) -> Head:
     lr_w, lr_a = step_sizes(x.float(), W.float())
     opt = torch.optim.SGD([wv, b], lr=lr_w, momentum=0.9)
     what = f"LP++ ({shots.shots}-shot, seed {shots.seed})"
-    losses = torch.zeros(EPOCHS, device=x.device)
-    for epoch in range(EPOCHS):
+    epochs = setting(ctx, "lp_pp_epochs")
+    losses = torch.zeros(epochs, device=x.device)
+    for epoch in range(epochs):
         loss = F.cross_entropy(lp_logits(x, wv, b, alpha, W), y)
         opt.zero_grad(set_to_none=True)  # Wᵥ and b only: α's gradient keeps accumulating
         loss.backward()
@@ -120,7 +122,7 @@ def fit(shots, ctx) -> Head:
     check_finite(losses, f"{what}: training loss", "LP++'s data-driven step sizes diverged on these features")
     wv, b, alpha = wv.detach(), b.detach(), alpha.detach()
     return Head(lambda f: lp_logits(f, wv, b, alpha, W).float(), "none",
-                {"epochs": EPOCHS, "lr_w": lr_w, "lr_alpha": lr_a, "recipe": recipe,
+                {"epochs": epochs, "lr_w": lr_w, "lr_alpha": lr_a, "recipe": recipe,
                  "dtype": str(dtype).removeprefix("torch.")},
                 state={"wv": wv, "b": b, "alpha": alpha},
                 extra={"history": [{"epoch": e + 1, "loss": v} for e, v in enumerate(losses.tolist())

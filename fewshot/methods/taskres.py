@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.protocol.method import Head, Method, Source, register
+from fewshot.protocol.method_config import setting
 from fewshot.protocol.recipes import official_crops, recipe_for, text_head, training_views
 from fewshot.training.heads import train_head
 from fewshot.training.schedules import warmup_cosine_per_epoch
 
-__all__ = ["taskres_logits", "base_head", "ALPHA", "LR", "BATCH_SIZE", "WEIGHT_DECAY", "BASE", "epochs_for"]
+__all__ = ["taskres_logits", "base_head", "ALPHA", "BATCH_SIZE", "WEIGHT_DECAY", "BASE", "epochs_for"]
 
-ALPHA, LR, BATCH_SIZE, WEIGHT_DECAY = 0.5, 2e-4, 256, 5e-4
+ALPHA, BATCH_SIZE, WEIGHT_DECAY = 0.5, 256, 5e-4  # the rate: cfg.taskres_lr (the official 2e-4)
 BASE = "tip7+single"  # the official ImageNet base's templates, averaged unnormalised
 SOURCE = Source("Yu et al., CVPR 2023", "geekyutao/TaskRes", "5195359661d6bef661090c33b81aacfc7d7cc181",
                 ("trainers/taskres.py", "trainers/imagenet_templates.py",
@@ -62,18 +63,19 @@ def base_head(ctx) -> tuple[torch.Tensor, str]:
 def fit(shots, ctx) -> Head:
     """Train the residual on the shots' cached views, from the published base head."""
     recipe, epochs, n = recipe_for(ctx, ("official",)), epochs_for(shots.shots), shots.labels.numel()
+    lr = setting(ctx, "taskres_lr")
     views = training_views(shots, ctx, recipe, epochs)  # [V, M, D] normalised (fresh crops: V = epochs)
     (W, head), scale = base_head(ctx), ctx.logit_scale
     residual = torch.nn.Parameter(torch.zeros_like(W))
     steps = n // BATCH_SIZE if n >= BATCH_SIZE else 1  # Dassl drops the last partial batch
     out = train_head([residual], lambda x: taskres_logits(x, W, residual, ALPHA, scale), views,
-                     shots.labels, optimizer=torch.optim.Adam([residual], lr=LR, weight_decay=WEIGHT_DECAY),
-                     schedule=warmup_cosine_per_epoch(epochs, steps, LR), epochs=epochs,
+                     shots.labels, optimizer=torch.optim.Adam([residual], lr=lr, weight_decay=WEIGHT_DECAY),
+                     schedule=warmup_cosine_per_epoch(epochs, steps, lr), epochs=epochs,
                      batch_size=BATCH_SIZE, seed=shots.seed, progress=ctx.progress, drop_last=n >= BATCH_SIZE,
                      what=f"TaskRes ({shots.shots}-shot, seed {shots.seed})", graph=True)
     residual = residual.detach()
     return Head(lambda f: taskres_logits(f.float(), W, residual, ALPHA, scale), "default",
-                {"alpha": ALPHA, "epochs": epochs, "lr": LR, "batch_size": BATCH_SIZE,
+                {"alpha": ALPHA, "epochs": epochs, "lr": lr, "batch_size": BATCH_SIZE,
                  "weight_decay": WEIGHT_DECAY, "head": head, "recipe": recipe},
                 state={"residual": residual, "base": W}, extra={"history": out["history"]})
 

@@ -23,7 +23,8 @@ from typing import Callable, Mapping, Optional
 import torch
 
 __all__ = ["Method", "Source", "Head", "Fitted", "Shots", "EvalSet", "Context", "EncoderAccess", "register",
-           "get_method", "list_methods", "list_record_names", "list_learnable", "TUNED_ON", "with_report_role", "baseline_method", "REPORT_ROLES", "current_name", "former_names"]
+           "cache_dtype_for", "precision_fields", "get_method", "list_methods", "list_record_names", "list_learnable", "TUNED_ON",
+           "with_report_role", "baseline_method", "REPORT_ROLES", "current_name", "former_names"]
 
 # How a hyperparameter was chosen; every record carries one of these.
 TUNED_ON = ("none", "default", "loo-train", "cv-train", "unlabeled-train", "test-unlabeled", "test-oracle")
@@ -96,8 +97,23 @@ class Context:
 
     @property
     def cache_dtype(self):
-        """fp16 products of affinities and values on a GPU (as the official code), fp32 on a CPU."""
-        return torch.float16 if self.device.type == "cuda" else None
+        """fp16 products of affinities and values on a GPU (as the official code), fp32 on a CPU
+        (None: the features' own dtype); :func:`cache_dtype_for`."""
+        return cache_dtype_for(self.device)
+
+
+def cache_dtype_for(device) -> Optional[torch.dtype]:
+    """The dtype of the cache products (affinities @ values) on ``device``: float16 on CUDA,
+    None (fp32, the features' own) elsewhere. The one place a device type picks it; records carry
+    it (``cache_dtype``), and the device type enters their digest (fewshot.run.config.config_digest)."""
+    return torch.float16 if torch.device(device).type == "cuda" else None
+
+
+def precision_fields(device) -> dict:
+    """What every record says of the precision it was made at: ``device_type`` ("cpu", "cuda",
+    ...) and ``cache_dtype`` ("float16" or "float32", :func:`cache_dtype_for`)."""
+    dtype = cache_dtype_for(device)
+    return {"device_type": torch.device(device).type, "cache_dtype": str(dtype or torch.float32).replace("torch.", "")}
 
 
 @dataclass

@@ -7,7 +7,9 @@ WiSE-FT curve), ``backbone``, ``backbone_sha256``, ``dataset``, ``eval_set``, ``
 "test-oracle"),
 ``metrics`` (``top1``/``top5`` in percent), ``extra`` (e.g. training history), ``skipped`` (test
 images left out because they could not be decoded), and the run-wide ``config_digest`` (records of
-one experiment share it), ``git_rev``, ``device``, ``date``.
+one experiment share it: it covers the science fields and ``device_type``), ``git_rev``, ``device``,
+``device_type`` and ``cache_dtype`` (the precision the device type sets:
+:func:`fewshot.protocol.method.precision_fields`), ``decode``, ``date``.
 """
 from __future__ import annotations
 

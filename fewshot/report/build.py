@@ -75,7 +75,7 @@ def load_run(run_dir: str | os.PathLike) -> dict:
     if cfg is not None and None not in digests:
         from fewshot.run.config import config_digest
 
-        current = config_digest(cfg)
+        current = config_digest(cfg, rd.device_type())
         if current not in digests:
             raise MissingStepError(f"the records in {rd.root / 'results'} were made under config "
                                    f"{next(iter(digests))}, but {rd.config_path} is {current}: "

@@ -18,7 +18,7 @@ from fewshot.base.errors import ConfigError
 from fewshot.protocol.evaluation import class_accuracy, evaluate, predict
 from fewshot.merging.study import check_tasks, run_study
 from fewshot.run.preflight import check_device, check_run
-from fewshot.protocol.method import Context, Fitted, Shots
+from fewshot.protocol.method import Context, Fitted, Shots, precision_fields
 from fewshot.methods import baseline_method, get_method, list_methods
 from fewshot.run.resources import Resources, TrainPool
 from fewshot.protocol.results import format_table, git_revision, make_record, summarize
@@ -60,7 +60,7 @@ class Run:
         else:
             self.dir.start(cfg, fresh)
         self.cfg, self.out = cfg, self.dir.root
-        self.digest = config_digest(cfg)
+        self.digest = config_digest(cfg, self.device.type)  # the device type sets precision
         self.res = Resources(cfg, self.device, self.dir, self.digest, dataset)
         self.methods = list(cfg.methods) or list_methods()
         for name in self.methods:
@@ -79,7 +79,8 @@ class Run:
                                 eval_sets=eval_sets, pool=pool, context={
                                 "backbone": "in-memory", "backbone_sha256": "", "dataset": "in-memory",
                                 "templates": cfg.templates, "views": cfg.views, "git_rev": git_revision(),
-                                "device": str(run.device), "decode": "none", "image_tower": "none",
+                                "device": str(run.device), **precision_fields(run.device),
+                                "decode": "none", "image_tower": "none",
                                 "config_digest": run.digest})
         return run
 

@@ -17,7 +17,7 @@ from fewshot.data.datasets import ImageSet, load_dataset
 from fewshot.data.shifts import find_shift_sets, load_shift_set
 from fewshot.base.errors import MissingStepError
 from fewshot.features.encode import extraction, image_features, text_classifier
-from fewshot.protocol.method import EncoderAccess, EvalSet, Shots
+from fewshot.protocol.method import EncoderAccess, EvalSet, Shots, precision_fields
 from fewshot.protocol.results import git_revision
 from fewshot.data.splits import load_manifest, shot_ranks
 
@@ -68,8 +68,8 @@ class Resources:
         return {"backbone": self.backbone.name, "backbone_sha256": self.backbone.sha256,
                 "dataset": self.dataset.root.name, "templates": self.cfg.templates,
                 "views": self.cfg.views, "git_rev": git_revision(), "device": dev,
-                "decode": self.decode, "image_tower": self.backbone.image_tower,
-                "config_digest": self.digest}
+                **precision_fields(self.device), "decode": self.decode,
+                "image_tower": self.backbone.image_tower, "config_digest": self.digest}
 
     @cached_property
     def text_weights(self) -> torch.Tensor:  # [C, D] fp32

@@ -158,7 +158,13 @@ class RunDir:
 
     @property
     def digest(self) -> str:
-        return config_digest(self.read_config())
+        """The digest of the run's records: its config's, at the device type they were made on."""
+        return config_digest(self.read_config(), self.device_type())
+
+    def device_type(self) -> str:
+        """The device type the run's records were made on (their ``device_type``); "cpu" when
+        none says (no records yet, or records older than the field)."""
+        return next((r["device_type"] for r in self.read_records() if isinstance(r.get("device_type"), str)), "cpu")
 
     # ---------------------------------------------------------------- lock
     @contextlib.contextmanager
