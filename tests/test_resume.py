@@ -13,6 +13,7 @@ from fewshot.models.backbones import load_backbone
 from fewshot.training.checkpoint import Checkpoint
 from fewshot.training.encoder import Recipe, build_classifier, train, trainable_state
 from fewshot.methods import coop
+from fewshot.run.config import RunConfig
 from fewshot.methods.finetune import _Noise
 
 
@@ -35,7 +36,9 @@ class _DiesAfter(Checkpoint):
 
 def _coop_fit(model, views, labels, epochs, checkpoint=None):
     parts = coop.prompt_parts(model, ["cat", "dog", "red bird"])
-    return coop._train(parts, views, labels, 100.0, 3, False, "coop", epochs, checkpoint)
+    cfg = RunConfig()  # CoOp's published rate and batch (the config's defaults)
+    return coop._train(parts, views, labels, 100.0, 3, False, "coop", (epochs, cfg.coop_lr, cfg.coop_batch_size),
+                       checkpoint)
 
 
 def test_a_coop_fit_killed_after_an_epoch_resumes_to_the_uninterrupted_result(tiny_clip_path, tmp_path):
