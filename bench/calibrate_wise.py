@@ -17,7 +17,8 @@ import time
 import torch
 
 from fewshot.run.config import load_config
-from fewshot.training.encoder import Recipe, build_classifier, encode, train, trainable_state
+from fewshot.training.encoder import Recipe, build_classifier, encode, trainable_state
+from fewshot.training.encoder_loop import train
 from fewshot.methods.finetune import HEADS, linear_head, set_alpha
 from fewshot.run.pipeline import Run
 from fewshot.methods import get_method

@@ -6,7 +6,7 @@ torchrun (one process per GPU, DistributedDataParallel):
     torchrun --nproc_per_node 2 bench/finetune.py --model rn50 --batch 256
 
 Random-weight CLIP towers of RN50's and ViT-B/16's shapes (compute does not depend on the
-values), random stored crops (256 px), the suite's own trainer (fewshot.training.encoder.train: AdamW,
+values), random stored crops (256 px), the suite's own trainer (fewshot.training.encoder_loop.train: AdamW,
 augmentation on the GPU, mixed precision, frozen BatchNorm) and encoder (fewshot.training.encoder.encode).
 Prints one JSON row per measurement (rank 0) and appends it to bench/results.jsonl.
 """
@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from common import report, sync
 from fewshot.training import distributed as dist
-from fewshot.training.encoder import Recipe, build_classifier, encode, train
+from fewshot.training.encoder import Recipe, build_classifier, encode
+from fewshot.training.encoder_loop import train
 
 
 class _Pixels:

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from fewshot.models.backbones import build_clip, load_backbone
-from fewshot.training.encoder import Recipe, build_classifier, train, trainable_state
+from fewshot.training.encoder import Recipe, build_classifier, trainable_state
+from fewshot.training.encoder_loop import train
 from fewshot.training.fisher import diagonal_fisher
 from fewshot.models.lora import add_lora, lora_targets, merge, set_mix
 from fewshot.methods.finetune import set_alpha
@@ -150,7 +151,8 @@ _DDP_SCRIPT = r"""
 import sys, torch, torch.nn.functional as F
 from fewshot.training import distributed as dist
 from fewshot.models.backbones import load_backbone
-from fewshot.training.encoder import Recipe, build_classifier, train, trainable_state
+from fewshot.training.encoder import Recipe, build_classifier, trainable_state
+from fewshot.training.encoder_loop import train
 dist.init()
 bb = load_backbone(sys.argv[1])
 torch.manual_seed(0)
@@ -238,7 +240,7 @@ def test_multitask_training_is_the_experts_recipe_written_out(tiny_clip_path):
     from fewshot.features.pixels import augment
     from fewshot.features.preprocess import normalize_pixels
     from fewshot.models.backbones import load_backbone
-    from fewshot.training.encoder import train_multitask
+    from fewshot.training.encoder_loop import train_multitask
 
     bb = load_backbone(str(tiny_clip_path))
     g = torch.Generator().manual_seed(0)
@@ -277,3 +279,53 @@ def test_multitask_training_is_the_experts_recipe_written_out(tiny_clip_path):
     moved = max(float((want[k] - p0).detach().abs().max()) for k, p0 in bb.model.visual.named_parameters())
     assert moved > 1e-4  # it trained
     assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-6
+
+
+def test_an_expert_trains_as_fusionbench_fine_tunes(tiny_clip_path):
+    """The merge study's experts: a fixed budget of steps (the last pass cut short), Adam without
+    weight decay, a cosine over all steps (CosineAnnealingLR), centre views only, no clipping:
+    against torch's own Adam and CosineAnnealingLR in a loop written out here."""
+    import dataclasses
+
+    from fewshot.features.pixels import centre_pixels_of
+    from fewshot.features.preprocess import normalize_pixels
+    from fewshot.models.backbones import load_backbone
+    from fewshot.training.encoder import FUSIONBENCH_EXPERT
+
+    bb = load_backbone(str(tiny_clip_path))
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(10, 3, 37, 37, generator=g) * 255).to(torch.uint8)
+
+    class P:
+        def batch(self, rows):
+            return pixels[torch.as_tensor(rows)]
+    head = F.normalize(torch.randn(3, 64, generator=g), dim=-1) * 10
+    rows, labels = torch.arange(10), torch.arange(10) % 3
+    recipe = dataclasses.replace(Recipe(lr=1e-3, batch_size=4), steps=7, **FUSIONBENCH_EXPERT)
+    clf, groups = build_classifier(bb.model, head, 1.0, "full", "cpu", recipe, 0, train_head=False)
+    ref, ref_groups = build_classifier(bb.model, head, 1.0, "full", "cpu", recipe, 0, train_head=False)
+    history = train(clf, groups, P(), rows, labels, recipe, "cpu", 0, False)
+    assert len(history) == 3  # 3 batches a pass: 3 + 3 + 1 steps
+
+    opt = torch.optim.Adam([dict(grp) for grp in ref_groups], weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7)
+    gen = torch.Generator().manual_seed(0)
+    ref.train()
+    ref.visual.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d) else None)
+    done = 0
+    while done < 7:
+        order = torch.randperm(10, generator=gen)
+        for i in range(3):
+            if done == 7:
+                break
+            idx = order[i * 4:(i + 1) * 4]
+            x = centre_pixels_of(P(), idx.tolist(), ref.visual.input_resolution, "cpu")
+            loss = F.cross_entropy(ref(normalize_pixels(x)), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            done += 1
+    got, want = dict(clf.visual.named_parameters()), dict(ref.visual.named_parameters())
+    assert max(float((got[k] - want[k]).detach().abs().max()) for k in want) < 1e-6
+    assert any(float((want[k] - p).detach().abs().max()) > 1e-4 for k, p in bb.model.visual.named_parameters())

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from fewshot import cli
 from fewshot.models.backbones import load_backbone
 from fewshot.training.checkpoint import Checkpoint
-from fewshot.training.encoder import Recipe, build_classifier, train, trainable_state
+from fewshot.training.encoder import Recipe, build_classifier, trainable_state
+from fewshot.training.encoder_loop import train
 from fewshot.methods import coop
 from fewshot.run.config import RunConfig
 from fewshot.methods.finetune import _Noise

@@ -7,7 +7,8 @@ import torch
 
 from fewshot.models.backbones import build_clip
 from fewshot.run.config import load_config
-from fewshot.training.encoder import build_classifier, recipe_for, schedule
+from fewshot.training.encoder import build_classifier, recipe_for
+from fewshot.training.encoder_loop import schedule
 from fewshot.methods.finetune import linear_head, set_alpha
 from fewshot.features.pixels import augment
 from fewshot.methods import get_method

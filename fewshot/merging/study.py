@@ -32,7 +32,8 @@ from fewshot.protocol.metrics import top1
 from fewshot.data.datasets import load_dataset
 from fewshot.base.errors import DatasetError, NonFiniteError
 from fewshot.features.encode import text_classifier
-from fewshot.training.encoder import Recipe, build_classifier, encode, train, train_multitask
+from fewshot.training.encoder import Recipe, build_classifier, encode
+from fewshot.training.encoder_loop import train, train_multitask
 from fewshot.models.lora import merge as merge_lora
 from fewshot.merging.stats import expert_fishers, input_grams
 from fewshot.features.pixels import centre_pixels_of, features_of
@@ -122,7 +123,7 @@ class _Scorer:
 
 def _multitask(model, tasks, recipe, device, seed, progress) -> dict:
     """One encoder trained on every task at once under the experts' recipe
-    (:func:`fewshot.training.encoder.train_multitask`: one batch per task per step, summed losses)."""
+    (:func:`fewshot.training.encoder_loop.train_multitask`: one batch per task per step, summed losses)."""
     clf, groups = build_classifier(model, tasks[0].head, 1.0, "full", device, recipe, seed, train_head=False)
     rows = [torch.nonzero(~t.held).squeeze(1) for t in tasks]
     train_multitask(clf, groups, [(t.train_px, r, t.labels, t.head) for t, r in zip(tasks, rows)], recipe,

@@ -25,8 +25,8 @@ import torch
 
 from fewshot.protocol import selection
 from fewshot.protocol.budget import Plan, Work, fit_steps, seconds_per
-from fewshot.training.encoder import (build_classifier, encode, load_state, mix_lora, recipe_for, train,
-                                      trainable_state)
+from fewshot.training.encoder import build_classifier, encode, load_state, mix_lora, recipe_for, trainable_state
+from fewshot.training.encoder_loop import train
 from fewshot.training.fisher import FISHER_IMAGES, diagonal_fisher
 from fewshot.protocol.metrics import top1
 from fewshot.features.pixels import centre_pixels_of, features_of, train_size

@@ -26,7 +26,6 @@ low-rank update), optionally Fisher-weighted with a diagonal Fisher estimated on
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -35,14 +34,10 @@ from tqdm import tqdm
 
 from fewshot.training import distributed as dist
 from fewshot.models.lora import add_lora, set_mix
-from fewshot.features.pixels import augment
 from fewshot.features.preprocess import normalize_pixels
-from fewshot.training.heads import check_finite
-from fewshot.training.schedules import warmup_cosine_per_step
-from fewshot.training.steps import Stepper, autocast_for
-from fewshot.protocol.metrics import correct_count
+from fewshot.training.steps import autocast_for
 
-__all__ = ["STRATEGIES", "Recipe", "RECIPES", "recipe_for", "schedule", "checkpointing_for", "ClipClassifier", "build_classifier", "train", "train_multitask", "encode",
+__all__ = ["STRATEGIES", "Recipe", "RECIPES", "FUSIONBENCH_EXPERT", "recipe_for", "checkpointing_for", "ClipClassifier", "build_classifier", "encode",
            "trainable_state", "load_state"]
 
 STRATEGIES = ("partial", "full", "lora")
@@ -69,10 +64,19 @@ class Recipe:
     warmup_steps: int = 0  # > 0: the warm-up in steps instead of the ``warmup`` share
     head_bias: bool = False  # a trained bias beside the head (zeros at the start)
     name: str = "suite"
+    steps: int = 0  # > 0: a fixed budget of optimiser steps instead of ``epochs`` (the merge study's experts)
+    optimizer: str = "adamw"  # or "adam" (FusionBench's experts: no weight decay)
+    schedule: str = "warmup-cosine"  # or "cosine": CosineAnnealingLR over the steps, no warm-up
+    augment: bool = True  # False: the stored crops' centre views, no crops or flips
 
 
 RECIPES = {"suite": {}, "wise-ft": {"crop_scale": (0.9, 1.0), "flip": False, "warmup_steps": 500,
                                     "head_bias": True, "name": "wise-ft"}}
+# The merge study's experts as FusionBench fine-tunes them (config/method/classification/clip_finetune.yaml
+# and clip_finetune.py at 54c9e8c: Adam, weight decay 0, CosineAnnealingLR over num_steps, the
+# processor's centre view only, no clipping): the run's merge_steps, merge_lr and batch 32 beside.
+FUSIONBENCH_EXPERT = {"optimizer": "adam", "weight_decay": 0.0, "schedule": "cosine", "augment": False,
+                      "grad_clip": 0.0, "name": "fusionbench"}
 
 
 def recipe_for(cfg, **fields) -> Recipe:
@@ -175,93 +179,6 @@ def build_classifier(model, text_weights: torch.Tensor, logit_scale: float, stra
         groups = [{**g, "params": [p for p in g["params"] if all(p is not h for h in heads)]} for g in groups]
         groups = [g for g in groups if g["params"]]
     return clf, groups
-
-
-def _freeze_bn(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-def schedule(recipe: Recipe, total_steps: int):
-    """The rate factor at step t: warm-up over ``warmup_steps`` (or the ``warmup`` share), then cosine."""
-    share = recipe.warmup_steps / total_steps if recipe.warmup_steps else recipe.warmup
-    return warmup_cosine_per_step(total_steps, share)
-
-
-def train(clf: ClipClassifier, groups: list, pool, rows: torch.Tensor, labels: torch.Tensor,
-          recipe: Recipe, device, seed: int = 0, progress: bool = True, what: str = "fine-tuning",
-          checkpoint=None) -> list:
-    """Train ``clf`` on the pool's stored crops ``rows`` [M] with ``labels`` [M]; returns the
-    history ``[{"epoch", "loss", "train_acc"}]``. Under ``torchrun`` each process takes its share
-    of every batch and DistributedDataParallel averages the gradients; a ``checkpoint``
-    (:mod:`fewshot.training.checkpoint`) keeps every epoch and resumes from the last one."""
-    device = torch.device(device)
-    model = dist.wrap(clf, device)
-    n = len(rows)
-    steps = math.ceil(n / recipe.batch_size)
-    step = Stepper(groups, recipe.weight_decay, recipe.grad_clip, schedule(recipe, recipe.epochs * steps), device)
-    gen, aug_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    resumable = (step.state(), {"order": gen, "augment": aug_gen})
-    saved = checkpoint.resume(step.params, *resumable) if checkpoint is not None else None
-    history, start = (saved["history"], saved["epoch"]) if saved else ([], 0)
-    clf.train()
-    _freeze_bn(clf)
-    res = clf.visual.input_resolution
-    for epoch in tqdm(range(start, recipe.epochs), what, recipe.epochs, initial=start, disable=not progress, leave=False):
-        order = torch.randperm(n, generator=gen)
-        losses, correct = torch.zeros(steps, device=device), torch.zeros((), device=device)
-        for i in range(steps):
-            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            x = augment(pool.batch(rows[idx].tolist()).to(device, non_blocking=True), res, aug_gen,
-                        recipe.crop_scale, flip=recipe.flip)
-            y = labels[idx].to(device)
-            x, y = dist.my_share(x), dist.my_share(y)
-            with step.cast:
-                logits = model(normalize_pixels(x))
-                loss = F.cross_entropy(logits.float(), y)
-            step.step(loss)
-            losses[i] = loss.detach()
-            correct += correct_count(logits, y)
-        check_finite(losses, what, epoch, f"lower ft_lr ({recipe.lr})")
-        history.append({"epoch": epoch + 1, "loss": float(losses.mean()),
-                        "train_acc": float(dist.sum_all(correct)) / n})
-        if checkpoint is not None:
-            checkpoint.save(epoch + 1, step.params, *resumable, history=history)
-    clf.eval()
-    return history
-
-
-def train_multitask(clf: ClipClassifier, groups: list, tasks: list, recipe: Recipe, device, seed: int = 0,
-                    progress: bool = True, what: str = "multi-task training") -> list:
-    """Train one encoder on several tasks at once under ``recipe`` (the experts' own: schedule,
-    clipping, autocast, crops and flips as :func:`train`). ``tasks``: [(pool, rows [M_t],
-    labels [M_t], head [C_t, D])]; each step draws one batch per task (with replacement) and
-    sums their cross-entropies, each through its task's head. An epoch is as many steps as the
-    largest task fills. Returns the mean summed loss per epoch."""
-    device = torch.device(device)
-    steps = max(len(rows) for _, rows, _, _ in tasks) // recipe.batch_size + 1
-    step = Stepper(groups, recipe.weight_decay, recipe.grad_clip, schedule(recipe, recipe.epochs * steps), device)
-    gen, aug_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    clf.train()
-    _freeze_bn(clf)
-    res, history = clf.visual.input_resolution, []
-    for epoch in tqdm(range(recipe.epochs), what, disable=not progress, leave=False):
-        losses = torch.zeros(steps, device=device)
-        for i in range(steps):
-            with step.cast:
-                loss = 0.0
-                for pool, rows, labels, head in tasks:
-                    idx = rows[torch.randint(len(rows), (min(recipe.batch_size, len(rows)),), generator=gen)]
-                    x = augment(pool.batch(idx.tolist()).to(device), res, aug_gen, recipe.crop_scale, flip=recipe.flip)
-                    logits = clf.features(normalize_pixels(x)) @ head.to(device).T
-                    loss = loss + F.cross_entropy(logits.float(), labels[idx].to(device))
-            step.step(loss)
-            losses[i] = loss.detach()
-        check_finite(losses, what, epoch, f"lower merge_lr ({recipe.lr})")
-        history.append(float(losses.mean()))
-    clf.eval()
-    return history
 
 
 @torch.no_grad()

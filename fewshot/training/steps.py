@@ -1,7 +1,7 @@
 """One optimiser step under an encoder recipe: AdamW, the schedule, autocast, loss scaling, clipping.
 
-Shared by every loop that trains an image encoder (:func:`fewshot.training.encoder.train` for the
-fine-tuned encoders and the merge study's experts, :func:`fewshot.training.encoder.train_multitask`
+Shared by every loop that trains an image encoder (:func:`fewshot.training.encoder_loop.train` for the
+fine-tuned encoders and the merge study's experts, :func:`fewshot.training.encoder_loop.train_multitask`
 for its multi-task reference), so that they train under one recipe.
 """
 from __future__ import annotations
@@ -24,11 +24,15 @@ def autocast_for(device):
 
 
 class Stepper:
-    """AdamW over ``groups`` (the recipe's weight decay) with the factor ``schedule(t)`` per step,
-    the device's autocast and loss scaling, and gradient clipping at ``grad_clip``."""
+    """AdamW (or Adam) over ``groups`` with the recipe's weight decay and the factor ``schedule(t)``
+    per step, the device's autocast and loss scaling, and gradient clipping at ``grad_clip`` (0: none)."""
 
-    def __init__(self, groups: list, weight_decay: float, grad_clip: float, schedule, device):
-        self.opt = torch.optim.AdamW([dict(g) for g in groups], weight_decay=weight_decay)
+    def __init__(self, groups: list, weight_decay: float, grad_clip: float, schedule, device,
+                 optimizer: str = "adamw"):
+        if optimizer not in ("adamw", "adam"):
+            raise ValueError(f"optimizer must be adamw or adam, got {optimizer!r}")
+        kind = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+        self.opt = kind([dict(g) for g in groups], weight_decay=weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
         self.cast, self.scaler = autocast_for(device)
         self.params = [p for g in groups for p in g["params"]]
@@ -46,7 +50,8 @@ class Stepper:
             self.scaler.unscale_(self.opt)
         else:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.scaler.step(self.opt) if self.scaler is not None else self.opt.step()
         if self.scaler is not None:
             self.scaler.update()
