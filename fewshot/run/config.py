@@ -83,7 +83,16 @@ RunConfig = dataclasses.make_dataclass(
 RunConfig.__module__ = __name__  # pickled by name (the loader workers, torchrun), as a class statement's
 
 
+# Fields a newer version replaced: {old: what to set instead}. A run folder's saved config drops
+# them (its records are redone under the new digest anyway); a config file or override that sets
+# one is told what replaced it.
+RETIRED = {"merge_epochs": "merge_steps (the experts train for a fixed budget of optimiser steps)"}
+
+
 def _check_known(given: dict, where: str) -> None:
+    old = sorted(set(given) & set(RETIRED))
+    if old:
+        raise ConfigError(f"{where}: {old[0]} is no longer a config field: set {RETIRED[old[0]]}")
     known = list(FIELDS)
     unknown = sorted(set(given) - set(known))
     if unknown:
@@ -127,7 +136,7 @@ def load_config(name_or_path: str | os.PathLike, **overrides) -> RunConfig:
 
 def read_config(path: str | os.PathLike) -> RunConfig:
     """The config saved in a run folder (``config.json``), validated."""
-    fields = _read_json_object(Path(path))
+    fields = {k: v for k, v in _read_json_object(Path(path)).items() if k not in RETIRED}
     _check_known(fields, str(path))
     try:
         return RunConfig(**fields)
