@@ -6,8 +6,9 @@ label2class.json that do not fit, shifted test sets that are empty or name unkno
 files that will not decode are all listed, so one run tells the user everything to fix. Names with
 invisible characters (a byte-order mark) are shown escaped. Grayscale, CMYK, palette and 16-bit
 images are usable (converted to RGB when read), as are classes with fewer training images than
-others; both are listed so the user knows. Links that point outside the dataset, of an image or of
-a class folder, are refused.
+others; both are listed so the user knows. An ``unlabeled/`` folder (the task world's images
+without labels) is counted and its images decoded too. Links that point outside the dataset, of an
+image or of a class folder, are refused.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fewshot.data.datasets import ImageSet, class_counts, scan_dataset
+from fewshot.data.datasets import ImageSet, class_counts, scan_dataset, unlabeled_images
 from fewshot.base.errors import DatasetError
 from fewshot.data.images import header_problem, inspect_image
 from fewshot.data.shifts import find_shift_sets, load_shift_set
@@ -34,6 +35,7 @@ class DataReport:
     problems: list = field(default_factory=list)  # layout problems: each makes the data unusable
     counts: dict = field(default_factory=dict)  # split -> (classes, images)
     shifted: dict = field(default_factory=dict)  # shifted test set -> (classes, images)
+    unlabeled: int = 0  # images in unlabeled/ (no labels: the task world's, for merging rules)
     bad: list = field(default_factory=list)  # (path, reason) of files that cannot be used
     converted: dict = field(default_factory=dict)  # mode ("L", "CMYK", "P", ...) -> paths
     notes: list = field(default_factory=list)  # usable but worth knowing (e.g. short classes)
@@ -49,6 +51,8 @@ class DataReport:
             lines.append(f"  {split}: {classes} classes, {images} images")
         for name, (classes, images) in self.shifted.items():
             lines.append(f"  shifted test set {name}: {classes} classes, {images} images")
+        if self.unlabeled:
+            lines.append(f"  unlabeled: {self.unlabeled} images (no labels)")
         lines += [f"  note: {n}" for n in self.notes]
         for mode, paths in sorted(self.converted.items()):
             lines.append(f"  {len(paths)} {mode} image(s), converted to RGB when read: "
@@ -108,6 +112,11 @@ def check_dataset(root: str | os.PathLike, decode: bool = True, workers: int = 8
     for s in (ds.train, ds.val):
         report.counts[s.name] = (len(set(s.labels)), len(s))
     report.shifted = {s.name: (len(set(s.labels)), len(s)) for s in shifts}
+    unlabeled = unlabeled_images(ds.root)
+    report.unlabeled = len(unlabeled)
+    if (Path(ds.root) / "unlabeled").is_dir() and not unlabeled:
+        report.problems.append(f"{Path(ds.root) / 'unlabeled'} holds no images (flat *.jpg "
+                               f"files, no class folders): fill it, or remove the folder.")
     counts = class_counts(ds.train, ds.num_classes)
     short = [f"{ds.wnids[c]}: {n}" for c, n in enumerate(counts) if 0 < n < max(counts)]
     if short:
@@ -119,6 +128,8 @@ def check_dataset(root: str | os.PathLike, decode: bool = True, workers: int = 8
         files = [Path(s.root) / p for p in s.paths]
         escapes.update(_escapes(files, root if Path(s.root).is_relative_to(root) else Path(s.root)))
         paths += files
+    escapes.update(_escapes(unlabeled, root))
+    paths += unlabeled
     for via in dict.fromkeys(escapes.values()):  # a linked class folder: one line, not one per image
         report.bad.append((str(via), f"a link to {os.path.realpath(via)}, outside the dataset"))
     if decode:

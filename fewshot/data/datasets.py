@@ -7,6 +7,8 @@ Layout of a dataset root::
     classnames.txt          "n01440764 tench" per line (names may repeat: ImageNet has two "crane")
     label2class.json        optional; {"label2class": {"0": "tench", ...}} (the course's form), a
                             flat {"0": ...} or a list; checked against classnames.txt
+    unlabeled/*.jpg         optional; images without labels, flat (the task world's, for merging
+                            rules adapted on unlabeled data): read by :func:`unlabeled_images` only
 
 Class index = rank of the wnid in sorted order, everywhere. Items are ``(relative_path, label)``
 with paths relative to the dataset root and '/'-separated, so manifests are portable.
@@ -24,7 +26,8 @@ from fewshot.base.errors import DatasetError
 from fewshot.data.images import IMAGE_EXTENSIONS
 
 __all__ = ["DatasetError", "ImageSet", "Dataset", "list_images", "read_classnames",
-           "read_label2class", "scan_dataset", "load_dataset", "class_counts", "check_shots"]
+           "read_label2class", "scan_dataset", "load_dataset", "unlabeled_images", "class_counts",
+           "check_shots"]
 
 Item = tuple[str, int]  # (path relative to the dataset root, class index)
 
@@ -234,6 +237,13 @@ def load_dataset(root: str | os.PathLike) -> Dataset:
         head = f"{root}: {len(problems)} problem(s) with the dataset:\n  " if len(problems) > 1 else ""
         raise DatasetError(head + "\n  ".join(problems))
     return dataset
+
+
+def unlabeled_images(task_root: str | os.PathLike) -> list[Path]:
+    """The images of ``task_root/unlabeled/`` (flat, no labels), sorted by name; [] when the
+    dataset has no such folder. Sub-folders and hidden files are not read."""
+    folder = Path(task_root) / "unlabeled"
+    return [folder / f for f in list_images(folder) if (folder / f).is_file()] if folder.is_dir() else []
 
 
 def class_counts(image_set: ImageSet, num_classes: int) -> list[int]:

@@ -26,6 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--force", action="store_true", help=FORCE)
     mt = sub.add_parser("make-tasks", help="write the multi-task world for the merging study (deterministic)")
     mt.add_argument("--out", default="data/tasks")
+    mt.add_argument("--val", type=int, default=30,
+                    help="test images per class (30: the demo's; 480: the five-task mean's standard error "
+                    "<= 0.5 points, tasks.val_for_standard_error)")
+    mt.add_argument("--unlabeled", type=int, default=64, help="unlabeled images per task (unlabeled/)")
+    mt.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                    help="tasks to write, in this order (default: all eight: shape colour count "
+                    "position style size background outline)")
     mt.add_argument("--force", action="store_true", help=FORCE)
     c = sub.add_parser("check", help="does a mini-world run show the benchmark's phenomena?")
     c.add_argument("--run", default="runs/miniworld")
@@ -60,10 +67,12 @@ def run(args) -> int:
         print(f"wrote {root} (+ imagenet-v2/a/r) and rn50-random.pt ({sha[:12]}...) in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "make-tasks":
-        from fewshot.world.tasks import make_tasks
+        from fewshot.world.tasks import TASKS, make_tasks
 
         t0 = time.time()
-        print(f"tasks written to {make_tasks(args.out, force=args.force)} in {time.time() - t0:.1f} s")
+        out = make_tasks(args.out, val=args.val, tasks=tuple(args.tasks or TASKS), force=args.force,
+                         unlabeled=args.unlabeled)
+        print(f"tasks written to {out} in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "check":
         from fewshot.report.build import load_run
