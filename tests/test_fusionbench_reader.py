@@ -231,3 +231,19 @@ def test_a_corruption_split_is_read_as_the_test_set_and_several_configs_need_a_c
     with pytest.raises(DatasetError, match=r"several configs \(data, other\); choose one with --hub-config"):
         import_fusionbench_task(src, tmp_path / "tasks2")
     assert len(load_dataset(import_fusionbench_task(src, tmp_path / "tasks2", config="other")).train) == 6
+
+
+def test_the_merge_study_loads_an_imported_task(tmp_path, tiny_clip_path):
+    """``merge_tasks=DIR`` on the import: the study's own loader (heads, k shots, crops) reads it."""
+    import types
+
+    from fewshot.merging.study import load_tasks, task_order
+    from fewshot.models.backbones import load_backbone
+
+    import_fusionbench(FIXTURES, tmp_path / "tasks", ["toyshapes"])
+    cfg = types.SimpleNamespace(templates="single", cache_dir=str(tmp_path / "cache"), cv_folds=2)
+    with pytest.warns(Warning):  # the tiny checkpoint's SHA-256 is no known CLIP's
+        backbone = load_backbone(str(tiny_clip_path))
+    (task,) = load_tasks(tmp_path / "tasks", task_order(tmp_path / "tasks"), backbone, cfg, 2, 1, "cpu")
+    assert task.name == "toyshapes" and task.head.shape[0] == 2
+    assert task.labels.tolist() == [0, 0, 1, 1] and task.val_labels.tolist() == [0, 0, 1, 1]
