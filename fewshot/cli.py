@@ -160,7 +160,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         _default(message, category, filename, lineno, file, line)
 
 
-_PATH_ARGUMENTS = ("data", "out", "run", "oracle_run", "config")  # every command's path arguments
+_PATH_ARGUMENTS = ("data", "out", "run", "oracle_run", "config", "src")  # every command's path arguments
 
 
 def _expand_paths(args) -> None:

@@ -1,4 +1,4 @@
-"""``python -m fewshot world ...``: generate the mini-world and (re)train its tiny CLIP."""
+"""``python -m fewshot world ...``: generate the mini-world, (re)train its tiny CLIP, import FusionBench's tasks."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="tasks to write, in this order (default: all eight: shape colour count "
                     "position style size background outline)")
     mt.add_argument("--force", action="store_true", help=FORCE)
+    f = sub.add_parser("import-fusionbench", help="FusionBench task exports (Hub parquet, save_to_disk, image "
+                       "folders) in the course layout, for merge_tasks=DIR")
+    f.add_argument("--src", required=True, help="a task export, or a folder of them (<src>/<task>/...)")
+    f.add_argument("--out", required=True, help="writes <out>/<task>/{train,val}/, classnames.txt, label2class.json")
+    f.add_argument("--tasks", nargs="*", help="sub-folders of --src to import (default: every task export)")
+    f.add_argument("--test-split", default="test", help="split imported as val/ (e.g. a corruption: contrast)")
+    f.add_argument("--hub-config", help="the Hub config whose parquet files to read, where a task has several")
+    f.add_argument("--force", action="store_true", help=FORCE)
     c = sub.add_parser("check", help="does a mini-world run show the benchmark's phenomena?")
     c.add_argument("--run", default="runs/miniworld")
 
@@ -73,6 +81,13 @@ def run(args) -> int:
         out = make_tasks(args.out, val=args.val, tasks=tuple(args.tasks or TASKS), force=args.force,
                          unlabeled=args.unlabeled)
         print(f"tasks written to {out} in {time.time() - t0:.1f} s")
+        return 0
+    if args.world_command == "import-fusionbench":
+        from fewshot.world.fusionbench_import import import_fusionbench
+
+        t0 = time.time()
+        done = import_fusionbench(args.src, args.out, args.tasks, args.test_split, args.hub_config, args.force)
+        print(f"{len(done)} task(s) in {args.out} ({', '.join(p.name for p in done)}) in {time.time() - t0:.1f} s")
         return 0
     if args.world_command == "check":
         from fewshot.report.build import load_run

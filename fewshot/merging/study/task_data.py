@@ -77,10 +77,11 @@ def _marker(root: Path) -> dict:
 
 def task_order(root: Path) -> list[str]:
     """The task folders under ``root``, in the order its ``.fewshot-tasks`` marker lists them (the
-    task world's), else sorted by name."""
+    task world's), else sorted by name; hidden folders (a build in progress) are no tasks."""
     listed = _marker(root).get("tasks", [])
     listed = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
-    return [n for n in listed if (root / n).is_dir()] or sorted(p.name for p in root.iterdir() if p.is_dir())
+    return [n for n in listed if (root / n).is_dir()] or sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def soup_task(root: Path, names: list[str]) -> str:
@@ -93,5 +94,6 @@ def check_tasks(root: str) -> None:
     """Stop with a DatasetError naming the fix when ``root`` (``cfg.merge_tasks``) is no folder."""
     if not Path(root).is_dir():
         raise DatasetError(f"merge_tasks: {root} is not a folder of task datasets; make the "
-                           f"mini-world's with `python -m fewshot world make-tasks --out {root}`, or "
+                           f"mini-world's with `python -m fewshot world make-tasks --out {root}`, import FusionBench's "
+                           f"with `python -m fewshot world import-fusionbench --src <exports> --out {root}`, or "
                            f"set merge_tasks to \"\" to skip the merging study.")
