@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from fewshot.base.errors import DatasetError
-from fewshot.data.datasets import ImageSet, list_images, load_dataset
+from fewshot.data.datasets import ImageSet, load_dataset, unlabeled_images
 from fewshot.data.splits import make_manifest, shot_ranks
 from fewshot.features.encode import text_classifier
 from fewshot.features.pixels import pixel_cache, train_size
@@ -40,10 +40,10 @@ class Task:
 
 def _unlabeled(root: Path, name: str, res: int, cache_dir):
     """The task's ``unlabeled/`` images as a PixelSet at the input resolution, or None."""
-    folder = root / name / "unlabeled"
-    if not folder.is_dir() or not list_images(folder):
+    files = unlabeled_images(root / name)
+    if not files:
         return None
-    items = [(f"unlabeled/{f}", 0) for f in list_images(folder)]  # label unused
+    items = [(f"unlabeled/{f.name}", 0) for f in files]  # label unused
     return pixel_cache(ImageSet(f"{name}-unlabeled", root / name, items, [0]), res, cache_dir, progress=False)
 
 
