@@ -9,6 +9,7 @@ from fewshot.world.generate import make_world
 
 TINY = dict(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=8,
             context_length=16, transformer_width=64, transformer_layers=1)
+TINY_VIT = dict(TINY, vision_layers=1, vision_width=64, vision_patch_size=8)  # 16 patches + the class token
 
 
 @pytest.fixture(scope="session")

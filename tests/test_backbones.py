@@ -6,12 +6,15 @@ import torch
 import clip
 from fewshot.models import backbones
 from fewshot.models.backbones import BackboneError, build_clip, load_backbone, save_checkpoint
-from tests.conftest import TINY
+from tests.conftest import TINY, TINY_VIT
 
 
-def test_saved_tiny_clip_loads_through_clip_load_and_matches_the_original(tmp_path):
+@pytest.mark.parametrize("shape", [TINY, TINY_VIT], ids=["rn", "vit"])
+def test_saved_tiny_clip_loads_through_clip_load_and_matches_the_original(tmp_path, shape):
     torch.manual_seed(1)
-    model = build_clip(**TINY).eval()
+    model = build_clip(**shape).eval()
+    tower = clip.model.VisionTransformer if shape is TINY_VIT else clip.model.ModifiedResNet
+    assert isinstance(model.visual, tower)
     path = tmp_path / "m.pt"
     save_checkpoint(model, path)
     loaded, preprocess = clip.load(str(path), device="cpu", jit=False)  # the unmodified call
@@ -24,6 +27,10 @@ def test_saved_tiny_clip_loads_through_clip_load_and_matches_the_original(tmp_pa
         assert torch.allclose(loaded.encode_image(x), ref.encode_image(x), atol=1e-5)
         assert torch.allclose(loaded.encode_text(t), ref.encode_text(t), atol=1e-5)
     assert loaded.visual.input_resolution == 32 and loaded.context_length == 16
+    assert isinstance(loaded.visual, tower)
+    bb = load_backbone(str(path))  # the suite's loader: the same weights as clip.load's
+    with torch.no_grad():
+        assert torch.equal(bb.model.encode_image(x), loaded.encode_image(x))
 
 
 def test_load_backbone_reports_properties(tiny_clip_path):
@@ -72,7 +79,22 @@ def test_registered_name_with_corrupt_cached_file_fails_on_checksum(tmp_path):
 
 def test_registry_lists_openai_and_shipped_names():
     names = backbones.list_backbones()
-    assert "RN50" in names and "miniclip-rn" in names
+    assert "RN50" in names and "miniclip-rn" in names and "miniclip-vit" in names
+
+
+def test_a_shipped_checkpoint_not_made_yet_names_the_command_that_makes_it(tmp_path, monkeypatch):
+    from fewshot.models.backbones import LazyBackbone, known_checksums, shipped_path
+
+    monkeypatch.setattr(backbones, "_PACKAGE_DIR", tmp_path)  # a checkout without the shipped files
+    assert not shipped_path("miniclip-vit").exists()
+    assert "miniclip-vit" in backbones.list_backbones() and "" not in known_checksums()
+    fix = r"miniclip-vit .*miniclip-vit\.pt\) is absent: make it with `python -m fewshot world train-clip --tower vit`"
+    with pytest.raises(BackboneError, match=fix):
+        load_backbone("miniclip-vit")
+    with pytest.raises(BackboneError, match=fix):
+        LazyBackbone("miniclip-vit", record=tmp_path / "backbone.json")
+    with pytest.raises(BackboneError, match=r"`python -m fewshot world train-clip`"):
+        load_backbone("miniclip-rn")
 
 
 def test_weights_given_by_path_are_checked_against_every_known_checksum(tiny_clip_path, tmp_path, recwarn):

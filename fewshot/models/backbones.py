@@ -29,9 +29,9 @@ __all__ = ["Backbone", "LazyBackbone", "BackboneError", "list_backbones", "load_
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
-# Checkpoints this project ships, by name: path inside the package (its SHA-256 is in the
-# ``.sha256`` file beside it).
-_SHIPPED = {"miniclip-rn": "world/assets/miniclip-rn.pt"}
+# Shipped checkpoints: name -> (path in the package, the command that makes it); SHA-256 in the .sha256 beside it.
+_SHIPPED = {"miniclip-rn": ("world/assets/miniclip-rn.pt", "python -m fewshot world train-clip"),
+            "miniclip-vit": ("world/assets/miniclip-vit.pt", "python -m fewshot world train-clip --tower vit")}
 
 @dataclass
 class Backbone:
@@ -81,8 +81,9 @@ def _expected_sha(name: str) -> str:
 
 
 def shipped_path(name: str) -> Path:
-    """Path of a checkpoint this project ships (e.g. ``miniclip-rn``)."""
-    return _PACKAGE_DIR / _SHIPPED[name]
+    """Path of a checkpoint this project ships (e.g. ``miniclip-rn``), whether or not it is made yet
+    (loading one that is not fails with the command that makes it)."""
+    return _PACKAGE_DIR / _SHIPPED[name][0]
 
 
 def _shipped_sha(name: str) -> str:
@@ -93,7 +94,11 @@ def _shipped_sha(name: str) -> str:
 def _resolve(name_or_path: str, download_root: str | None) -> tuple[str, Path, str | None]:
     """Map a registry name or a file path to (name, local file, expected SHA-256 or None)."""
     if name_or_path in _SHIPPED:
-        return name_or_path, shipped_path(name_or_path), _shipped_sha(name_or_path) or None
+        path, (rel, command) = shipped_path(name_or_path), _SHIPPED[name_or_path]
+        if not path.is_file():
+            raise BackboneError(f"The checkpoint of {name_or_path} ({path}) is absent: make it with `{command}`,"
+                                f" or restore it if your checkout ships it (git checkout fewshot/{rel}).")
+        return name_or_path, path, _shipped_sha(name_or_path) or None
     if name_or_path in _clip().available_models():
         root = Path(download_root or os.path.expanduser("~/.cache/clip"))
         url = _clip().clip._MODELS[name_or_path]
@@ -102,11 +107,9 @@ def _resolve(name_or_path: str, download_root: str | None) -> tuple[str, Path, s
             try:
                 _clip().clip._download(url, str(root))
             except (urllib.error.URLError, OSError) as err:
-                raise BackboneError(
-                    f"Could not download CLIP {name_or_path!r} ({err}). Without network access, "
-                    f"copy the file {os.path.basename(url)} (SHA-256 {_expected_sha(name_or_path)}) "
-                    f"to {target}, or pass its path instead of the name."
-                ) from err
+                raise BackboneError(f"Could not download CLIP {name_or_path!r} ({err}). Without network access, "
+                                    f"copy the file {os.path.basename(url)} (SHA-256 {_expected_sha(name_or_path)}) "
+                                    f"to {target}, or pass its path instead of the name.") from err
         return name_or_path, target, _expected_sha(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_file():
@@ -128,15 +131,13 @@ def load_backbone(name_or_path: str, device: str | torch.device = "cpu",
     goes through ``clip.load(path, jit=False)``; on a CPU the weights come back as fp32. On a GPU,
     ``fast_inference`` sets the image tower up for speed with the same weights: channels-last
     memory layout (tensor-core GPUs) and, for ResNet towers, :func:`fewshot.models.bn_fold.fuse_image_tower`
-    (features within fp16 rounding of CLIP's own forward; False runs CLIP's forward as it is).
-    """
+    (features within fp16 rounding of CLIP's own forward; False runs CLIP's forward as it is)."""
     name, path, expected = _resolve(name_or_path, download_root)
     actual = sha256_file(path)
     expected = sha256 or expected
     if expected and actual != expected:
-        raise BackboneError(
-            f"Checksum mismatch for {path}: expected SHA-256 {expected}, got {actual}. The file is "
-            f"incomplete or a different checkpoint: delete it and download it again.")
+        raise BackboneError(f"Checksum mismatch for {path}: expected SHA-256 {expected}, got {actual}. The file "
+                            f"is incomplete or a different checkpoint: delete it and download it again.")
     if not expected:
         _check_known(path, actual)
     try:
@@ -233,7 +234,7 @@ def _check_known(path: Path, actual: str) -> None:
     claimed.update({shipped_path(n).name: (n, _shipped_sha(n)) for n in _SHIPPED if _shipped_sha(n)})
     if path.name in claimed and claimed[path.name][1] != actual:
         (model, sha), holds = claimed[path.name], f"holds the bytes of {known.get(actual, 'another model')}"
-        fix = (f"restore it (git checkout fewshot/{_SHIPPED[model]})" if model in _SHIPPED else
+        fix = (f"restore it (git checkout fewshot/{_SHIPPED[model][0]})" if model in _SHIPPED else
                f"download it again (./download_data.sh weights {model})")
         raise BackboneError(f"{path} is named like CLIP {model} but its SHA-256 is {actual}, not {sha}: the "
                             f"file {holds if actual in known else 'is incomplete, corrupt or another model'}. "

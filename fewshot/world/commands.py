@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--workers", type=int, default=2)
     m.add_argument("--force", action="store_true", help=FORCE)
     t = sub.add_parser("train-clip", help="pretrain the tiny CLIP (about 20 min on 2 CPU cores)")
-    t.add_argument("--out", default="fewshot/world/assets/miniclip-rn.pt")
+    t.add_argument("--tower", default="rn", help="image tower: rn (miniclip-rn, the default) or vit "
+                   "(miniclip-vit); fewshot.world.pretrain.TOWERS")
+    t.add_argument("--out", help="default: fewshot/world/assets/miniclip-<tower>.pt")
     t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override PretrainConfig fields")
     t.add_argument("--force", action="store_true", help="an --out this command did not write is moved aside, never deleted")
     s = sub.add_parser("make-imagenet-shaped", help="ImageNet-shaped synthetic data + RN50-shaped random CLIP")
@@ -57,11 +59,12 @@ def run(args) -> int:
     if args.world_command == "train-clip":
         from fewshot.run.overrides import parse_overrides
         from fewshot.world.guard import claim_checkpoint
-        from fewshot.world.pretrain import PretrainConfig, pretrain
+        from fewshot.world.pretrain import make_config, pretrain
 
-        cfg = PretrainConfig(**parse_overrides(args.set))
-        log = pretrain(cfg, claim_checkpoint(args.out, "world train-clip", args.force))
-        print(f"saved {args.out} ({log['size_bytes'] / 1e6:.1f} MB, sha256 {log['sha256'][:12]}...) "
+        cfg = make_config(args.tower, parse_overrides(args.set))
+        out = args.out or f"fewshot/world/assets/miniclip-{args.tower}.pt"
+        log = pretrain(cfg, claim_checkpoint(out, "world train-clip", args.force))
+        print(f"saved {out} ({log['size_bytes'] / 1e6:.1f} MB, sha256 {log['sha256'][:12]}...) "
               f"after {log['steps']} steps, final loss {log['history'][-1]['loss']:.4f}")
         return 0
     if args.world_command == "make-imagenet-shaped":
