@@ -1,7 +1,7 @@
 """Tip-Adapter (training-free cache model) and Tip-Adapter-F (cache keys fine-tuned), on tensors.
 
-Shapes: N queries, M cache entries, C classes, D feature dim, V augmented views.
-All features are L2-normalised rows unless a docstring says "raw".
+Shapes: N queries, M cache entries, C classes, D feature dim, V augmented views; features are
+L2-normalised rows unless a docstring says "raw".
 
     logits = logit_scale · f·Wᵀ + α · exp(−β(1 − f·Kᵀ)) · L        (Zhang et al., ECCV 2022)
 
@@ -243,8 +243,8 @@ def train_tip_adapter_f(view_feats, labels, text_weights, keys, values, alpha: f
     ``what``, the epoch and step. Returns ``{"keys": [M, D] fp32, "history": [{"epoch", "loss",
     "train_acc"}, ...], "best_epoch": int}``.
     """
-    from fewshot.training.optim import AdamWFp16State
     from fewshot.training.heads import train_head
+    from fewshot.training.optim import AdamWFp16State
     from fewshot.training.schedules import cosine_per_step
 
     if recipe not in RECIPES:
