@@ -1,7 +1,6 @@
 """Tip-Adapter (training-free cache model) and Tip-Adapter-F (cache keys fine-tuned), on tensors.
 
-Shapes: N queries, M cache entries, C classes, D feature dim, V augmented views; features are
-L2-normalised rows unless a docstring says "raw".
+Shapes: N queries, M cache entries, C classes, D feature dim, V views; features are L2-normalised unless "raw".
 
     logits = logit_scale · f·Wᵀ + α · exp(−β(1 − f·Kᵀ)) · L        (Zhang et al., ECCV 2022)
 
