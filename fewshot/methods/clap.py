@@ -125,6 +125,12 @@ def _recipe(ctx) -> tuple:
     return setting(ctx, "clap_epochs"), setting(ctx, "clap_lr")
 
 
+def rebuild(fitted, shots, ctx) -> Head:
+    """``Method.rebuild``: the saved prototypes P [C, D]."""
+    protos, scale = fitted.state["prototypes"], ctx.logit_scale
+    return fitted.head(lambda f: clap_logits(f, protos, scale))
+
+
 def fit(shots, ctx) -> Head:
     """CLAP on the pooled augmented views of the shots (module docstring)."""
     recipe, (epochs, lr) = recipe_for(ctx, ("official",)), _recipe(ctx)
@@ -148,5 +154,5 @@ def fit(shots, ctx) -> Head:
                        "drift": float((protos - base).norm(dim=-1).mean() / base.norm(dim=-1).mean())})
 
 
-register(Method("clap", fit, budget=plan, step="peers", learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
+register(Method("clap", fit, budget=plan, step="peers", rebuild=rebuild, learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
                 summary="class-adaptive linear probe held near zero-shot, no validation set (Silva-Rodríguez et al., 2024)"))
