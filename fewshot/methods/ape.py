@@ -159,7 +159,8 @@ def fit_ape(shots, ctx) -> Head:
                               inside=lambda: grid_search(shots.center, shots.labels, exclude),
                               on_test=lambda s: grid_search(s.feats, s.labels))
     hp = choice.value
-    return Head(_ape_head(shots, ctx, hp, idx), choice.tuned_on, {**hp, "channels": len(idx), "recipe": recipe, "head": head}, state={"channels": idx})
+    return Head(_ape_head(shots, ctx, hp, idx), choice.tuned_on,
+                {**hp, "channels": len(idx), "recipe": recipe, "head": head}, state={"channels": idx})
 
 
 def ape_t_logits(feats, text_weights, keys, values, key_labels, res, weights, idx, alpha, beta,
@@ -223,7 +224,8 @@ def fit_ape_t(shots, ctx) -> Head:
                           values * weights[:, None], alphas, betas, scale)
         alpha, beta, _ = tip.best_point(grid, alphas, betas)
         tuned_on, hp = "test-oracle", {"alpha": alpha, "beta": beta, "best_epoch": out["best_epoch"]}
-    return Head(_ape_t_head(shots, ctx, res, weights, idx, alpha, beta), tuned_on, {**hp, "epochs": epochs, "lr": lr, "channels": len(idx), "recipe": recipe, "head": head},
+    return Head(_ape_t_head(shots, ctx, res, weights, idx, alpha, beta), tuned_on,
+                {**hp, "epochs": epochs, "lr": lr, "channels": len(idx), "recipe": recipe, "head": head},
                 state={"res": res, "weights": weights, "channels": idx}, extra={"history": out["history"]})
 
 

@@ -138,10 +138,21 @@ def _recipe(ctx) -> tuple:
     return setting(ctx, "coop_epochs"), setting(ctx, "coop_lr"), setting(ctx, "coop_batch_size")
 
 
+def _text(parts: PromptParts, context: torch.Tensor) -> torch.Tensor:
+    """The text head [C, D] of the prompts with ``context`` [M, W] (no gradient)."""
+    with torch.no_grad():
+        return encode_prompts(parts, context)
+
+
 def _text_at(parts: PromptParts, learned: torch.Tensor, a: float) -> torch.Tensor:
     """The text head [C, D] at WiSE-FT's α between the initial and the ``learned`` context [M, W]."""
-    with torch.no_grad():
-        return encode_prompts(parts, (1 - a) * parts.ctx + a * learned)
+    return _text(parts, (1 - a) * parts.ctx + a * learned)
+
+
+def _random_parts(ctx, device) -> PromptParts:
+    """CoOp-16's prompts: the "X … X" placeholders of :func:`random_init` before the class name."""
+    init = random_init(ctx.encoder.model, ctx.encoder.classnames)
+    return prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init=init, device=device)
 
 
 def _logits(text: torch.Tensor, scale: float):
@@ -157,11 +168,8 @@ def rebuild(fitted, shots, ctx) -> Head:
 
 def rebuild_random(fitted, shots, ctx) -> Head:
     """CoOp-16's prompts ("X … X" placeholders) with the saved context, through the frozen text tower."""
-    init = random_init(ctx.encoder.model, ctx.encoder.classnames)
-    parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init=init, device=shots.views.device)
-    with torch.no_grad():
-        text = encode_prompts(parts, fitted.state["context"].to(parts.ctx.device))
-    return fitted.head(_logits(text, ctx.logit_scale))
+    parts = _random_parts(ctx, shots.views.device)
+    return fitted.head(_logits(_text(parts, fitted.state["context"].to(parts.ctx.device)), ctx.logit_scale))
 
 
 def fit(shots, ctx) -> Head:
@@ -201,8 +209,7 @@ def fit(shots, ctx) -> Head:
 
 def fit_random(shots, ctx) -> Head:
     """The headline CoOp: 16 random context vectors (seeded by the split), learned; no companion."""
-    init = random_init(ctx.encoder.model, ctx.encoder.classnames)
-    parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init=init, device=shots.views.device)
+    parts = _random_parts(ctx, shots.views.device)
     gen = torch.Generator().manual_seed(shots.seed)
     parts.ctx = (torch.randn(parts.ctx.shape, generator=gen) * RANDOM_STD).to(parts.ctx.device)
     recipe, hp = recipe_for(ctx, ("official",)), _recipe(ctx)
@@ -211,9 +218,7 @@ def fit_random(shots, ctx) -> Head:
     part = ctx.checkpoint or (lambda name: None)
     learned, history = _train(parts, views, shots.labels, ctx.logit_scale, shots.seed, ctx.progress, what,
                               hp, part("main"))
-    with torch.no_grad():
-        text = encode_prompts(parts, learned)
-    return Head(_logits(text, ctx.logit_scale), "none",
+    return Head(_logits(_text(parts, learned), ctx.logit_scale), "none",
                 {"context": len(parts.ctx), "init": f"random N(0, {RANDOM_STD}²)", "epochs": hp[0],
                  "lr": hp[1], "recipe": recipe}, state={"context": learned}, extra={"history": history})
 
