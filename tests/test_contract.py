@@ -2,7 +2,9 @@
 method in ``list_methods()``, fitted by the pipeline on a tiny world, gives finite ``[n, C]``
 logits for every test set; its records carry JSON-able hyperparameters and a ``tuned_on`` from the
 allowed set (never ``test-oracle`` outside an oracle run); and its saved state reloads from the
-run folder with the same hyperparameters, the same label and finite tensors."""
+run folder with the same hyperparameters, the same label and finite tensors, and rebuilds
+(``Method.rebuild``) a head whose logits on the val set are the fitted head's, bit for bit."""
+import dataclasses
 import json
 
 import torch
@@ -14,11 +16,33 @@ from fewshot.run.config import RunConfig
 from fewshot.run.launch import run_all
 
 
+# Methods whose head cannot be rebuilt from the run folder (Method.rebuild is None), each with
+# the reason. None today: every registered method rebuilds.
+NOT_REBUILT: dict = {}
+
+
+def _capturing(method, heads: dict):
+    """``method`` whose fit keeps each fitted Head under id(head.logits) -> (name, shots, seed, head)."""
+    def fit(shots, ctx):
+        head = method.fit(shots, ctx)
+        heads[id(head.logits)] = (method.name, 0 if shots is None else shots.shots,
+                                  None if shots is None else shots.seed, head)
+        return head
+    return dataclasses.replace(method, fit=fit)
+
+
 def test_every_registered_method_keeps_the_contract(small_world, tiny_clip_path, tmp_path, monkeypatch):
     seen = {}  # what -> [(n, C), ...]: every logits tensor the pipeline scored
+    heads = {}  # id(logits fn) -> (name, shots, seed, Head): every method's own fitted head
+    scored = {}  # (name, shots, seed) -> (val feats [n, D], logits [n, C], own encoder?) as scored
     real = pipeline.evaluate
+    methods = {name: _capturing(get_method(name), heads) for name in list_methods()}
+    monkeypatch.setattr(pipeline, "get_method", methods.__getitem__)
 
     def watched(fn, sets, what="a head", **kw):
+        if id(fn) in heads:  # a method's own head (not its sweep nor a companion), on what the run gives it
+            name, k, seed, head = heads[id(fn)]
+            scored.setdefault((name, k, seed), (sets["val"].feats, fn(sets["val"].feats), head.encoder is not None))
         def logits(feats):
             out = fn(feats)
             assert out.dim() == 2 and out.shape[0] == feats.shape[0], f"{what}: logits {tuple(out.shape)}"
@@ -51,6 +75,28 @@ def test_every_registered_method_keeps_the_contract(small_world, tiny_clip_path,
             assert (fitted.hyperparameters, fitted.tuned_on) == (rec["hyperparameters"], rec["tuned_on"]), name
             for key, t in fitted.state.items():
                 assert not torch.is_tensor(t) or not t.is_floating_point() or torch.isfinite(t).all(), (name, key)
+            if name in NOT_REBUILT:
+                assert method.rebuild is None, f"{name} rebuilds now: drop it from NOT_REBUILT"
+                continue
+            assert method.rebuild is not None, f"{name}: no Method.rebuild (or list it in NOT_REBUILT with the reason)"
+            _check_rebuilt(run, name, k, seed, scored[(name, k, seed)])
+
+
+def _check_rebuilt(run, name, k, seed, fitted_scores) -> None:
+    """The head rebuilt from the run folder gives the fitted head's val logits bit for bit (and,
+    for a head with its own encoder, the same val features through the rebuilt encoder): the
+    rebuild goes through the same function as the fit's final head, on the same tensors and the
+    same device (CPU), so no tolerance is due; a state saved in another dtype, or too little of
+    it, changes the bits."""
+    feats, logits, own_encoder = fitted_scores
+    head = run.rebuild(name, k, seed)
+    assert (head.encoder is not None) == own_encoder, f"{name}: rebuilt encoder {head.encoder}, fitted has own: {own_encoder}"
+    if head.encoder is not None:
+        mine = head.encoder("val")
+        assert torch.equal(mine, feats), f"{name} ({k}-shot): rebuilt encoder's val features differ by {(mine - feats).abs().max()}"
+    got = head.logits(feats)
+    assert got.dtype == logits.dtype and got.shape == logits.shape, (name, got.dtype, logits.dtype, got.shape)
+    assert torch.equal(got, logits), f"{name} ({k}-shot): rebuilt logits differ by {(got - logits).abs().max()}"
 
 
 def test_report_roles_are_declared_by_the_methods_not_named_by_the_report():

@@ -116,6 +116,22 @@ def _selected(shots, W, lam):
     return keys, values, idx, F.normalize(keys[:, idx], dim=-1), F.normalize(W.float()[:, idx], dim=-1)
 
 
+def _ape_head(shots, ctx, hp: dict, idx=None):
+    """The fitted APE head at ``hp`` (β, α, γ): feats [n, D] -> [n, C]; the channels ``idx`` [Q]
+    are selected again from the shots' cache unless given."""
+    _, W, _ = _head(ctx)
+    keys, values, chosen, _, _ = _selected(shots, W, LAMBDA_APE)
+    idx = chosen if idx is None else idx.to(keys.device)
+    keys_sel, text_sel = F.normalize(keys[:, idx], dim=-1), F.normalize(W.float()[:, idx], dim=-1)
+    vw, scale = ape_values(keys_sel, text_sel, values, hp["gamma"]), ctx.logit_scale
+    return lambda f: ape_logits(f, W, keys_sel, vw, idx, hp["alpha"], hp["beta"], scale)
+
+
+def rebuild_ape(fitted, shots, ctx) -> Head:
+    """``Method.rebuild`` of APE: the shots' cache on the saved channels, at the recorded (β, α, γ)."""
+    return fitted.head(_ape_head(shots, ctx, fitted.hyperparameters, fitted.state["channels"]))
+
+
 def fit_ape(shots, ctx) -> Head:
     """Training-free APE; (β, α, γ) by :func:`fewshot.protocol.selection.choose`."""
     recipe, W, head = _head(ctx)
@@ -143,9 +159,8 @@ def fit_ape(shots, ctx) -> Head:
                               inside=lambda: grid_search(shots.center, shots.labels, exclude),
                               on_test=lambda s: grid_search(s.feats, s.labels))
     hp = choice.value
-    vw = ape_values(keys_sel, text_sel, values, hp["gamma"])
-    return Head(lambda f: ape_logits(f, W, keys_sel, vw, idx, hp["alpha"], hp["beta"], scale),
-                choice.tuned_on, {**hp, "channels": len(idx), "recipe": recipe, "head": head}, state={"channels": idx})
+    return Head(_ape_head(shots, ctx, hp, idx), choice.tuned_on,
+                {**hp, "channels": len(idx), "recipe": recipe, "head": head}, state={"channels": idx})
 
 
 def ape_t_logits(feats, text_weights, keys, values, key_labels, res, weights, idx, alpha, beta,
@@ -157,6 +172,21 @@ def ape_t_logits(feats, text_weights, keys, values, key_labels, res, weights, id
     k = keys.float().index_add(1, idx, res[key_labels])
     cache = tip.cache_affinity(feats, k, beta) @ (values * weights[:, None])
     return logit_scale * feats @ text.T + alpha * cache
+
+
+def _ape_t_head(shots, ctx, res, weights, idx, alpha: float, beta: float):
+    """The fitted APE-T head: feats [n, D] -> [n, C] (:func:`ape_t_logits` on the shots' cache
+    with res [C, Q], entry weights [M] on channels idx [Q])."""
+    _, W, _ = _head(ctx)
+    keys, values = tip.build_cache(shots.views, shots.labels, shots.num_classes)
+    res, weights, idx, scale = res.to(keys.device), weights.to(keys.device), idx.to(keys.device), ctx.logit_scale
+    return lambda f: ape_t_logits(f, W, keys, values, shots.labels, res, weights, idx, alpha, beta, scale)
+
+
+def rebuild_ape_t(fitted, shots, ctx) -> Head:
+    """``Method.rebuild`` of APE-T: the saved residual, entry weights and channels, at the recorded (β, α)."""
+    st, hp = fitted.state, fitted.hyperparameters
+    return fitted.head(_ape_t_head(shots, ctx, st["res"], st["weights"], st["channels"], hp["alpha"], hp["beta"]))
 
 
 def fit_ape_t(shots, ctx) -> Head:
@@ -194,12 +224,12 @@ def fit_ape_t(shots, ctx) -> Head:
                           values * weights[:, None], alphas, betas, scale)
         alpha, beta, _ = tip.best_point(grid, alphas, betas)
         tuned_on, hp = "test-oracle", {"alpha": alpha, "beta": beta, "best_epoch": out["best_epoch"]}
-    return Head(lambda f: ape_t_logits(f, W, keys, values, labels, res, weights, idx, alpha, beta, scale),
-                tuned_on, {**hp, "epochs": epochs, "lr": lr, "channels": len(idx), "recipe": recipe, "head": head},
+    return Head(_ape_t_head(shots, ctx, res, weights, idx, alpha, beta), tuned_on,
+                {**hp, "epochs": epochs, "lr": lr, "channels": len(idx), "recipe": recipe, "head": head},
                 state={"res": res, "weights": weights, "channels": idx}, extra={"history": out["history"]})
 
 
-register(Method("ape", fit_ape, step="peers", source=SOURCE, recipes=("official",),
+register(Method("ape", fit_ape, step="peers", rebuild=rebuild_ape, source=SOURCE, recipes=("official",),
                 summary="training-free cache on the most discriminative channels (Zhu et al., 2023)"))
-register(Method("ape-t", fit_ape_t, step="peers", learnable=True, source=SOURCE, recipes=("official",),
+register(Method("ape-t", fit_ape_t, step="peers", rebuild=rebuild_ape_t, learnable=True, source=SOURCE, recipes=("official",),
                 summary="APE with a trained class residual and entry weights (Zhu et al., 2023)"))

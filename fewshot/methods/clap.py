@@ -125,6 +125,16 @@ def _recipe(ctx) -> tuple:
     return setting(ctx, "clap_epochs"), setting(ctx, "clap_lr")
 
 
+def _logits(protos, scale: float):
+    """The fitted head: feats [n, D] -> [n, C] (:func:`clap_logits` with prototypes [C, D])."""
+    return lambda f: clap_logits(f, protos, scale)
+
+
+def rebuild(fitted, shots, ctx) -> Head:
+    """``Method.rebuild``: the saved prototypes P [C, D]."""
+    return fitted.head(_logits(fitted.state["prototypes"], ctx.logit_scale))
+
+
 def fit(shots, ctx) -> Head:
     """CLAP on the pooled augmented views of the shots (module docstring)."""
     recipe, (epochs, lr) = recipe_for(ctx, ("official",)), _recipe(ctx)
@@ -140,7 +150,7 @@ def fit(shots, ctx) -> Head:
     protos, losses = _train(pool, labels, base, lam, scale, M, shots.seed, f"CLAP ({shots.shots}-shot, seed {shots.seed})",
                            (epochs, lr))
     history = [{"epoch": e + 1, "loss": v} for e, v in enumerate(losses.tolist()) if (e + 1) % 10 == 0]
-    return Head(lambda f: clap_logits(f, protos, scale), "none",
+    return Head(_logits(protos, scale), "none",
                 {"epochs": epochs, "lr": lr, "batch_size": BATCH_SIZE, "views": V, "head": head,
                  "recipe": recipe},
                 state={"prototypes": protos, "multipliers": lam},
@@ -148,5 +158,5 @@ def fit(shots, ctx) -> Head:
                        "drift": float((protos - base).norm(dim=-1).mean() / base.norm(dim=-1).mean())})
 
 
-register(Method("clap", fit, budget=plan, step="peers", learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
+register(Method("clap", fit, budget=plan, step="peers", rebuild=rebuild, learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
                 summary="class-adaptive linear probe held near zero-shot, no validation set (Silva-Rodríguez et al., 2024)"))

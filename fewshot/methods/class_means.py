@@ -14,8 +14,18 @@ def fit(shots, ctx) -> Head:
     """Prototypes [C, D] from the shots' centre crops [M, D]."""
     sums = torch.zeros(shots.num_classes, shots.center.shape[1], device=shots.center.device)
     protos = F.normalize(sums.index_add_(0, shots.labels, shots.center), dim=-1)
-    return Head(lambda f: ctx.logit_scale * f.float() @ protos.T, state={"prototypes": protos})
+    return Head(_logits(protos, ctx.logit_scale), state={"prototypes": protos})
 
 
-register(Method("class-means", fit, step="class_means",
+def _logits(protos, scale: float):
+    """feats [n, D] -> [n, C]: ``s·f·Pᵀ`` with prototypes P [C, D]."""
+    return lambda f: scale * f.float() @ protos.T
+
+
+def rebuild(fitted, shots, ctx) -> Head:
+    """The saved prototypes [C, D]."""
+    return fitted.head(_logits(fitted.state["prototypes"], ctx.logit_scale))
+
+
+register(Method("class-means", fit, step="class_means", rebuild=rebuild,
                 summary="nearest class mean of the shots' features, no text (Snell et al., 2017)"))

@@ -47,6 +47,17 @@ def adapter_logits(feats, w1, w2, text_weights, ratio: float = RATIO, logit_scal
     return logit_scale * F.normalize(mixed, dim=-1) @ text_weights.T
 
 
+def rebuild(fitted, shots, ctx) -> Head:
+    """``Method.rebuild``: the saved w1 [H, D], w2 [D, H] on the ``single`` text head."""
+    W, _ = text_head(ctx, HEAD)
+    return fitted.head(_logits(fitted.state["w1"], fitted.state["w2"], W, ctx.logit_scale))
+
+
+def _logits(w1, w2, text_weights, scale: float):
+    """The fitted head: feats [n, D] -> [n, C] (:func:`adapter_logits` at the published ratio)."""
+    return lambda f: adapter_logits(f.float(), w1, w2, text_weights, RATIO, scale)
+
+
 def _init(out_features: int, in_features: int, gen: torch.Generator, device) -> torch.nn.Parameter:
     bound = 1 / math.sqrt(in_features)  # nn.Linear's default (kaiming uniform, a = sqrt(5))
     w = (torch.rand(out_features, in_features, generator=gen) * 2 - 1) * bound
@@ -70,12 +81,12 @@ def fit(shots, ctx) -> Head:
                      what=f"CLIP-Adapter ({shots.shots}-shot, seed {shots.seed})",
                      drop_last=shots.labels.numel() >= BATCH_SIZE, graph=True)
     w1, w2 = w1.detach(), w2.detach()
-    return Head(lambda f: adapter_logits(f.float(), w1, w2, W, RATIO, scale), "default",
+    return Head(_logits(w1, w2, W, scale), "default",
                 {"ratio": RATIO, "epochs": epochs, "lr": lr, "batch_size": BATCH_SIZE, "head": head,
                  "recipe": recipe},
                 state={"w1": w1, "w2": w2}, extra={"history": out["history"]})
 
 
-register(Method("clip-adapter", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",),
+register(Method("clip-adapter", fit, step="peers", rebuild=rebuild, learnable=True, source=SOURCE, recipes=("official",),
                 encoder_for=official_crops,
                 summary="residual MLP on the image feature (Gao et al., 2023)"))

@@ -138,6 +138,40 @@ def _recipe(ctx) -> tuple:
     return setting(ctx, "coop_epochs"), setting(ctx, "coop_lr"), setting(ctx, "coop_batch_size")
 
 
+def _text(parts: PromptParts, context: torch.Tensor) -> torch.Tensor:
+    """The text head [C, D] of the prompts with ``context`` [M, W] (no gradient)."""
+    with torch.no_grad():
+        return encode_prompts(parts, context)
+
+
+def _text_at(parts: PromptParts, learned: torch.Tensor, a: float) -> torch.Tensor:
+    """The text head [C, D] at WiSE-FT's α between the initial and the ``learned`` context [M, W]."""
+    return _text(parts, (1 - a) * parts.ctx + a * learned)
+
+
+def _random_parts(ctx, device) -> PromptParts:
+    """CoOp-16's prompts: the "X … X" placeholders of :func:`random_init` before the class name."""
+    init = random_init(ctx.encoder.model, ctx.encoder.classnames)
+    return prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init=init, device=device)
+
+
+def _logits(text: torch.Tensor, scale: float):
+    """feats [n, D] -> [n, C]: ``s·f·tᵀ`` with the text head t [C, D]."""
+    return lambda f: scale * f.float() @ text.T
+
+
+def rebuild(fitted, shots, ctx) -> Head:
+    """CoOp's prompts (from "a photo of a") with the saved context at α = 1, through the frozen text tower."""
+    parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
+    return fitted.head(_logits(_text_at(parts, fitted.state["context"].to(parts.ctx.device), 1.0), ctx.logit_scale))
+
+
+def rebuild_random(fitted, shots, ctx) -> Head:
+    """CoOp-16's prompts ("X … X" placeholders) with the saved context, through the frozen text tower."""
+    parts = _random_parts(ctx, shots.views.device)
+    return fitted.head(_logits(_text(parts, fitted.state["context"].to(parts.ctx.device)), ctx.logit_scale))
+
+
 def fit(shots, ctx) -> Head:
     """Learn the context on the shots' cached views; WiSE-FT of the context as the companion."""
     parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, device=shots.views.device)
@@ -149,8 +183,7 @@ def fit(shots, ctx) -> Head:
     learned, history = _train(parts, views, shots.labels, scale, shots.seed, ctx.progress, what, hp, part("main"))
 
     def text_at(a: float, c1=learned) -> torch.Tensor:
-        with torch.no_grad():
-            return encode_prompts(parts, (1 - a) * parts.ctx + a * c1)
+        return _text_at(parts, c1, a)
 
     def inside():
         held = selection.fold_masks(shots.ranks, ctx.cfg.cv_folds)[0]
@@ -169,16 +202,14 @@ def fit(shots, ctx) -> Head:
                 {"alpha": choice.value}, extra={"alpha_scores": choice.curve},
                 sweep=tuple(({"alpha": a}, lambda f, t=texts[a]: scale * f.float() @ t.T) for a in ALPHAS))
     half = Head(lambda f, t=texts[DEFAULT_LAMBDA]: scale * f.float() @ t.T, "default", {"alpha": DEFAULT_LAMBDA})
-    final = texts[1.0]
-    return Head(lambda f: scale * f.float() @ final.T, "none",
+    return Head(_logits(texts[1.0], scale), "none",
                 {"context": len(parts.ctx), "init": INIT, "epochs": epochs, "lr": hp[1], "recipe": recipe},
                 state={"context": learned}, extra={"history": history}, companions={"wise-coop": wise, "wise-coop-default": half})
 
 
 def fit_random(shots, ctx) -> Head:
     """The headline CoOp: 16 random context vectors (seeded by the split), learned; no companion."""
-    init = random_init(ctx.encoder.model, ctx.encoder.classnames)
-    parts = prompt_parts(ctx.encoder.model, ctx.encoder.classnames, init=init, device=shots.views.device)
+    parts = _random_parts(ctx, shots.views.device)
     gen = torch.Generator().manual_seed(shots.seed)
     parts.ctx = (torch.randn(parts.ctx.shape, generator=gen) * RANDOM_STD).to(parts.ctx.device)
     recipe, hp = recipe_for(ctx, ("official",)), _recipe(ctx)
@@ -187,9 +218,7 @@ def fit_random(shots, ctx) -> Head:
     part = ctx.checkpoint or (lambda name: None)
     learned, history = _train(parts, views, shots.labels, ctx.logit_scale, shots.seed, ctx.progress, what,
                               hp, part("main"))
-    with torch.no_grad():
-        text = encode_prompts(parts, learned)
-    return Head(lambda f: ctx.logit_scale * f.float() @ text.T, "none",
+    return Head(_logits(_text(parts, learned), ctx.logit_scale), "none",
                 {"context": len(parts.ctx), "init": f"random N(0, {RANDOM_STD}²)", "epochs": hp[0],
                  "lr": hp[1], "recipe": recipe}, state={"context": learned}, extra={"history": history})
 
@@ -216,8 +245,8 @@ def plan(shots, ctx, init: str = INIT, name: str = "coop") -> Plan:
                       steps, f"steps of batch {batch}", f"{name} step")], {f"{name} step": probe}, cheaper)
 
 
-register(Method("coop", fit, budget=plan, step="prompt", needs_encoder=True, learnable=True, source=SOURCE, recipes=("official",), companions=("wise-coop", "wise-coop-default"), shots_field="ft_shots", seeds_field="ft_seeds",
+register(Method("coop", fit, budget=plan, step="prompt", rebuild=rebuild, needs_encoder=True, learnable=True, source=SOURCE, recipes=("official",), companions=("wise-coop", "wise-coop-default"), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="learned prompt context through the frozen text encoder (Zhou et al., 2022)"))
-register(Method("coop-16", fit_random, budget=lambda s, c: plan(s, c, random_init(c.encoder.model, c.encoder.classnames), "coop-16"), step="prompt", needs_encoder=True,
+register(Method("coop-16", fit_random, rebuild=rebuild_random, budget=lambda s, c: plan(s, c, random_init(c.encoder.model, c.encoder.classnames), "coop-16"), step="prompt", needs_encoder=True,
                 learnable=True, source=SOURCE, recipes=("official",), shots_field="ft_shots", seeds_field="ft_seeds",
                 summary="CoOp's headline: 16 random context vectors (Zhou et al., 2022)"))

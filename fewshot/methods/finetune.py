@@ -119,6 +119,10 @@ class _AlphaPath:
         merged = interpolate(self.theta0, self.theta1, a, self.fishers if fisher else None)
         return linear_head({k: merged[k] for k in HEADS if k in merged})
 
+    def final(self) -> tuple:
+        """(logits function, encoder) of the fine-tuned model, α = 1: the method's own head."""
+        return self.head_at(1.0), self.encoder_at(1.0)
+
     def on_test(self, s):
         """An oracle run's choice: every α scored on test set ``s`` (re-encoded at each α)."""
         alphas = list(self.ctx.cfg.ft_alphas)
@@ -170,12 +174,26 @@ def _fit(strategy: str):
         choice = selection.choose(ctx, shots.shots, default=DEFAULT_LAMBDA, on_test=path.on_test,
                                   inside=lambda: _held_out_choice(strategy, fresh, shots, ctx, pool, rows, label, part))
         n_trained = sum(v.numel() for v in theta1.values())
-        return Head(path.head_at(1.0), "none", {"epochs": recipe.epochs, "lr": recipe.lr,
-                                                "batch_size": recipe.batch_size, "recipe": recipe.name},
-                    state=theta1, encoder=path.encoder_at(1.0), companions=path.companions(choice),
+        logits, encoder = path.final()
+        return Head(logits, "none", {"epochs": recipe.epochs, "lr": recipe.lr,
+                                     "batch_size": recipe.batch_size, "recipe": recipe.name},
+                    state=theta1, encoder=encoder, companions=path.companions(choice),
                     extra={"history": history, "trainable_params": n_trained, "train_seconds": seconds})
     fit.__doc__ = f"Fine-tune CLIP's image encoder ({strategy}) and WiSE-FT it."
     return fit
+
+
+def _rebuild(strategy: str):
+    def rebuild(fitted, shots, ctx) -> Head:
+        """A fresh classifier at the saved fine-tuned tensors (``trainable_state``); its encoder
+        re-encodes a test set's pixels."""
+        dev = ctx.device
+        clf, _ = build_classifier(ctx.encoder.model, ctx.text_weights, ctx.logit_scale, strategy, dev,
+                                  recipe_for(ctx.cfg), shots.seed)
+        theta1 = {k: v.to(dev) for k, v in fitted.state.items()}
+        label = f"ft-{strategy} ({shots.shots}-shot, seed {shots.seed}), rebuilt"
+        return fitted.head(*_AlphaPath(clf, strategy, trainable_state(clf), theta1, None, ctx, label).final())
+    return rebuild
 
 
 class _Noise:
@@ -237,6 +255,7 @@ for _strategy, _summary in (("partial", "the last stage of the image encoder and
                             ("full", "the whole image encoder and the head (Wortsman et al., 2022)"),
                             ("lora", "low-rank updates of the encoder's attention, and the head (Hu et al., 2022)")):
     register(Method(f"ft-{_strategy}", _fit(_strategy), step="finetune", needs_encoder=True, budget=_plan(_strategy),
+                    rebuild=_rebuild(_strategy),
                     learnable=True,
                     shots_field="ft_shots", seeds_field="ft_seeds", summary=f"fine-tunes {_summary}",
                     companions=(f"wise-ft-{_strategy}", f"wise-ft-{_strategy}-default")

@@ -51,6 +51,17 @@ def gda_logits(feats, text_weights, w, b, alpha: float, logit_scale: float = 100
     return logit_scale * feats @ text_weights.float().T + alpha * (feats @ w.T + b)
 
 
+def _logits(ctx, w, b, alpha: float):
+    """The fitted head: feats [n, D] -> [n, C] (:func:`gda_logits` on the run's text head)."""
+    W, scale = ctx.text_weights, ctx.logit_scale
+    return lambda f: gda_logits(f, W, w, b, alpha, scale)
+
+
+def rebuild(fitted, shots, ctx) -> Head:
+    """``Method.rebuild``: the saved W_g [C, D], b [C] at the recorded α."""
+    return fitted.head(_logits(ctx, fitted.state["w"], fitted.state["b"], fitted.hyperparameters["alpha"]))
+
+
 def fit(shots, ctx) -> Head:
     """GDA from every cached view; α by :func:`fewshot.protocol.selection.choose`."""
     views = F.normalize(shots.views.float(), dim=-1)
@@ -70,9 +81,9 @@ def fit(shots, ctx) -> Head:
                               inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds,
                                                                       ALPHAS, score_fold))
     alpha = choice.value
-    return Head(lambda f: gda_logits(f, W, w, b, alpha, scale), choice.tuned_on, {"alpha": alpha},
+    return Head(_logits(ctx, w, b, alpha), choice.tuned_on, {"alpha": alpha},
                 state={"w": w, "b": b}, extra={"cv_curve": choice.curve})
 
 
-register(Method("gda", fit, step="peers", source=Source("Wang et al., ICLR 2024", "mrflogs/ICLR24"),
+register(Method("gda", fit, step="peers", rebuild=rebuild, source=Source("Wang et al., ICLR 2024", "mrflogs/ICLR24"),
                 summary="Gaussian discriminant analysis beside the text head (Wang et al., 2024)"))

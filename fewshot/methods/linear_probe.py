@@ -92,6 +92,16 @@ def fit_path(x, y, num_classes: int, regs, w0=None, what: str = "probe") -> list
     return fits
 
 
+def linear_logits(weight, bias):
+    """feats [n, D] -> [n, C]: ``f·Wᵀ + b`` with W [C, D], b [C]."""
+    return lambda f: f.float() @ weight.T + bias
+
+
+def rebuild(fitted, shots, ctx) -> Head:
+    """``Method.rebuild`` of a probe (or of WiSE-FT's merged head): its saved weight and bias."""
+    return fitted.head(linear_logits(fitted.state["weight"], fitted.state["bias"]))
+
+
 def _fit_probe(zero_shot_init: bool):
     def fit(shots, ctx) -> Head:
         C, what = shots.num_classes, f"linear probe ({shots.shots}-shot, seed {shots.seed})"
@@ -111,7 +121,7 @@ def _fit_probe(zero_shot_init: bool):
                                   inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds,
                                                                           LAMBDAS, score_fold))
         w, b = fit_logistic(x, y, C, choice.value, w0, what=what)
-        return Head(lambda f: f.float() @ w.T + b, choice.tuned_on, {"l2": choice.value},
+        return Head(linear_logits(w, b), choice.tuned_on, {"l2": choice.value},
                     state={"weight": w, "bias": b}, extra={"cv_curve": choice.curve})
     fit.__doc__ = f"Logistic regression, {'zero-shot' if zero_shot_init else 'zero'}-initialised."
     return fit
@@ -127,7 +137,7 @@ def fit_wise_linear(shots, ctx) -> Head:
 
     def head_at(lam, t0=theta0, t1=theta1):
         m = interpolate(t0, t1, lam)
-        return lambda f: f.float() @ m["weight"].T + m["bias"]
+        return linear_logits(m["weight"], m["bias"])
 
     def score_fold(train, held):
         w, b = fit_logistic(*probe_data(shots, train), C, reg, theta0["weight"], what="wise-linear, CV")
@@ -142,16 +152,17 @@ def fit_wise_linear(shots, ctx) -> Head:
                               inside=lambda: selection.cross_validate(shots.ranks, ctx.cfg.cv_folds, MIX, score_fold))
     lam = choice.value
     default = Head(head_at(DEFAULT_LAMBDA), "default", {"lambda": DEFAULT_LAMBDA, "l2": reg})
-    return Head(head_at(lam), choice.tuned_on, {"lambda": lam, "l2": reg},
-                extra={"cv_curve": choice.curve}, sweep=tuple(({"lambda": x}, head_at(x)) for x in MIX),
+    merged = interpolate(theta0, theta1, lam)  # kept, so that the head rebuilds without its prior
+    return Head(linear_logits(merged["weight"], merged["bias"]), choice.tuned_on, {"lambda": lam, "l2": reg},
+                state=merged, extra={"cv_curve": choice.curve}, sweep=tuple(({"lambda": x}, head_at(x)) for x in MIX),
                 companions={"wise-linear-default": default})
 
 
-register(Method("linear-probe", _fit_probe(False), step="linear_probe", learnable=True, source=Source("Radford et al., ICML 2021"),
+register(Method("linear-probe", _fit_probe(False), rebuild=rebuild, step="linear_probe", learnable=True, source=Source("Radford et al., ICML 2021"),
                 summary="logistic regression on the shots' features, from scratch (Radford et al., 2021)"))
-register(Method("linear-probe-zs", _fit_probe(True), step="linear_probe", learnable=True,
+register(Method("linear-probe-zs", _fit_probe(True), rebuild=rebuild, step="linear_probe", learnable=True,
                 summary="logistic regression initialised at, and pulled towards, the zero-shot head"))
-register(Method("wise-linear", fit_wise_linear, step="linear_probe", after=("linear-probe-zs",), learnable=True,
+register(Method("wise-linear", fit_wise_linear, rebuild=rebuild, step="linear_probe", after=("linear-probe-zs",), learnable=True,
                 source=Source("Wortsman et al., CVPR 2022", "mlfoundations/wise-ft"),
                 companions=("wise-linear-default",),  # λ = 0.5, the WiSE-FT authors' advice
                 summary="WiSE-FT of heads: zero-shot head and probe interpolated (Wortsman et al., 2022)"))

@@ -91,6 +91,18 @@ def official_problem(device) -> str | None:
 OFFICIAL_CHECKS["lp++"] = official_problem  # checked before a run starts (fewshot.run.preflight)
 
 
+def _logits(wv, b, alpha, text_weights):
+    """The fitted head: feats [n, D] -> [n, C] fp32 (:func:`lp_logits` in the dtype of ``wv``)."""
+    return lambda f: lp_logits(f, wv, b, alpha, text_weights).float()
+
+
+def rebuild(fitted, shots, ctx) -> Head:
+    """``Method.rebuild``: the saved Wᵥ [C, D], b [C], α [C] (in the recipe's dtype) on the run's
+    text head in that dtype."""
+    st = fitted.state
+    return fitted.head(_logits(st["wv"], st["b"], st["alpha"], ctx.text_weights.float().to(st["wv"].dtype)))
+
+
 def fit(shots, ctx) -> Head:
     """Full-batch LP++ on one augmented view per shot."""
     recipe = recipe_for(ctx, ("official",))
@@ -121,7 +133,7 @@ def fit(shots, ctx) -> Head:
                 alpha -= lr_a * alpha.grad
     check_finite(losses, f"{what}: training loss", "LP++'s data-driven step sizes diverged on these features")
     wv, b, alpha = wv.detach(), b.detach(), alpha.detach()
-    return Head(lambda f: lp_logits(f, wv, b, alpha, W).float(), "none",
+    return Head(_logits(wv, b, alpha, W), "none",
                 {"epochs": epochs, "lr_w": lr_w, "lr_alpha": lr_a, "recipe": recipe,
                  "dtype": str(dtype).removeprefix("torch.")},
                 state={"wv": wv, "b": b, "alpha": alpha},
@@ -129,5 +141,5 @@ def fit(shots, ctx) -> Head:
                                    if (e + 1) % 10 == 0]})
 
 
-register(Method("lp++", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",),
+register(Method("lp++", fit, step="peers", rebuild=rebuild, learnable=True, source=SOURCE, recipes=("official",),
                 summary="linear probe blended with the text head, data-driven steps (Huang et al., 2024)"))

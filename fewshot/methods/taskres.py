@@ -60,6 +60,16 @@ def base_head(ctx) -> tuple[torch.Tensor, str]:
     return text_head(ctx, BASE, "raw")
 
 
+def _logits(base, residual, scale: float):
+    """The fitted head: feats [n, D] -> [n, C] (:func:`taskres_logits` at the published α)."""
+    return lambda f: taskres_logits(f.float(), base, residual, ALPHA, scale)
+
+
+def rebuild(fitted, shots, ctx) -> Head:
+    """``Method.rebuild``: the saved base t and residual X [C, D]."""
+    return fitted.head(_logits(fitted.state["base"], fitted.state["residual"], ctx.logit_scale))
+
+
 def fit(shots, ctx) -> Head:
     """Train the residual on the shots' cached views, from the published base head."""
     recipe, epochs, n = recipe_for(ctx, ("official",)), epochs_for(shots.shots), shots.labels.numel()
@@ -74,11 +84,11 @@ def fit(shots, ctx) -> Head:
                      batch_size=BATCH_SIZE, seed=shots.seed, progress=ctx.progress, drop_last=n >= BATCH_SIZE,
                      what=f"TaskRes ({shots.shots}-shot, seed {shots.seed})", graph=True)
     residual = residual.detach()
-    return Head(lambda f: taskres_logits(f.float(), W, residual, ALPHA, scale), "default",
+    return Head(_logits(W, residual, scale), "default",
                 {"alpha": ALPHA, "epochs": epochs, "lr": lr, "batch_size": BATCH_SIZE,
                  "weight_decay": WEIGHT_DECAY, "head": head, "recipe": recipe},
                 state={"residual": residual, "base": W}, extra={"history": out["history"]})
 
 
-register(Method("taskres", fit, step="peers", learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
+register(Method("taskres", fit, step="peers", rebuild=rebuild, learnable=True, source=SOURCE, recipes=("official",), encoder_for=official_crops,
                 summary="a learned residual on the zero-shot text head (Yu et al., 2023)"))

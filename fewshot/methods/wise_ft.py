@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fewshot.protocol import selection
 from fewshot.methods.tip_adapter import cache_model as tip
-from fewshot.methods.tip_adapter import cache_head, train_fold_keys
+from fewshot.methods.tip_adapter import cache_head, rebuild_cache, train_fold_keys
 from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, register
 from fewshot.merging.interpolate import DEFAULT_LAMBDA, interpolate
@@ -32,6 +32,11 @@ def _ends(shots, ctx):
     return ft, keys0, ft.state["keys"].to(keys0.device), values
 
 
+def _keys_at(keys0, keys1, lam: float, fishers=None):
+    """The merged keys [M, D] at λ between keys₀ and keys₁ [M, D] (Fisher-weighted with ``fishers``)."""
+    return interpolate({"k": keys0}, {"k": keys1}, lam, fishers)["k"]
+
+
 def fit_wise(shots, ctx) -> Head:
     """The λ path (a sweep of heads) and the head at the chosen λ."""
     ft, keys0, keys1, values = _ends(shots, ctx)
@@ -39,7 +44,7 @@ def fit_wise(shots, ctx) -> Head:
     lambdas = list(cfg.lambdas)
 
     def head_at(lam):
-        return cache_head(ctx, interpolate({"k": keys0}, {"k": keys1}, lam)["k"], values, alpha, beta)
+        return cache_head(ctx, _keys_at(keys0, keys1, lam), values, alpha, beta)
 
     def score_folds(trains, helds):  # the folds' Tip-Adapter-F trained at once
         fits = train_fold_keys(shots, ctx, alpha, beta, ft.hyperparameters["recipe"], trains,
@@ -59,8 +64,9 @@ def fit_wise(shots, ctx) -> Head:
                                                 score_folds=score_folds))
     lam = choice.value
     default = Head(head_at(DEFAULT_LAMBDA), "default", {"lambda": DEFAULT_LAMBDA, "alpha": alpha, "beta": beta})
-    return Head(head_at(lam), choice.tuned_on, {"lambda": lam, "alpha": alpha, "beta": beta},
-                extra={"cv_curve": choice.curve},
+    keys = _keys_at(keys0, keys1, lam)  # kept, so that the head rebuilds without its prior
+    return Head(cache_head(ctx, keys, values, alpha, beta), choice.tuned_on, {"lambda": lam, "alpha": alpha, "beta": beta},
+                state={"keys": keys}, extra={"cv_curve": choice.curve},
                 sweep=tuple(({"lambda": x}, head_at(x)) for x in lambdas), companions={"wise-tip-adapter-default": default})
 
 
@@ -72,21 +78,21 @@ def _fit_fisher(kind: str):
         fishers = tuple({"k": tip.adapter_fisher(shots.center, shots.labels, ctx.text_weights, k,
                                                  values, alpha, beta, ctx.logit_scale, kind)}
                         for k in (keys0, keys1))
-        keys = interpolate({"k": keys0}, {"k": keys1}, lam, fishers)["k"]
+        keys = _keys_at(keys0, keys1, lam, fishers)
         return Head(cache_head(ctx, keys, values, alpha, beta), wise.tuned_on,
-                    {"lambda": lam, "alpha": alpha, "beta": beta, "fisher": kind})
+                    {"lambda": lam, "alpha": alpha, "beta": beta, "fisher": kind}, state={"keys": keys})
     fit.__doc__ = f"Fisher-weighted merge ({kind} Fisher of the keys on the shots) at WiSE-FT's λ."
     return fit
 
 
-register(Method("wise-tip-adapter", fit_wise, step="wise", after=("tip-adapter-f",), learnable=True,
+register(Method("wise-tip-adapter", fit_wise, step="wise", after=("tip-adapter-f",), learnable=True, rebuild=rebuild_cache,
                 companions=("wise-tip-adapter-default",),  # λ = 0.5, the WiSE-FT authors' advice
                 formerly={"wise-ft": "wise-tip-adapter", "wise-ft-default": "wise-tip-adapter-default"},
                 summary="WiSE-FT: Tip-Adapter and Tip-Adapter-F keys interpolated (Wortsman et al., 2022)"))
-register(Method("wise-tip-adapter-fisher", _fit_fisher("empirical"), step="wise", learnable=True,
+register(Method("wise-tip-adapter-fisher", _fit_fisher("empirical"), step="wise", learnable=True, rebuild=rebuild_cache,
                 after=("tip-adapter-f", "wise-tip-adapter"), formerly={"wise-ft-fisher": "wise-tip-adapter-fisher"},
                 summary="WiSE-FT, Fisher-weighted; empirical Fisher (true labels of the shots)"))
-register(Method("wise-tip-adapter-fisher-model", _fit_fisher("model"), step="wise", learnable=True,
+register(Method("wise-tip-adapter-fisher-model", _fit_fisher("model"), step="wise", learnable=True, rebuild=rebuild_cache,
                 after=("tip-adapter-f", "wise-tip-adapter"),
                 formerly={"wise-ft-fisher-model": "wise-tip-adapter-fisher-model"},
                 summary="WiSE-FT, Fisher-weighted; Fisher under the model's own predictions (the WiSE-FT code's)"))

@@ -10,6 +10,9 @@ A method is a :class:`Method`: a name and a pure function ``fit(shots, ctx) -> H
 - The returned :class:`Head` gives logits for any features, says how its hyperparameters were
   chosen (``tuned_on``, from :mod:`fewshot.protocol.selection`), and carries the tensors that dependent
   methods and the run folder keep (``state``).
+- ``rebuild(fitted, shots, ctx) -> Head`` gives that head back from what the run folder kept
+  (:class:`Fitted`) and the shots, with the same logits; ``fit`` builds its final head through
+  the same function, so the formula has one home.
 
 The run (:mod:`fewshot.run.pipeline`) evaluates every registered method the same way, over shots ×
 seeds × test sets, and writes the same records; the report draws any method that has records.
@@ -77,6 +80,11 @@ class Fitted:
     hyperparameters: dict
     tuned_on: str
     state: dict  # name -> tensor
+
+    def head(self, logits: Callable, encoder: Optional[Callable] = None) -> "Head":
+        """The :class:`Head` this state rebuilds to (what ``Method.rebuild`` returns): ``logits``
+        feats [n, D] -> [n, C], ``encoder`` set name -> feats [N, D] (None: the cached ones)."""
+        return Head(logits, self.tuned_on, dict(self.hyperparameters), dict(self.state), encoder=encoder)
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,10 @@ class Method:
     report: tuple = ()  # what the report draws of it beyond the tables, from REPORT_ROLES
     formerly: Mapping = field(default_factory=dict)  # old record name -> its name now (this method
     #                                              or a companion): run folders of older versions still read
+    rebuild: Optional[Callable] = None  # (Fitted, Shots | None, Context) -> Head: the fitted head again
+    #   from its saved state and the shots (``Fitted.head``; fewshot.run.pipeline.Run.rebuild), its logits
+    #   feats [n, D] -> [n, C] those of the fit; with an ``encoder`` (set name -> feats [N, D], the test
+    #   set's pixels through the saved encoder state) where the head needs its own. None: cannot rebuild
 
     def __post_init__(self):
         unknown = [r for r in self.report if r not in REPORT_ROLES]

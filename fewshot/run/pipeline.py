@@ -18,7 +18,7 @@ from fewshot.base.errors import ConfigError
 from fewshot.protocol.evaluation import class_accuracy, evaluate, predict
 from fewshot.merging.study import check_tasks, run_study
 from fewshot.run.preflight import check_device, check_run
-from fewshot.protocol.method import Context, Fitted, Shots, precision_fields
+from fewshot.protocol.method import Context, Fitted, Head, Shots, precision_fields
 from fewshot.methods import baseline_method, get_method, list_methods
 from fewshot.run.resources import Resources, TrainPool
 from fewshot.protocol.results import format_table, git_revision, make_record, summarize
@@ -187,6 +187,15 @@ class Run:
             if m.diagnose:
                 self.dir.write_json(self.dir.diagnostics_path(name), diagnostics)
         return records
+
+    def rebuild(self, name: str, shots: int, seed: int | None) -> Head:
+        """``name``'s head at (shots, seed) rebuilt from the run folder (``Method.rebuild``: its
+        saved Fitted, the shots and the run's context); a shot-free method's is at (0, None)."""
+        m = get_method(name)
+        if m.rebuild is None:
+            raise ConfigError(f"{name} has no Method.rebuild: its head cannot be rebuilt from the run folder")
+        fitted = self.dir.load_fitted(name, shots, seed, self.digest, m.step, self.device)
+        return m.rebuild(fitted, None if m.shot_free else self.shots_data(shots, seed), self._context(m, shots, seed))
 
     def _save_predictions(self, m, head, shots, ctx) -> None:
         val = self.eval_sets["val"]

@@ -55,6 +55,46 @@ def _top1(feats, head, labels) -> float:
     return top1(feats @ head.T, labels)
 
 
+class _LoraPath:
+    """A trained :class:`LoraClip` at WiSE-FT's points α: each point's head (``s·f·t(α)ᵀ``, the
+    LoRA text tower's, computed once) and its test-set encoder (made once, run when read)."""
+
+    def __init__(self, clf: LoraClip, ctx, label: str):
+        self.clf, self.ctx, self.label, self.heads, self.encoders = clf, ctx, label, {}, {}
+
+    def head_at(self, a: float):
+        if a not in self.heads:
+            self.heads[a] = self.clf.at(a).clone()
+        return lambda f, h=self.heads[a]: f.float() @ h.T
+
+    def encoder_at(self, a: float):
+        if a == 0.0:
+            return None  # the frozen image encoder: the cached features
+        if a not in self.encoders:
+            clf, ctx = self.clf, self.ctx
+
+            def features(name, a=a):
+                clf.at(a)
+                return encode(clf, ctx.encoder.eval_pixels(name), ctx.device, ctx.cfg.ft_batch_size, ctx.progress,
+                              f"{self.label}: α={a} on {name}")
+            self.encoders[a] = features
+        return self.encoders[a]
+
+
+def rebuild(fitted, shots, ctx) -> Head:
+    """A fresh :class:`LoraClip` with the saved low-rank updates (``lora.<i>``) at α = 1: the head
+    of its text tower, and its image tower re-encoding a test set's pixels."""
+    enc = ctx.encoder
+    clf = LoraClip(enc.model, enc.classnames, ctx.logit_scale, ctx.device, recipe_of(ctx.cfg), shots.seed)
+    if len(clf.lora) != len(fitted.state):
+        raise ValueError(f"clip-lora: {len(fitted.state)} saved updates for {len(clf.lora)} adapted tensors")
+    with torch.no_grad():
+        for i, p in enumerate(clf.lora):
+            p.copy_(fitted.state[f"lora.{i}"])
+    path = _LoraPath(clf, ctx, f"clip-lora ({shots.shots}-shot, seed {shots.seed}), rebuilt")
+    return fitted.head(path.head_at(1.0), path.encoder_at(1.0))
+
+
 def fit(shots, ctx) -> Head:
     """Train CLIP-LoRA on the shots; WiSE-FT of it as the companions."""
     enc, cfg, dev = ctx.encoder, ctx.cfg, ctx.device
@@ -78,25 +118,11 @@ def fit(shots, ctx) -> Head:
         scores = [score(a) for a in alphas]
         return alphas[selection.first_best(scores)], scores
 
-    clf, start, heads, encoders = fresh(), time.perf_counter(), {}, {}
+    clf, start = fresh(), time.perf_counter()
     history = train_lora(clf, pool, rows, labels, shots.shots, recipe, dev, shots.seed, ctx.progress, label)
     seconds = time.perf_counter() - start
-
-    def head_at(a: float):
-        if a not in heads:
-            heads[a] = clf.at(a).clone()
-        return lambda f, h=heads[a]: f.float() @ h.T
-
-    def encoder_at(a: float):
-        if a == 0.0:
-            return None  # the frozen image encoder: the cached features
-        if a not in encoders:
-            def features(name, a=a):
-                clf.at(a)
-                return encode(clf, enc.eval_pixels(name), dev, cfg.ft_batch_size, ctx.progress,
-                              f"{label}: α={a} on {name}")
-            encoders[a] = features
-        return encoders[a]
+    lora_path = _LoraPath(clf, ctx, label)
+    head_at, encoder_at = lora_path.head_at, lora_path.encoder_at
 
     def on_test(s):
         scores = [_top1(s.feats if a == 0.0 else encoder_at(a)(s.name), clf.at(a), s.labels) for a in alphas]
@@ -153,6 +179,6 @@ def plan(shots, ctx) -> Plan:
 SOURCE = Source("Zanella & Ben Ayed, CVPRW 2024", "MaxZanella/CLIP-LoRA", "358f0d7361f59e66c0b2d0b672a3dafb143a759b",
                 ("main.py", "lora.py", "run_utils.py", "loralib/layers.py", "loralib/utils.py"))
 
-register(Method("clip-lora", fit, step="finetune", needs_encoder=True, budget=plan, learnable=True, source=SOURCE,
+register(Method("clip-lora", fit, step="finetune", rebuild=rebuild, needs_encoder=True, budget=plan, learnable=True, source=SOURCE,
                 shots_field="ft_shots", seeds_field="ft_seeds", companions=("wise-clip-lora", "wise-clip-lora-default"),
                 summary="LoRA on q/k/v of both encoders, no head (Zanella & Ben Ayed, 2024)"))

@@ -18,7 +18,7 @@ from fewshot.methods.tip_adapter.explain import cache_snapshot
 from fewshot.protocol.metrics import top1
 from fewshot.protocol.method import Head, Method, Source, register
 
-__all__ = ["cache_head", "grid_of", "train_keys"]
+__all__ = ["cache_head", "grid_of", "train_keys", "rebuild_cache"]
 
 SOURCE = Source("Zhang et al., ECCV 2022", "gaopengcuhk/Tip-Adapter")  # its recipes: cfg.tip_f_recipe
 
@@ -32,6 +32,16 @@ def cache_head(ctx, keys, values, alpha: float, beta: float):
     """Logits function of a Tip-Adapter cache: feats [n, D] -> [n, C]."""
     W, scale, dtype = ctx.text_weights, ctx.logit_scale, ctx.cache_dtype
     return lambda f: tip.tip_logits(f, W, keys, values, alpha, beta, scale, dtype)
+
+
+def rebuild_cache(fitted, shots, ctx) -> Head:
+    """``Method.rebuild`` of a cache head: its (α, β), the shots' one-hot values [M, C] and its
+    saved keys [M, D] (``state["keys"]``: fine-tuned or merged), or, where none were saved
+    (training-free Tip-Adapter), the keys of the shots' views again."""
+    keys, values = tip.build_cache(shots.views, shots.labels, shots.num_classes)
+    keys = fitted.state.get("keys", keys)
+    hp = fitted.hyperparameters
+    return fitted.head(cache_head(ctx, keys.to(values.device), values, hp["alpha"], hp["beta"]))
 
 
 def _best_on(eval_set, ctx, keys, values):
@@ -181,7 +191,9 @@ def explain_tip_adapter_f(shots, ctx, head: Head, val) -> dict:
 
 
 register(Method("tip-adapter", fit_tip_adapter, step="tip_adapter", source=SOURCE, diagnose=diagnose_tip_adapter, report=("grid",),
+                rebuild=rebuild_cache,
                 summary="training-free cache of the shots' features (Zhang et al., 2022)"))
 register(Method("tip-adapter-f", fit_tip_adapter_f, step="tip_adapter_f", after=("tip-adapter",), learnable=True, source=SOURCE,
+                rebuild=rebuild_cache,
                 explain=explain_tip_adapter_f, report=("training",),
                 summary="Tip-Adapter with the cache keys fine-tuned (Zhang et al., 2022)"))
