@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot import _clip_compat
-from fewshot.methods import clip_adapter, taskres
+from fewshot.methods import taskres
 from fewshot.models.templates import get_templates
 
 
@@ -214,10 +214,9 @@ def test_official_recipe_runs_through_the_pipeline_on_fresh_crops(small_world, t
 
     from fewshot import cli
 
-    monkeypatch.setattr(clip_adapter, "EPOCHS", 3)
-
     args = ["run", "--config", "miniworld-quick", "--set", f"data={small_world}", f"backbone={tiny_clip_path}",
             f"out={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", "merge_tasks=", "shots=[1]", "seeds=[1]", "views=1",
+            "clip_adapter_epochs=3",
             "methods=[zero-shot,clip-adapter]", "recipe=official", "--steps", "zeroshot", "splits", "features", "peers"]
     assert cli.main(args) == 0
     recs = [json.loads(line) for line in (tmp_path / "run" / "results" / "clip-adapter.jsonl").read_text().splitlines()]
