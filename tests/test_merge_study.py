@@ -18,7 +18,7 @@ class _Res:
 
 def _record(method, eval_set, metrics, shots, seed, hp, tuned_on):
     return {"method": method, "eval_set": eval_set, "metrics": metrics, "shots": shots, "seed": seed,
-            "hyperparameters": hp, "tuned_on": tuned_on}
+            "hyperparameters": hp, "tuned_on": tuned_on, "role": "merge"}
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,25 @@ def test_the_study_writes_every_family_with_honest_labels(tower, tiny_tasks, tmp
               and r["hyperparameters"]["strategy"] == "full"}
     assert all(clean[("robustness:task-arithmetic", t)] == v for (_, t), v in merged.items())  # clean = the merge row
     assert sorted(diag["cross"]) == ["full", "l-lora", "lora"]
+    _check_the_report_parts(records, diag)
+
+
+def _check_the_report_parts(records, diag):
+    """The robustness table is the mean over the tasks of each rule's rows, column by column; the
+    adaptive and routing figures draw what the diagnostics hold and cut off no text."""
+    import numpy as np
+
+    from fewshot.report.figstyle import texts_outside
+    from fewshot.report.merge_adaptive import plot_adaptive, plot_routing, robustness_table
+
+    table = robustness_table(records).splitlines()
+    assert table[0].split(" | ")[1:3] == ["clean", CORRUPTIONS[0].replace("_", " ")]
+    row = next(line for line in table if line.startswith("| regmean |"))
+    want = [np.mean([r["metrics"]["top1"] for r in records if r["method"] == "robustness:regmean"
+                     and r["hyperparameters"]["corruption"] == c]) for c in ("clean", *CORRUPTIONS)]
+    assert row.split(" | ")[1:-1] == [f"{v:.1f}" for v in want]
+    lam = np.array(diag["adaptive"]["lambda"]["adamerging-layer-wise"])
+    assert lam.shape == (3, len(diag["adaptive"]["names"]))
+    for fig in (plot_adaptive(diag), plot_routing(diag)):
+        assert not texts_outside(fig)
+    assert np.allclose(plot_adaptive(diag).axes[0].images[0].get_array(), lam)

@@ -88,6 +88,12 @@ EN = {
                             "(unseen); λ chosen on the seen tasks' held-out shots. Full fine-tuning, top-1 (%):",
     "merge_cross": "Each expert on every task (FusionBench's cross-task matrix), top-1 (%), the expert's "
                    "own task in bold; full fine-tuning:",
+    "merge_robustness": "Robustness (FusionBench's experiment): the merged encoders on every task's test images, "
+                        "clean and under seven corruptions (severity 5), top-1 (%) averaged over the tasks:",
+    "cap_adaptive": "What the adaptive rules learned on the tasks' unlabeled images: AdaMerging's λ per expert "
+                    "and tensor (left), the share of each tensor's task-vector entries Concrete's mask keeps (right).",
+    "cap_routing": "WEMoE's routers on each task's test images: the mean weight per expert, over the MoE layers; "
+                   "an image's own task's expert gets {own} on average, each other expert {other}.",
     "cap_cross": "Each expert's top-1 on every task minus the pre-trained encoder's there (points): "
                  "{parts}.",
     "cap_cross_part": "{s} fine-tuning: {own} on its own task and {other} on the others on average",
@@ -202,6 +208,12 @@ ZH = {
     "merge_generalisation": "泛化（FusionBench 的实验）：合并三个任务的专家，在这些（见过的）任务和没有任何专家训练过的"
                             "（未见过的）任务上评估；λ 在见过任务的留出样本上选择。完全微调，top-1 (%)：",
     "merge_cross": "每个专家在每个任务上的表现（FusionBench 的跨任务矩阵），top-1 (%)，专家自己的任务加粗；完全微调：",
+    "merge_robustness": "鲁棒性（FusionBench 的实验）：合并后的编码器在各任务测试图像上的表现，干净图像与七种损坏"
+                        "（强度 5），各任务平均的 top-1 (%)：",
+    "cap_adaptive": "自适应规则在各任务无标注图像上学到的内容：AdaMerging 每个专家、每个张量的 λ（左），"
+                    "Concrete 掩码保留的各张量任务向量元素比例（右）。",
+    "cap_routing": "WEMoE 路由器在各任务测试图像上的表现：每个专家在各 MoE 层上的平均权重；"
+                   "图像所属任务的专家平均得到 {own}，其他每个专家 {other}。",
     "cap_cross": "每个专家在各任务上的 top-1 减去预训练编码器在该任务上的 top-1（百分点）：{parts}。",
     "cap_cross_part": "{s} 微调：在自己的任务上 {own}，在其他任务上平均 {other}",
     "cap_lambda": "各任务平均 top-1 随合并系数 λ 的变化，分别在留出样本（用来选择 λ）和测试集上：{parts}；"

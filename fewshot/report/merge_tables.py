@@ -11,14 +11,16 @@ import numpy as np
 
 from fewshot.report.figstyle import readable, subplots
 from fewshot.report.i18n import tr
+from fewshot.report.merge_adaptive import adaptive_section
 
 __all__ = ["merge_table", "generalisation_table", "soup_table", "cross_table", "plot_cross", "plot_cosine", "plot_lambda_curves",
            "merging_section"]
 
+_ADAPTIVE = ["adamerging-task-wise", "adamerging-layer-wise", "concrete-task-arithmetic",
+             "concrete-adamerging-layer-wise", "wemoe", "e-wemoe"]
 _ORDER = ["pre-trained", "individual", "multi-task", "average", "task-arithmetic", "ties", "ties-sum", "fisher",
-          "fisher-unnormalised", "regmean", "adamerging-task-wise", "adamerging-layer-wise", "task-arithmetic (oracle)",
-          "ties (oracle)", "ties-sum (oracle)", "adamerging-task-wise (test-unlabeled)",
-          "adamerging-layer-wise (test-unlabeled)"]
+          "fisher-unnormalised", "regmean", *_ADAPTIVE, "task-arithmetic (oracle)", "ties (oracle)", "ties-sum (oracle)",
+          *(f"{r} (test-unlabeled)" for r in _ADAPTIVE)]
 
 
 def merge_table(records, tasks: list[str]) -> str:
@@ -186,5 +188,6 @@ def merging_section(c) -> str | None:
     text += "\n\n" + c.figure(plot_lambda_curves(diag), "merge_lambda", _lambda_caption(diag, c.lang))
     gen = generalisation_table(c.merge_recs, diag["tasks"])
     text += ("\n\n" + tr("merge_generalisation", c.lang) + "\n\n" + gen) if gen else ""
+    text += adaptive_section(c, diag)
     soup = soup_table(c.merge_recs)
     return text + ("\n\n" + tr("merge_soup", c.lang) + "\n\n" + soup if soup else "")

@@ -49,8 +49,9 @@ def _strategy(ctx, strategy, experts, rows_out, robust) -> None:
     if strategy == "full":
         rows += statistic_rows(ctx["model"], tasks, experts, ctx["recipe"], ctx["device"], ctx["seed"])
         if cfg.adamerging_steps:
-            rows += [(*r, None) for r in adaptive_rows(score.clf, tasks, base, experts, cfg.adamerging_steps,
-                                                       ctx["device"], ctx["seed"])]
+            adaptive, diag["adaptive"] = adaptive_rows(score.clf, tasks, base, experts, cfg.adamerging_steps,
+                                                       ctx["device"], ctx["seed"])
+            rows += [(*r, None) for r in adaptive]
     for rule, state, hp, tuned_on, scores in rows:
         add(rule, scores or score(state), {"strategy": strategy, **hp}, tuned_on)
         if strategy == "full" and rule in ROBUST_RULES:

@@ -45,9 +45,11 @@ def _batches(pool: list, steps: int, seed: int) -> list:
     return [lambda step, x=x, d=d: x[d[step % len(d)]] for x, d in zip(pool, draws)]
 
 
-def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, seed: int) -> list:
-    """[(rule, state, hp, tuned_on)] of AdaMerging, Concrete task arithmetic and Concrete
-    AdaMerging, each adapted on both pools (module docstring)."""
+def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, seed: int) -> tuple[list, dict]:
+    """([(rule, state, hp, tuned_on)], diagnostics) of AdaMerging, Concrete task arithmetic and
+    Concrete AdaMerging, each adapted on both pools (module docstring). Diagnostics: ``names`` (the
+    weighted tensors, in order), ``lambda`` {rule: λ [n, L] or [n]}, ``mask`` {rule: each tensor's
+    mean keep probability σ(logits) [L]}."""
     floats = {k: v.to(device) for k, v in base.items()}
     taus = merging.task_vectors(floats, [{k: e[k].to(device) for k in floats} for e in experts])
     names = adamerging.names_of(floats, taus)
@@ -55,7 +57,7 @@ def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, see
     def logits_of(state, t, x):
         f = F.normalize(torch.func.functional_call(clf.visual, state, (normalize_pixels(x.to(device)),)).float(), dim=-1)
         return f @ tasks[t].head.to(device).T
-    out = []
+    out, diag = [], {"names": names, "lambda": {}, "mask": {}}
     for tuned_on, pool in pools(tasks, clf.visual.input_resolution, device).items():
         tag = " (test-unlabeled)" if tuned_on == "test-unlabeled" else ""
         batches = _batches(pool, 2 * steps, seed)
@@ -64,6 +66,7 @@ def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, see
             hp = {"steps": steps, "lr": adamerging.LR, "init": adamerging.INIT, "lambda_mean": round(float(lam.mean()), 4),
                   "entropy_first_last": [round(hist[0], 4), round(hist[-1], 4)] if hist else []}
             out.append((f"adamerging-{wise}-wise{tag}", adamerging.merge(floats, taus, lam, names), hp, tuned_on))
+            diag["lambda"][f"adamerging-{wise}-wise{tag}"] = lam.tolist()
         ct = concrete.concrete_task_arithmetic(logits_of, floats, taus, batches, steps, seed=seed)
         hp = {"steps": steps, "lambda": concrete.SCALE, "temperature": concrete.TEMPERATURE,
               "mask_mean": round(float(torch.cat([m.flatten() for m in ct.mask.values()]).mean()), 4)}
@@ -72,7 +75,10 @@ def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, see
         hp = {"steps": steps, "adamerging_steps": steps, "lambda_mean": round(float(ca.lam.mean()), 4)}
         out.append((f"concrete-adamerging-layer-wise{tag}", concrete.masked_merge(floats, taus, ca.mask, ca.lam, ca.names),
                     hp, tuned_on))
-    return [(rule, {k: v.detach() for k, v in state.items()}, hp, tuned_on) for rule, state, hp, tuned_on in out]
+        diag["lambda"][f"concrete-adamerging-layer-wise{tag}"] = ca.lam.tolist()
+        for rule, r in ((f"concrete-task-arithmetic{tag}", ct), (f"concrete-adamerging-layer-wise{tag}", ca)):
+            diag["mask"][rule] = [round(float(torch.sigmoid(r.logits[k]).mean()), 4) for k in r.names]  # σ(logits): keep probability
+    return [(rule, {k: v.detach() for k, v in state.items()}, hp, tuned_on) for rule, state, hp, tuned_on in out], diag
 
 
 def wemoe_rows(clf, tasks, base: dict, experts: list, steps: int, device, seed: int, batch: int = 256) -> list:
