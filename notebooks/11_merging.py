@@ -14,6 +14,12 @@
 # | Fisher | $\sum_i c_i F_i \theta_i / \sum_i c_i F_i$, diagonal Fishers on each task's shots, $c_i \propto 1/\lVert F_i \rVert$ (FusionBench's normalisation; `fisher-unnormalised`: $c_i = 1/n$) |
 # | RegMean | per linear map: $W = (\sum_i G_i)^{-1} \sum_i G_i W_i^\top$, $G_i = X_i^\top X_i$ its inputs' Gram matrix (the attention's q/k/v and output projections included) |
 # | AdaMerging | $\theta_0 + \sum_i \lambda_i \tau_i$ (task-wise; layer-wise: one $\lambda_{i,l}$ per tensor), $\lambda$ from 0.3 by Adam on $\sum_t H(\mathrm{softmax}(\text{logits}_t))$ over unlabeled images |
+# | Concrete TA / AdaMerging | $\theta_0 + \sum_i \lambda_i (m \odot \tau_i)$, one mask $m$ shared by the experts, a Concrete (relaxed Bernoulli) draw of learned logits at temperature 0.5, rescaled to mean 1 per tensor, learned by the same entropy; AdaMerging's λ on top |
+# | WEMoE | task arithmetic everywhere but the ViT's MLPs, whose weights are $\theta_0 + \sum_i w_i(x)\,\tau_i$ per image, $w(x)$ from a small router on the block's tokens (E-WEMoE: one router, the MLPs' $\tau_i$ pruned to their top 10 %) |
+#
+# Experts are trained fully, with LoRA, and with **L-LoRA**: LoRA linearised around its start,
+# $f(x;\phi_0) + J_\phi f(x;\phi_0)(\phi-\phi_0)$, whose task vector is exactly the low-rank update
+# $s\,B A_0$ and so merges with less interference.
 #
 # λ is chosen on held-out shots of every task, never on their test sets (oracle rows beside).
 # AdaMerging adapts on unlabeled images: the tasks' training images with labels unused
@@ -101,3 +107,19 @@ if records and diag.get("cross"):
     display(Markdown(cross_table(diag, "full")))
     display(plot_cross(diag, pre))
     display(Markdown(generalisation_table(records, diag["tasks"])))
+
+# %% [markdown]
+# **What the adaptive rules learned** on the tasks' unlabeled images (never their labels), and
+# **robustness**: the merged encoders on every task's test images under seven corruptions
+# (FusionBench's: gaussian and impulse noise, motion blur, contrast, pixelate, JPEG, spatter).
+# WEMoE's routing appears when the run's backbone has a ViT tower (`miniclip-vit`).
+
+# %%
+from fewshot.report.merge_adaptive import plot_adaptive, plot_routing, robustness_table
+
+if records and diag.get("adaptive"):
+    display(plot_adaptive(diag))
+if records and diag.get("routing"):
+    display(plot_routing(diag))
+if records:
+    display(Markdown(robustness_table(records) or "no robustness rows (`merge_robustness` is off)"))
