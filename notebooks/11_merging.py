@@ -70,6 +70,22 @@ print(f"λ after 200 steps: {[round(v, 3) for v in lam.tolist()]}; summed entrop
 print("zero steps == task arithmetic at 0.3:", torch.equal(zero[name], merging.task_arithmetic(base, experts, 0.3)[name]))
 
 # %% [markdown]
+# Concrete task arithmetic on the same tensor: a mask over the task vectors' entries, learned by
+# the same entropy. A mask of ones is task arithmetic; the learned one drops the entries on which
+# the experts' task vectors fight.
+
+# %%
+from fewshot.merging import concrete
+
+ones = concrete.masked_merge(base, taus, {name: torch.ones_like(w0)}, torch.full((2,), concrete.SCALE), [name])
+print("all-ones mask == task arithmetic at 0.3:", torch.equal(ones[name], merging.task_arithmetic(base, experts, 0.3)[name]))
+learned = concrete.concrete_task_arithmetic(logits_of, base, taus, [lambda step: x] * 2, steps=100, lr=5e-2, seed=0)
+keep = torch.sigmoid(learned.logits[name])
+agree = torch.sign(t1) == torch.sign(t2)
+print(f"keep probability where the two task vectors agree in sign {float(keep[agree].mean()):.3f}, "
+      f"where they disagree {float(keep[~agree].mean()):.3f}; entropy {learned.history[0]:.3f} → {learned.history[-1]:.3f}")
+
+# %% [markdown]
 # ## The study: experts, merges, every merged model on every task
 
 # %%
