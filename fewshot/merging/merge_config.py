@@ -15,6 +15,9 @@ FIELDS = make_section(
     "merging",
     Field("merge_tasks", str, "", path_setting(empty=True),
           'folder of task datasets for the merging study (fewshot.merging.study); "" = none'),
+    Field("merge_backbone", str, "", path_setting(empty=True, name_or_path=True),
+          'the CLIP the merge study fine-tunes and merges (a registered name or a path); "" = the run\'s backbone. '
+          "WEMoE needs a ViT tower (e.g. miniclip-vit)"),
     Field("merge_shots", int, 16, int_check(2), "shots per class of each task's experts (one fold held out to choose λ)"),
     Field("merge_steps", int, 4000, int_check(1),
           "optimiser steps of each expert and of the multi-task reference (FusionBench: 4000; batch 32)"),

@@ -226,12 +226,19 @@ class Run:
             print("merging: no merge_tasks in the config; skipped")
             return []
         check_tasks(self.cfg.merge_tasks)
-        def record(method, eval_set, metrics, shots, seed, hp, tuned_on):
-            return make_record(method, eval_set, metrics, context=self.context, shots=shots, seed=seed,
-                               hyperparameters=hp, tuned_on=tuned_on, role="merge")
+        res, context = self.res, self.context
+        if self.cfg.merge_backbone:  # the study's own CLIP (WEMoE's routers sit on a ViT's blocks)
+            from fewshot.models.backbones import load_backbone
 
+            bb = load_backbone(self.cfg.merge_backbone, self.device, self.cfg.download_root or None)
+            res, context = type("MergeResources", (), {"backbone": bb})(), {**context, "backbone": bb.name,
+                                                                             "backbone_sha256": bb.sha256}
+
+        def record(method, eval_set, metrics, shots, seed, hp, tuned_on):
+            return make_record(method, eval_set, metrics, context=context, shots=shots, seed=seed,
+                               hyperparameters=hp, tuned_on=tuned_on, role="merge")
         with self.dir.lock("merging"):
-            records, diagnostics = run_study(self.res, self.cfg, self.device, record, self.cfg.progress)
+            records, diagnostics = run_study(res, self.cfg, self.device, record, self.cfg.progress)
             self.dir.write_records("merging", records)
             self.dir.write_json(self.dir.diagnostics_path("merging"), diagnostics)
         return records
