@@ -27,7 +27,7 @@ import torch
 
 from fewshot.base.errors import NonFiniteError
 
-__all__ = ["entropy", "merge", "names_of", "adamerge", "INIT", "LR", "BATCH"]
+__all__ = ["entropy", "entropy_backward", "merge", "names_of", "adamerge", "INIT", "LR", "BATCH"]
 
 INIT, LR, BATCH = 0.3, 1e-3, 16
 
@@ -36,6 +36,20 @@ def entropy(logits: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Mean Shannon entropy (nats) of softmax(logits) [B, C] over the batch: a scalar."""
     p = torch.softmax(logits, dim=-1)
     return -(p * torch.log(p + eps)).sum(-1).mean()
+
+
+def entropy_backward(logits_of, model, batches: list, step: int, what: str, retain: bool = True) -> float:
+    """Σ_t the entropy of task t's logits ``logits_of(model, t, batches[t](step))``, back-propagated
+    task by task (each loss checked for NaN: :class:`NonFiniteError` naming ``what``); ``retain``
+    keeps the graph between the tasks (they share the merged tensors). Returns the sum."""
+    total = 0.0
+    for t, batch in enumerate(batches):
+        loss = entropy(logits_of(model, t, batch(step)))
+        if not bool(torch.isfinite(loss)):
+            raise NonFiniteError(f"{what}: the entropy of task {t} is not finite at step {step}; lower the learning rate")
+        loss.backward(retain_graph=retain and t < len(batches) - 1)
+        total += float(loss.detach())
+    return total
 
 
 def merge(base: dict, taus: list[dict], weights: torch.Tensor, names: list[str]) -> dict:
@@ -61,15 +75,7 @@ def adamerge(logits_of: Callable[[dict, int, torch.Tensor], torch.Tensor], base:
     opt = torch.optim.Adam([lam], lr=lr)
     history = []
     for step in range(steps):
-        state = merge(base, taus, lam, names)
-        total = 0.0
-        for t, batch in enumerate(batches):
-            loss = entropy(logits_of(state, t, batch(step)))
-            if not bool(torch.isfinite(loss)):
-                raise NonFiniteError(f"AdaMerging: the entropy of task {t} is not finite at step {step}; "
-                                     f"lower the learning rate")
-            loss.backward(retain_graph=t < len(batches) - 1)
-            total += float(loss.detach())
+        total = entropy_backward(logits_of, merge(base, taus, lam, names), batches, step, "AdaMerging")
         opt.step()
         opt.zero_grad(set_to_none=True)
         history.append(total)

@@ -118,15 +118,7 @@ def masked_merge(base: dict, taus: list[dict], mask: dict, weights: torch.Tensor
 def _entropy_backward(logits_of, state: dict, batches: list, step: int, what: str) -> float:
     """Σ_t entropy of task t's logits on ``batches[t](step)`` through ``state``, back-propagated task
     by task (as :func:`fewshot.merging.adamerging.adamerge`); every loss checked for NaN."""
-    total = 0.0
-    for t, batch in enumerate(batches):
-        loss = adamerging.entropy(logits_of(state, t, batch(step)))
-        if not bool(torch.isfinite(loss)):
-            raise NonFiniteError(f"Concrete {what}: the entropy of task {t} is not finite at step {step}; "
-                                 f"lower the learning rate")
-        loss.backward(retain_graph=t < len(batches) - 1)
-        total += float(loss.detach())
-    return total
+    return adamerging.entropy_backward(logits_of, state, batches, step, f"Concrete {what}")
 
 
 def _setup(base: dict, taus: list[dict], seed: int):

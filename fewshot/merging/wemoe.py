@@ -40,8 +40,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from fewshot.base.errors import NonFiniteError
-from fewshot.merging.adamerging import entropy
+from fewshot.merging.adamerging import entropy_backward
 from fewshot.merging.rules import task_arithmetic, task_vectors
 from fewshot.merging.wemoe_router import Router, prune_magnitude
 
@@ -154,15 +153,8 @@ def train_routers(logits_of: Callable[[nn.Module, int, torch.Tensor], torch.Tens
     for m in layers:
         m.batch_reduce = True
     try:
-        for step in range(steps):
-            total = 0.0
-            for t, batch in enumerate(batches):
-                loss = entropy(logits_of(model, t, batch(step)))
-                if not bool(torch.isfinite(loss)):
-                    raise NonFiniteError(f"WEMoE: the entropy of task {t} is not finite at step {step}; "
-                                         f"lower the learning rate")
-                loss.backward()  # the tasks' graphs share no tensor: each is freed at once
-                total += float(loss.detach())
+        for step in range(steps):  # the tasks' graphs share no tensor: each is freed at once
+            total = entropy_backward(logits_of, model, batches, step, "WEMoE", retain=False)
             opt.step()
             opt.zero_grad(set_to_none=True)
             history.append(total)
