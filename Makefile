@@ -33,7 +33,7 @@ test-oldest: $(OLD_STAMP)  ## the fast tests on the oldest supported torch/torch
 
 world: install
 	$(BIN)/python -m fewshot world make --out data/miniworld
-	$(BIN)/python -m fewshot world make-tasks --out data/tasks
+	$(BIN)/python -m fewshot world make-tasks --out data/tasks --tasks shape colour count position style
 
 demo: world  ## the whole suite on the mini-world: notebooks/executed/, runs/miniworld/ (report in runs/miniworld/report/)
 	$(BIN)/python -m fewshot.notebooks.runner --out notebooks/executed --config miniworld $(NB)

@@ -77,7 +77,7 @@ def test_saved_notebooks_show_text_bars_as_they_end_and_keep_other_output():
 
 def test_all_notebooks_execute_in_order(tmp_path):
     make_world(notebooks.ROOT / "data" / "miniworld")  # kept as it is when current
-    make_tasks(notebooks.ROOT / "data" / "tasks")
+    make_tasks(notebooks.ROOT / "data" / "tasks", tasks=("shape", "colour", "count", "position", "style"))  # as make world
     overrides = {"out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
                  "report_dir": str(tmp_path / "report")}
     names = notebooks.list_notebooks()
