@@ -231,6 +231,16 @@ def test_checkpointing_is_on_for_small_gpus(monkeypatch):
         assert checkpointing_for(True, "cuda:0") is True
 
 
+def _pixel_pool(n: int, g):
+    """Random uint8 crops [n, 3, 37, 37] and a pool class whose batch(rows) reads them."""
+    pixels = (torch.rand(n, 3, 37, 37, generator=g) * 255).to(torch.uint8)
+
+    class Pool:
+        def batch(self, rows):
+            return pixels[torch.as_tensor(rows)]
+    return pixels, Pool
+
+
 def test_multitask_training_is_the_experts_recipe_written_out(tiny_clip_path):
     """The merge study's multi-task reference: each step one batch per task drawn with replacement,
     the summed cross-entropies through each task's head, AdamW with the recipe's decay, warm-up
@@ -244,11 +254,7 @@ def test_multitask_training_is_the_experts_recipe_written_out(tiny_clip_path):
 
     bb = load_backbone(str(tiny_clip_path))
     g = torch.Generator().manual_seed(0)
-    pixels = (torch.rand(12, 3, 37, 37, generator=g) * 255).to(torch.uint8)
-
-    class P:
-        def batch(self, rows):
-            return pixels[torch.as_tensor(rows)]
+    pixels, P = _pixel_pool(12, g)
     heads = [F.normalize(torch.randn(3, 64, generator=g), dim=-1) * 10, F.normalize(torch.randn(2, 64, generator=g), dim=-1) * 10]
     rows, labels = [torch.arange(8), torch.arange(4, 12)], [torch.arange(12) % 3, torch.arange(12) % 2]
     recipe = Recipe(epochs=2, lr=1e-3, batch_size=4, grad_clip=0.05, warmup=0.25)
@@ -294,11 +300,7 @@ def test_an_expert_trains_as_fusionbench_fine_tunes(tiny_clip_path):
 
     bb = load_backbone(str(tiny_clip_path))
     g = torch.Generator().manual_seed(0)
-    pixels = (torch.rand(10, 3, 37, 37, generator=g) * 255).to(torch.uint8)
-
-    class P:
-        def batch(self, rows):
-            return pixels[torch.as_tensor(rows)]
+    pixels, P = _pixel_pool(10, g)
     head = F.normalize(torch.randn(3, 64, generator=g), dim=-1) * 10
     rows, labels = torch.arange(10), torch.arange(10) % 3
     recipe = dataclasses.replace(Recipe(lr=1e-3, batch_size=4), steps=7, **FUSIONBENCH_EXPERT)

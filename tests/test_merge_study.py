@@ -31,7 +31,7 @@ def test_wemoe_needs_a_vit_tower(tiny_clip_path):
 
     bb = load_backbone(str(tiny_clip_path))
     assert not is_vit(bb.model.visual)
-    assert wemoe_rows(type("C", (), {"visual": bb.model.visual})(), [], {}, [], 2, "cpu", 0) == []
+    assert wemoe_rows(type("C", (), {"visual": bb.model.visual})(), [], {}, [], 2, "cpu", 0, {}) == []
 
 
 @pytest.mark.parametrize("tower", ["vit"])  # the ResNet tower runs the same code but for WEMoE (2 min here)

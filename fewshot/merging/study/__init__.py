@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fewshot.merging import rules as merging
-from fewshot.merging.study.adaptive import adaptive_rows, wemoe_rows
+from fewshot.merging.study.adaptive import adaptive_rows, pools, wemoe_rows
 from fewshot.merging.study.experiments import (LAMBDAS, generalisation_rows, soup_rows, static_rows,
                                                statistic_rows)
 from fewshot.merging.study.experts import (STRATEGIES, Scorer, expert_recipe, train_expert,
@@ -46,11 +46,12 @@ def _strategy(ctx, strategy, experts, rows_out, robust) -> None:
         add("individual", {t.name: row[t.name]}, {"strategy": strategy})
     diag["cosine"][strategy] = merging.cosine_matrix(merging.task_vectors(base, experts)).tolist()
     rows = static_rows(score, base, experts, strategy, diag["curves"])
+    both = pools(tasks, score.clf.visual.input_resolution, ctx["device"]) if strategy == "full" and cfg.adamerging_steps else {}
     if strategy == "full":
         rows += statistic_rows(ctx["model"], tasks, experts, ctx["recipe"], ctx["device"], ctx["seed"])
         if cfg.adamerging_steps:
             adaptive, diag["adaptive"] = adaptive_rows(score.clf, tasks, base, experts, cfg.adamerging_steps,
-                                                       ctx["device"], ctx["seed"])
+                                                       ctx["device"], ctx["seed"], both)
             rows += [(*r, None) for r in adaptive]
     for rule, state, hp, tuned_on, scores in rows:
         add(rule, scores or score(state), {"strategy": strategy, **hp}, tuned_on)
@@ -61,7 +62,7 @@ def _strategy(ctx, strategy, experts, rows_out, robust) -> None:
             rows_out.extend(ctx["record"](f"generalisation:{exp}:{rule}", t, {"top1": v}, ctx["k"], ctx["seed"], hp, tuned_on)
                             for t, v in scores.items())
         for rule, scores, hp, tuned_on, routing in (wemoe_rows(score.clf, tasks, base, experts, cfg.adamerging_steps,
-                                                               ctx["device"], ctx["seed"]) if cfg.adamerging_steps else []):
+                                                               ctx["device"], ctx["seed"], both) if both else []):
             add(rule, scores, {"strategy": strategy, **hp}, tuned_on)
             diag["routing"][rule] = routing
 

@@ -45,11 +45,11 @@ def _batches(pool: list, steps: int, seed: int) -> list:
     return [lambda step, x=x, d=d: x[d[step % len(d)]] for x, d in zip(pool, draws)]
 
 
-def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, seed: int) -> tuple[list, dict]:
+def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, seed: int, both: dict) -> tuple[list, dict]:
     """([(rule, state, hp, tuned_on)], diagnostics) of AdaMerging, Concrete task arithmetic and
     Concrete AdaMerging, each adapted on both pools (module docstring). Diagnostics: ``names`` (the
     weighted tensors, in order), ``lambda`` {rule: λ [n, L] or [n]}, ``mask`` {rule: each tensor's
-    mean keep probability σ(logits) [L]}."""
+    mean keep probability σ(logits) [L]}. ``both``: :func:`pools`."""
     floats = {k: v.to(device) for k, v in base.items()}
     taus = merging.task_vectors(floats, [{k: e[k].to(device) for k in floats} for e in experts])
     names = adamerging.names_of(floats, taus)
@@ -58,7 +58,7 @@ def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, see
         f = F.normalize(torch.func.functional_call(clf.visual, state, (normalize_pixels(x.to(device)),)).float(), dim=-1)
         return f @ tasks[t].head.to(device).T
     out, diag = [], {"names": names, "lambda": {}, "mask": {}}
-    for tuned_on, pool in pools(tasks, clf.visual.input_resolution, device).items():
+    for tuned_on, pool in both.items():
         tag = " (test-unlabeled)" if tuned_on == "test-unlabeled" else ""
         batches = _batches(pool, 2 * steps, seed)
         for wise in ("task", "layer"):
@@ -81,10 +81,11 @@ def adaptive_rows(clf, tasks, base: dict, experts: list, steps: int, device, see
     return [(rule, {k: v.detach() for k, v in state.items()}, hp, tuned_on) for rule, state, hp, tuned_on in out], diag
 
 
-def wemoe_rows(clf, tasks, base: dict, experts: list, steps: int, device, seed: int, batch: int = 256) -> list:
+def wemoe_rows(clf, tasks, base: dict, experts: list, steps: int, device, seed: int, both: dict,
+               batch: int = 256) -> list:
     """[(rule, scores {task: top-1}, hp, tuned_on, routing [T, K, n])] of WEMoE and E-WEMoE on a ViT
     tower, each adapted on both pools; [] on another tower. ``routing``: per task, the mean routing
-    weight of each expert in each MoE layer over the task's test images."""
+    weight of each expert in each MoE layer over the task's test images. ``both``: :func:`pools`."""
     if not is_vit(clf.visual):
         return []
     floats = {k: v.to(device) for k, v in base.items()}
@@ -95,7 +96,7 @@ def wemoe_rows(clf, tasks, base: dict, experts: list, steps: int, device, seed: 
 
     def logits_of(model, t, x):
         return feats(model, x) @ tasks[t].head.to(device).T
-    out, both = [], pools(tasks, clf.visual.input_resolution, device)
+    out = []
     for tuned_on, pool in both.items():
         tag = " (test-unlabeled)" if tuned_on == "test-unlabeled" else ""
         for rule, build in (("wemoe", wemoe.build_wemoe), ("e-wemoe", wemoe.build_ewemoe)):

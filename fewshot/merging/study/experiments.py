@@ -27,13 +27,14 @@ def static_rows(score, base, experts, strategy, curves: dict) -> list:
     test top-1 per λ."""
     out = [("average", merging.simple_average(experts), {"strategy": strategy}, "none", None)]
     for rule, merge in _lambda_rules(base, experts):
-        curve = {lam: (score(merge(lam), "held"), score(merge(lam))) for lam in LAMBDAS}
+        states = {lam: merge(lam) for lam in LAMBDAS}  # each merge once: scored twice, one kept
+        curve = {lam: (score(states[lam], "held"), score(states[lam])) for lam in LAMBDAS}
         mean = {lam: (sum(h.values()) / len(h), sum(s.values()) / len(s)) for lam, (h, s) in curve.items()}
         curves[f"{rule}:{strategy}"] = {str(lam): m for lam, m in mean.items()}
         chosen = LAMBDAS[selection.first_best([mean[lam][0] for lam in LAMBDAS])]
         oracle = LAMBDAS[selection.first_best([mean[lam][1] for lam in LAMBDAS])]
-        out.append((rule, merge(chosen), {"strategy": strategy, "lambda": chosen}, "cv-train", curve[chosen][1]))
-        out.append((f"{rule} (oracle)", merge(oracle), {"strategy": strategy, "lambda": oracle}, "test-oracle",
+        out.append((rule, states[chosen], {"strategy": strategy, "lambda": chosen}, "cv-train", curve[chosen][1]))
+        out.append((f"{rule} (oracle)", states[oracle], {"strategy": strategy, "lambda": oracle}, "test-oracle",
                     curve[oracle][1]))
     return out
 
